@@ -1,0 +1,41 @@
+# The conversation service. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit lint bench demo clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml setup.cfg
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv/ and install the service with its test tools
+
+run: $(STAMP) ## Run everything: embedded Redis + PostgreSQL (unless URLs are set), worker, beat, API, Flower
+	$(BIN)/conversation run
+
+test: $(STAMP) lint ## The whole suite: import contracts, unit, integration and end-to-end tests
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## Unit tests only (no servers)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP) ## Check the layer rules (import-linter contracts in setup.cfg)
+	$(BIN)/lint-imports
+
+bench: $(STAMP) ## Benchmarks beside their anchors; writes BENCHMARKS.md
+	$(BIN)/python -m bench
+
+demo: $(STAMP) ## Play agents against a running `make run` (in another terminal)
+	$(BIN)/conversation simulate
+
+clean: ## Remove the embedded servers' data (var/)
+	rm -rf var/

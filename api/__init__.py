@@ -1,0 +1,58 @@
+"""The CRM / dashboard API: `create_app(settings=None)`."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
+from flask_smorest import Api
+
+from api import agents, conversations, errors, health
+from api.auth import authenticate
+from config.settings import Settings
+from conversation.bootstrap import Container
+from conversation.views import ConversationViews
+
+
+class ServiceApi(Api):
+    """flask-smorest, with the contract's error body instead of its own."""
+
+    def handle_http_exception(self, error: Any) -> Any:
+        return errors.handle_http_exception(error)
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> Flask:
+    container = container or Container(settings)
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Conversation service",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.extensions["conversation"] = container
+    app.extensions["conversation_views"] = ConversationViews(
+        container.active_store, container.repository, container.replica_engine
+    )
+    api = ServiceApi(app)
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "description": "a tenant's API key"}
+    )
+    api.spec.options["security"] = [{"bearer": []}]
+    api.register_blueprint(conversations.blp)
+    api.register_blueprint(agents.blp)
+    app.register_blueprint(health.blp)
+    # The docs page's scripts come from the swagger-ui-bundle wheel: no CDN, works offline.
+    app.add_url_rule(
+        "/static/swagger-ui/<path:filename>",
+        "swagger_ui_static",
+        lambda filename: send_from_directory(swagger_ui_path, filename),
+    )
+    app.before_request(authenticate)
+    errors.register(app)
+    return app

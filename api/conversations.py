@@ -1,0 +1,73 @@
+"""Conversations: statistics, filtered lists and full transcripts, per tenant."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import principal, require_tenant
+from api.errors import ApiError
+from api.schemas import ConversationOut, ConversationPageOut, ListQuery, StatsOut, StatsQuery
+from conversation.domain.messages import IDENTIFIER_PATTERN
+from conversation.views import BadCursor, ConversationViews, ListFilters
+
+blp = Blueprint(
+    "conversations", __name__, url_prefix="/api/conversations",
+    description="Conversations of a tenant: statistics, lists, transcripts.",
+)
+
+
+def views() -> ConversationViews:
+    return current_app.extensions["conversation_views"]  # type: ignore[no-any-return]
+
+
+def checked_id(value: str, what: str) -> str:
+    if not IDENTIFIER_PATTERN.match(value):
+        raise ApiError(404, f"no such {what}")
+    return value
+
+
+@blp.route("/stats/<tenant_id>")
+class TenantStats(MethodView):
+    @blp.arguments(StatsQuery, location="query")
+    @blp.response(200, StatsOut)
+    def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+        """Statistics of a tenant's conversations over a range, by day, week or month."""
+        require_tenant(checked_id(tenant_id, "tenant"))
+        return views().stats(
+            tenant_id, start=query["from_"], end=query["to"], group_by=query["group_by"]
+        )
+
+
+@blp.route("/list/<tenant_id>")
+class TenantConversations(MethodView):
+    @blp.arguments(ListQuery, location="query")
+    @blp.response(200, ConversationPageOut)
+    def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+        """A tenant's conversations, newest first, filtered, with cursor pagination."""
+        require_tenant(checked_id(tenant_id, "tenant"))
+        filters = ListFilters(
+            status=query["status"],
+            agent_id=query["agent_id"],
+            session_id=query["session_id"],
+            start=query["from_"],
+            end=query["to"],
+        )
+        try:
+            return views().list_conversations(tenant_id, filters, query["limit"], query["cursor"])
+        except BadCursor as exc:
+            raise ApiError(400, str(exc), {"cursor": [str(exc)]}) from None
+
+
+@blp.route("/<conversation_id>/full")
+class FullConversation(MethodView):
+    @blp.response(200, ConversationOut)
+    def get(self, conversation_id: str) -> dict[str, Any]:
+        """One conversation with all its messages, from whichever tier holds it."""
+        found = views().full_conversation(checked_id(conversation_id, "conversation"))
+        # Another tenant's conversation answers exactly like a missing one.
+        if found is None or not principal().may_read(found["tenant_id"]):
+            raise ApiError(404, "no such conversation")
+        return found

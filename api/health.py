@@ -1,0 +1,34 @@
+"""Liveness and readiness."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+blp = Blueprint("health", __name__)
+
+
+@blp.get("/health")
+def health() -> Any:
+    """The process answers."""
+    return jsonify({"status": "ok"})
+
+
+@blp.get("/ready")
+def ready() -> Any:
+    """Ready when PostgreSQL answers; Redis down means degraded, still serving from PostgreSQL."""
+    container = current_app.extensions["conversation"]
+    checks: dict[str, str] = {}
+    for name, probe in (
+        ("postgres", lambda: container.repository.ping()),
+        ("redis", lambda: container.active_store.ping()),
+    ):
+        try:
+            checks[name] = "ok" if probe() else "down"
+        except Exception as exc:
+            checks[name] = f"down: {type(exc).__name__}"
+    ok = checks["postgres"] == "ok"
+    status = "ok" if ok and checks["redis"] == "ok" else ("degraded" if ok else "unavailable")
+    response = jsonify({"status": status, "checks": checks})
+    response.status_code = 200 if ok else 503
+    return response

@@ -1,0 +1,113 @@
+"""Query-string schemas of the API (marshmallow): unknown parameters are refused."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from conversation.domain.messages import IDENTIFIER_PATTERN
+
+MAX_PAGE = 200
+
+Identifier = validate.Regexp(
+    IDENTIFIER_PATTERN, error="must be 1-128 characters of letters, digits, '_', '-' and '.'"
+)
+
+
+class QuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class RangeQuery(QuerySchema):
+    from_ = fields.AwareDateTime(data_key="from", load_default=None, default_timezone=None)
+    to = fields.AwareDateTime(load_default=None, default_timezone=None)
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from_") and data.get("to") and data["from_"] >= data["to"]:
+            raise ValidationError("`from` must be before `to`", "from")
+
+
+class StatsQuery(RangeQuery):
+    group_by = fields.String(load_default="day", validate=validate.OneOf(("day", "week", "month")))
+
+
+class AgentStatsQuery(StatsQuery):
+    tenant_id = fields.String(load_default=None, validate=Identifier)
+
+
+class ListQuery(RangeQuery):
+    status = fields.String(load_default=None, validate=validate.OneOf(("active", "closed")))
+    agent_id = fields.String(load_default=None, validate=Identifier)
+    session_id = fields.String(load_default=None, validate=Identifier)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=600))
+
+
+class MessageOut(Schema):
+    id = fields.String()
+    role = fields.String()
+    content = fields.String()
+    name = fields.String(allow_none=True)
+    created_at = fields.String()
+    tokens = fields.Integer()
+    encoding = fields.String()
+    agent_id = fields.String(allow_none=True)
+    metadata = fields.Dict()
+
+
+class ConversationSummaryOut(Schema):
+    id = fields.String()
+    tenant_id = fields.String()
+    session_id = fields.String()
+    agent_id = fields.String()
+    status = fields.String()
+    created_at = fields.String()
+    closed_at = fields.String(allow_none=True)
+    message_count = fields.Integer()
+    last_message_at = fields.String(allow_none=True)
+
+
+class ConversationOut(ConversationSummaryOut):
+    tier = fields.String()
+    summary = fields.String(allow_none=True)
+    messages = fields.List(fields.Nested(MessageOut))
+
+
+class ConversationPageOut(Schema):
+    items = fields.List(fields.Nested(ConversationSummaryOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class PercentilesOut(Schema):
+    median = fields.Float(allow_none=True)
+    p90 = fields.Float(allow_none=True)
+
+
+class MeasuresOut(Schema):
+    conversations = fields.Integer()
+    messages = fields.Integer()
+    messages_in = fields.Integer()
+    messages_out = fields.Integer()
+    messages_per_conversation = fields.Float(allow_none=True)
+    tokens_in = fields.Integer()
+    tokens_out = fields.Integer()
+    duration_seconds = fields.Nested(PercentilesOut)
+    first_response_seconds = fields.Nested(PercentilesOut)
+    satisfaction_avg = fields.Float(allow_none=True)
+
+
+class PeriodOut(MeasuresOut):
+    period = fields.String()
+
+
+class StatsOut(Schema):
+    tenant_id = fields.String()
+    agent_id = fields.String(allow_none=True)
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String(allow_none=True)
+    group_by = fields.String()
+    active_now = fields.Integer()
+    totals = fields.Nested(MeasuresOut)
+    series = fields.List(fields.Nested(PeriodOut))

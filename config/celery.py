@@ -1,0 +1,90 @@
+"""Celery configuration: explicit queues and routes, JSON only, the beat schedule.
+
+Queue and task names are the public contract (CONTRACT.md section 1); `conversation.client`
+repeats them for producers that do not import the service.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from config.settings import Settings
+
+SAVE_QUEUE = "conversation.save"
+CONTEXT_QUEUE = "conversation.context"
+SESSIONS_QUEUE = "conversation.sessions"
+MIGRATION_QUEUE = "conversation.migration"
+STATS_QUEUE = "conversation.stats"
+DEAD_LETTER_QUEUE = "conversation.dlq"
+
+# Every queue a worker consumes by default; the dead-letter queue is for operators only.
+WORK_QUEUES = (SAVE_QUEUE, CONTEXT_QUEUE, SESSIONS_QUEUE, MIGRATION_QUEUE, STATS_QUEUE)
+
+TASK_QUEUES: dict[str, str] = {
+    "conversation.save_message": SAVE_QUEUE,
+    "conversation.save_messages": SAVE_QUEUE,
+    "conversation.get_context": CONTEXT_QUEUE,
+    "conversation.session_closed": SESSIONS_QUEUE,
+    "conversation.session_opened": SESSIONS_QUEUE,
+    "conversation.migrate_conversation": MIGRATION_QUEUE,
+    "conversation.aggregate_stats": STATS_QUEUE,
+    "conversation.cleanup": STATS_QUEUE,
+}
+
+_exchange = Exchange("conversation", type="direct")
+
+
+def queues() -> list[Queue]:
+    return [Queue(name, _exchange, routing_key=name) for name in (*WORK_QUEUES, DEAD_LETTER_QUEUE)]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings for these settings (no connection is made here)."""
+    return {
+        "broker_url": settings.require("broker_url"),
+        "result_backend": settings.require("result_backend"),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_queues": queues(),
+        "task_default_queue": SAVE_QUEUE,
+        "task_default_exchange": _exchange.name,
+        "task_routes": {
+            name: {"queue": queue, "routing_key": queue} for name, queue in TASK_QUEUES.items()
+        },
+        # A typo in a queue name must fail loudly instead of creating a queue nobody consumes.
+        "task_create_missing_queues": False,
+        # Only get_context returns something; the others would fill the backend with None.
+        "task_ignore_result": True,
+        "result_expires": 3600,
+        # Acknowledge after the work is done, so a killed worker's task is redelivered.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A small prefetch: with late acks, prefetched tasks of a killed worker wait for the
+        # visibility timeout before another worker gets them, so keep that window short.
+        "worker_prefetch_multiplier": 4,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout,
+        },
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": {
+            "aggregate-stats": {
+                "task": "conversation.aggregate_stats",
+                "schedule": timedelta(seconds=60),
+                "options": {"queue": STATS_QUEUE},
+            },
+            "cleanup": {
+                "task": "conversation.cleanup",
+                "schedule": timedelta(seconds=60),
+                "options": {"queue": STATS_QUEUE},
+            },
+        },
+    }

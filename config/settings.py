@@ -1,0 +1,151 @@
+"""One frozen settings object, read from the environment (see CONTRACT.md section 5).
+
+When a URL is not set, the service uses the embedded Redis / PostgreSQL that `make run`
+starts under `var/`; their addresses are written to `var/embedded.json` while they run, so the
+operator CLI finds them without any variable set.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+EMBEDDED_ENDPOINTS_FILE = "embedded.json"
+
+# Context windows of the design: window -> (strategy, token budget).
+DEFAULT_WINDOWS: dict[str, tuple[str, int]] = {
+    "8k": ("token_buffer", 6_000),
+    "32k": ("token_buffer", 28_000),
+    "128k": ("summary_buffer", 120_000),
+}
+
+# Model -> window. Prefix match, longest prefix wins; unknown models get 8k and a warning.
+DEFAULT_MODEL_WINDOWS: dict[str, str] = {
+    "gpt-4o": "128k",
+    "gpt-4.1": "128k",
+    "gpt-4-turbo": "128k",
+    "gpt-4-32k": "32k",
+    "gpt-4": "8k",
+    "gpt-3.5-turbo-16k": "32k",
+    "gpt-3.5-turbo": "8k",
+    "o1": "128k",
+    "o3": "128k",
+    "o4": "128k",
+    "claude": "128k",
+    "llama-3": "8k",
+    "mistral": "32k",
+}
+
+# Why 3600 s: a Redis broker redelivers an unacknowledged task after this many seconds. Our
+# countdown tasks (the 30 s migration timer) sit unacknowledged in a worker until they are due,
+# so the timeout must be well above SESSION_GRACE_SECONDS, or Redis would hand the same timer to
+# a second worker. A task lost with a killed worker comes back after an hour at the latest, and
+# the cleanup beat job migrates any closed session the lost timer missed long before that.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+
+ENV_NAMES = {"broker_url": "CELERY_BROKER_URL", "result_backend": "CELERY_RESULT_BACKEND"}
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not say where a server is, and no embedded one is running."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def read_embedded_endpoints(var_dir: Path) -> dict[str, str]:
+    """The URLs of the embedded servers that `conversation run` started, if it runs."""
+    path = var_dir / EMBEDDED_ENDPOINTS_FILE
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    redis_key_prefix: str = ""
+    broker_url: str | None = None
+    result_backend: str | None = None
+    database_url: str | None = None
+    database_replica_url: str | None = None
+    session_grace_seconds: int = 30
+    max_message_chars: int = 200_000
+    broker_visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    flower_port: int = 5555
+    api_rate_limit: str = "600/minute"
+    default_encoding: str = "cl100k_base"
+    windows: Mapping[str, tuple[str, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
+    model_windows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_WINDOWS))
+    var_dir: Path = DEFAULT_VAR_DIR
+    alert_webhook_url: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        var_dir = Path(env.get("CONVERSATION_VAR_DIR") or DEFAULT_VAR_DIR)
+        embedded = read_embedded_endpoints(var_dir)
+
+        def url(name: str) -> str | None:
+            return env.get(name) or embedded.get(name) or None
+
+        redis_url = url("REDIS_URL")
+        database_url = url("DATABASE_URL")
+        return cls(
+            redis_url=redis_url,
+            redis_cluster=_bool(env.get("REDIS_CLUSTER")),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", ""),
+            broker_url=url("CELERY_BROKER_URL") or redis_url,
+            result_backend=url("CELERY_RESULT_BACKEND") or redis_url,
+            database_url=database_url,
+            database_replica_url=url("DATABASE_REPLICA_URL") or database_url,
+            session_grace_seconds=_int(env, "SESSION_GRACE_SECONDS", 30),
+            max_message_chars=_int(env, "MAX_MESSAGE_CHARS", 200_000),
+            broker_visibility_timeout=_int(
+                env, "BROKER_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT
+            ),
+            api_host=env.get("API_HOST") or "127.0.0.1",
+            api_port=_int(env, "API_PORT", 8000),
+            flower_port=_int(env, "FLOWER_PORT", 5555),
+            api_rate_limit=env.get("API_RATE_LIMIT") or "600/minute",
+            default_encoding=env.get("DEFAULT_ENCODING") or "cl100k_base",
+            var_dir=var_dir,
+            alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,
+            log_level=env.get("LOG_LEVEL") or "INFO",
+        )
+
+    def require(self, name: str) -> str:
+        """The value of a URL setting, or a clear error saying how to get one."""
+        value = getattr(self, name)
+        if not value:
+            variable = ENV_NAMES.get(name, name.upper())
+            raise ConfigurationError(
+                f"{variable} is not set and no embedded server is running: "
+                "start the service with `make run`, or set the URLs (see README)."
+            )
+        return str(value)

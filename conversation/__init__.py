@@ -1,0 +1,1 @@
+"""The conversation service: remembers every conversation of an AI-agent platform."""

@@ -1,0 +1,1 @@
+"""Adapters: Redis, PostgreSQL, tiktoken, Celery dispatch, embedded servers."""

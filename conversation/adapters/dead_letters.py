@@ -1,0 +1,172 @@
+"""Dead letters: the task's message on `conversation.dlq`, a durable row, an ERROR line, an alert.
+
+No worker consumes `conversation.dlq`: it is the operators' queue. The PostgreSQL row is what
+`conversation dlq list|replay|purge` works on; a replay publishes the original task by name
+again, with fresh retries.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kombu import Connection, Exchange, Producer, Queue
+from sqlalchemy import Engine, delete, func, select
+
+from config.celery import DEAD_LETTER_QUEUE, TASK_QUEUES
+from conversation.adapters.sql_schema import dead_letters
+
+log = logging.getLogger("conversation.dead_letters")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    task_name: str
+    kwargs: dict[str, Any]
+    error: str
+    queue: str
+    attempts: int = 1
+    reasons: Any = None
+    traceback: str | None = None
+    task_id: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "queue": self.queue,
+            "kwargs": self.kwargs,
+            "error": self.error,
+            "reasons": self.reasons,
+            "traceback": self.traceback,
+            "attempts": self.attempts,
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    """Kwargs as JSON can hold them: a hostile payload must still be recorded, not crash us."""
+    try:
+        return json.loads(json.dumps(value, default=repr, ensure_ascii=True))
+    except (ValueError, RecursionError):
+        return repr(value)[:10_000]
+
+
+class DeadLetterOffice:
+    def __init__(
+        self,
+        engine: Engine | None,
+        broker_url: str,
+        alert_webhook_url: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.broker_url = broker_url
+        self.alert_webhook_url = alert_webhook_url
+
+    def send(self, letter: DeadLetter) -> None:
+        """Every channel is tried; one failing does not stop the others."""
+        letter = DeadLetter(**{**letter.__dict__, "kwargs": _json_safe(letter.kwargs)})
+        log.error(
+            "dead letter: %s failed after %d attempt(s): %s",
+            letter.task_name,
+            letter.attempts,
+            letter.error,
+            extra={"dead_letter": letter.record()},
+        )
+        for channel in (self._publish, self._store, self._alert):
+            try:
+                channel(letter)
+            except Exception:
+                log.exception("dead letter channel %s failed", channel.__name__)
+
+    def _publish(self, letter: DeadLetter) -> None:
+        queue = Queue(DEAD_LETTER_QUEUE, Exchange("conversation", type="direct"), DEAD_LETTER_QUEUE)
+        with Connection(self.broker_url, connect_timeout=5) as connection:
+            producer = Producer(connection)
+            producer.publish(
+                {**letter.record(), "at": datetime.now(UTC).isoformat()},
+                exchange=queue.exchange,
+                routing_key=DEAD_LETTER_QUEUE,
+                serializer="json",
+                declare=[queue],
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.2},
+            )
+
+    def _store(self, letter: DeadLetter) -> None:
+        if self.engine is None:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                dead_letters.insert().values(**letter.record(), created_at=datetime.now(UTC))
+            )
+
+    def _alert(self, letter: DeadLetter) -> None:
+        if not self.alert_webhook_url:
+            return
+        body = json.dumps({"event": "dead_letter", **letter.record()}).encode()
+        request = urllib.request.Request(
+            self.alert_webhook_url, data=body, headers={"Content-Type": "application/json"}
+        )
+        last_error: Exception | None = None
+        for _ in range(3):
+            try:
+                with urllib.request.urlopen(request, timeout=5):
+                    return
+            except OSError as exc:
+                last_error = exc
+        if last_error:
+            raise last_error
+
+    # --- operators ------------------------------------------------------------------------
+
+    def list(self, limit: int = 100, include_replayed: bool = False) -> list[dict[str, Any]]:
+        assert self.engine is not None
+        query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        if not include_replayed:
+            query = query.where(dead_letters.c.replayed_at.is_(None))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def replay(self, sender: Any, ids: list[int] | None = None) -> int:
+        """Publish the original tasks again by name; mark their rows replayed."""
+        assert self.engine is not None
+        query = select(dead_letters).where(dead_letters.c.replayed_at.is_(None))
+        if ids:
+            query = query.where(dead_letters.c.id.in_(ids))
+        replayed = 0
+        with self.engine.begin() as connection:
+            for row in connection.execute(query.with_for_update()).all():
+                queue = TASK_QUEUES.get(row.task_name, row.queue)
+                sender.send_task(row.task_name, kwargs=row.kwargs, queue=queue)
+                connection.execute(
+                    dead_letters.update()
+                    .where(dead_letters.c.id == row.id)
+                    .values(replayed_at=datetime.now(UTC))
+                )
+                replayed += 1
+        return replayed
+
+    def purge(self) -> int:
+        assert self.engine is not None
+        with self.engine.begin() as connection:
+            removed = connection.execute(delete(dead_letters)).rowcount
+        with Connection(self.broker_url, connect_timeout=5) as connection:
+            queue = Queue(DEAD_LETTER_QUEUE, Exchange("conversation", type="direct"))
+            try:
+                queue(connection.default_channel).purge()
+            except Exception:
+                log.warning("could not purge the %s queue", DEAD_LETTER_QUEUE)
+        return int(removed)
+
+    def count(self) -> int:
+        assert self.engine is not None
+        with self.engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    select(func.count()).where(dead_letters.c.replayed_at.is_(None))
+                )
+                or 0
+            )

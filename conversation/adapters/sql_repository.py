@@ -1,0 +1,306 @@
+"""The persistent store: conversations in PostgreSQL through SQLAlchemy 2 and psycopg 3."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+
+from conversation.adapters.sql_schema import conversation_stats, conversations, messages
+from conversation.domain.messages import (
+    Conversation,
+    ConversationStatus,
+    Message,
+    Role,
+    parse_timestamp,
+    utc_timestamp,
+)
+from conversation.domain.stats import ConversationStats, summarise_conversation
+
+TAIL_CHUNK = 64
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Use psycopg 3 whatever driver the URL names (postgres://, postgresql://)."""
+    for scheme in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _ts(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return utc_timestamp(value) if value else None
+
+
+def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "id": message.id,
+        "seq": seq,
+        "tenant_id": tenant_id,
+        "role": str(message.role),
+        "content": message.content,
+        "name": message.name,
+        "tokens": message.tokens,
+        "encoding": message.encoding,
+        "agent_id": message.agent_id,
+        "created_at": parse_timestamp(message.created_at),
+        "metadata": message.metadata or None,
+    }
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=row.id,
+        role=Role(row.role),
+        content=row.content,
+        created_at=utc_timestamp(row.created_at),
+        tokens=row.tokens,
+        encoding=row.encoding,
+        name=row.name,
+        metadata=row.metadata or {},
+        agent_id=row.agent_id,
+    )
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        session_id=row.session_id,
+        agent_id=row.agent_id,
+        created_at=utc_timestamp(row.created_at),
+        status=ConversationStatus(row.status),
+        closed_at=_iso(row.closed_at),
+        summary=row.summary,
+        summary_through=row.summary_through,
+    )
+
+
+def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation.id,
+        "tenant_id": conversation.tenant_id,
+        "agent_id": conversation.agent_id,
+        "message_count": stats.message_count,
+        "user_messages": stats.user_messages,
+        "assistant_messages": stats.assistant_messages,
+        "tokens_in": stats.tokens_in,
+        "tokens_out": stats.tokens_out,
+        "duration": stats.duration_seconds,
+        "first_response_seconds": stats.first_response_seconds,
+        "satisfaction": stats.satisfaction,
+        "started_at": _ts(stats.started_at),
+        "ended_at": _ts(stats.ended_at),
+    }
+
+
+_ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
+
+
+class SqlHistory:
+    def __init__(self, engine: Engine, conversation_id: str, chunk: int = TAIL_CHUNK) -> None:
+        self.engine = engine
+        self.conversation_id = conversation_id
+        self.chunk = chunk
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    select(func.count())
+                    .select_from(messages)
+                    .where(messages.c.conversation_id == self.conversation_id)
+                )
+                or 0
+            )
+
+    def first(self) -> Message | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(messages)
+                .where(messages.c.conversation_id == self.conversation_id)
+                .order_by(*_ORDER)
+                .limit(1)
+            ).first()
+        return _message(row) if row else None
+
+    def newest_first(self) -> Iterator[Message]:
+        # Keyset pagination from the tail, chunks doubling: reads grow with the window.
+        after: tuple[Any, ...] | None = None
+        chunk = self.chunk
+        while True:
+            query = select(messages).where(messages.c.conversation_id == self.conversation_id)
+            if after is not None:
+                created_at, seq, message_id = after
+                query = query.where(
+                    or_(
+                        messages.c.created_at < created_at,
+                        and_(messages.c.created_at == created_at, messages.c.seq < seq),
+                        and_(
+                            messages.c.created_at == created_at,
+                            messages.c.seq == seq,
+                            messages.c.id < message_id,
+                        ),
+                    )
+                )
+            query = query.order_by(*(c.desc() for c in _ORDER)).limit(chunk)
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
+            for row in rows:
+                yield _message(row)
+            if len(rows) < chunk:
+                return
+            last = rows[-1]
+            after = (last.created_at, last.seq, last.id)
+            chunk = min(chunk * 2, 4096)
+
+
+class SqlRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def store_conversation(
+        self,
+        conversation: Conversation,
+        history: Sequence[Message],
+        stats: ConversationStats,
+    ) -> None:
+        now = datetime.now(UTC)
+        row = {
+            "id": conversation.id,
+            "tenant_id": conversation.tenant_id,
+            "session_id": conversation.session_id,
+            "agent_id": conversation.agent_id,
+            "status": str(conversation.status),
+            "created_at": parse_timestamp(conversation.created_at),
+            "closed_at": _ts(conversation.closed_at),
+            "last_message_at": _ts(stats.ended_at),
+            "message_count": stats.message_count,
+            "summary": conversation.summary,
+            "summary_through": conversation.summary_through,
+            "migrated_at": now,
+        }
+        upsert = insert(conversations).values(row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[conversations.c.id],
+            set_={
+                k: upsert.excluded[k]
+                for k in row
+                if k not in ("id", "tenant_id", "session_id", "created_at")
+            },
+        )
+        stats_row = _stats_row(conversation, stats)
+        stats_upsert = insert(conversation_stats).values(stats_row)
+        stats_upsert = stats_upsert.on_conflict_do_update(
+            index_elements=[conversation_stats.c.conversation_id],
+            set_={k: stats_upsert.excluded[k] for k in stats_row if k != "conversation_id"},
+        )
+        with self.engine.begin() as connection:
+            connection.execute(upsert)
+            if history:
+                connection.execute(
+                    insert(messages).on_conflict_do_nothing(),
+                    [
+                        message_row(conversation.id, conversation.tenant_id, seq, m)
+                        for seq, m in enumerate(history)
+                    ],
+                )
+            connection.execute(stats_upsert)
+
+    def append_message(self, conversation_id: str, message: Message) -> bool:
+        """Append to a persisted conversation; False when the message id is already there."""
+        with self.engine.begin() as connection:
+            conversation = connection.execute(
+                select(conversations).where(conversations.c.id == conversation_id).with_for_update()
+            ).first()
+            if conversation is None:
+                raise LookupError(f"conversation {conversation_id} is not persisted")
+            next_seq = connection.scalar(
+                select(func.coalesce(func.max(messages.c.seq), -1) + 1).where(
+                    messages.c.conversation_id == conversation_id
+                )
+            )
+            inserted = connection.execute(
+                insert(messages)
+                .values(message_row(conversation_id, conversation.tenant_id, next_seq, message))
+                .on_conflict_do_nothing()
+            ).rowcount
+            if inserted:
+                history = [
+                    _message(r)
+                    for r in connection.execute(
+                        select(messages)
+                        .where(messages.c.conversation_id == conversation_id)
+                        .order_by(*_ORDER)
+                    )
+                ]
+                stats = summarise_conversation(history)
+                connection.execute(
+                    conversations.update()
+                    .where(conversations.c.id == conversation_id)
+                    .values(
+                        message_count=stats.message_count,
+                        last_message_at=_ts(stats.ended_at),
+                    )
+                )
+                stats_row = _stats_row(_conversation(conversation), stats)
+                stmt = insert(conversation_stats).values(stats_row)
+                connection.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[conversation_stats.c.conversation_id],
+                        set_={k: stmt.excluded[k] for k in stats_row if k != "conversation_id"},
+                    )
+                )
+        return bool(inserted)
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(conversations).where(conversations.c.id == conversation_id)
+            ).first()
+        return _conversation(row) if row else None
+
+    def history(self, conversation_id: str) -> SqlHistory:
+        return SqlHistory(self.engine, conversation_id)
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages)
+                .where(messages.c.conversation_id == conversation_id)
+                .order_by(*_ORDER)
+            ).all()
+        return [_message(r) for r in rows]
+
+    def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.scalar(
+                select(conversations.c.id)
+                .where(
+                    conversations.c.tenant_id == tenant_id,
+                    conversations.c.session_id == session_id,
+                )
+                .order_by(conversations.c.created_at.desc())
+                .limit(1)
+            )
+
+    def ping(self) -> bool:
+        with self.engine.connect() as connection:
+            return connection.scalar(select(1)) == 1

@@ -1,0 +1,122 @@
+"""The PostgreSQL tables (SQLAlchemy Core). Created and changed only by Alembic migrations."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("agent_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("last_message_at", DateTime(timezone=True)),
+    Column("message_count", Integer, nullable=False, server_default="0"),
+    Column("summary", Text),
+    Column("summary_through", String(128)),
+    Column("migrated_at", DateTime(timezone=True)),
+    Index("ix_conversations_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_conversations_tenant_agent_created", "tenant_id", "agent_id", "created_at"),
+    Index("ix_conversations_tenant_session", "tenant_id", "session_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column(
+        "conversation_id",
+        String(128),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("id", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("tenant_id", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("name", String(128)),
+    Column("tokens", Integer, nullable=False),
+    Column("encoding", String(32), nullable=False),
+    Column("agent_id", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("metadata", JSONB),
+    PrimaryKeyConstraint("conversation_id", "id", name="pk_messages"),
+    Index("ix_messages_conversation_order", "conversation_id", "created_at", "seq"),
+    Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+)
+
+conversation_stats = Table(
+    "conversation_stats",
+    metadata,
+    Column(
+        "conversation_id",
+        String(128),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tenant_id", String(128), nullable=False),
+    Column("agent_id", String(128), nullable=False),
+    Column("message_count", Integer, nullable=False),
+    Column("user_messages", Integer, nullable=False),
+    Column("assistant_messages", Integer, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("duration", Float, nullable=False),
+    Column("first_response_seconds", Float),
+    Column("satisfaction", Float),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Index("ix_conversation_stats_tenant_started", "tenant_id", "started_at"),
+    Index("ix_conversation_stats_tenant_agent_started", "tenant_id", "agent_id", "started_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("tenant_id", String(128)),
+    Column("is_admin", Boolean, nullable=False, server_default="false"),
+    Column("label", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_api_keys_tenant", "tenant_id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("task_id", String(64)),
+    Column("task_name", String(128), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("kwargs", JSONB, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("reasons", JSONB),
+    Column("traceback", Text),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("replayed_at", DateTime(timezone=True)),
+    Index("ix_dead_letters_created", "created_at"),
+)

@@ -1,0 +1,156 @@
+"""The one place that wires adapters into services. Nothing connects until first used."""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine
+
+from config.celery import celery_config
+from config.settings import Settings
+from conversation.adapters.api_keys import ApiKeyStore
+from conversation.adapters.dead_letters import DeadLetterOffice
+from conversation.adapters.dispatch import CeleryScheduler
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.sql_repository import SqlRepository, make_engine
+from conversation.adapters.tokenizer import TiktokenCounter
+from conversation.services.context import ContextBuilder
+from conversation.services.migration import ConversationMigrator
+from conversation.services.save import MessageSaver
+from conversation.services.sessions import SessionLifecycle
+
+_tokenizers: dict[str, TiktokenCounter] = {}
+
+
+def tokenizer_for(default_encoding: str) -> TiktokenCounter:
+    """One tokenizer per process: loading a BPE table costs a fraction of a second."""
+    if default_encoding not in _tokenizers:
+        _tokenizers[default_encoding] = TiktokenCounter(default_encoding)
+    return _tokenizers[default_encoding]
+
+
+def redis_client(url: str, *, cluster: bool = False) -> Any:
+    options: dict[str, Any] = {
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+    }
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+class Container:
+    """Adapters and services for one process, built lazily from settings.
+
+    Tests pass ready-made adapters (fakes, or clients of the servers they started) as keyword
+    arguments; anything not passed is built from settings on first use.
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings or Settings.from_env()
+        for name, value in overrides.items():
+            setattr(self, name, value)
+
+    @cached_property
+    def redis(self) -> Any:
+        return redis_client(self.settings.require("redis_url"), cluster=self.settings.redis_cluster)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.require("database_url"))
+
+    @cached_property
+    def replica_engine(self) -> Engine:
+        replica = self.settings.database_replica_url
+        if not replica or replica == self.settings.database_url:
+            return self.engine
+        return make_engine(replica)
+
+    @cached_property
+    def producer(self) -> Celery:
+        """A bare Celery app that publishes by task name, as any upstream service does."""
+        app = Celery("conversation-producer", set_as_current=False)
+        app.config_from_object(celery_config(self.settings))
+        return app
+
+    @cached_property
+    def tokenizer(self) -> TiktokenCounter:
+        return tokenizer_for(self.settings.default_encoding)
+
+    @cached_property
+    def active_store(self) -> RedisActiveStore:
+        return RedisActiveStore(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def repository(self) -> SqlRepository:
+        return SqlRepository(self.engine)
+
+    @cached_property
+    def read_repository(self) -> SqlRepository:
+        return SqlRepository(self.replica_engine)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyStore:
+        return ApiKeyStore(self.engine)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterOffice:
+        return DeadLetterOffice(
+            self.engine, self.settings.require("broker_url"), self.settings.alert_webhook_url
+        )
+
+    @cached_property
+    def saver(self) -> MessageSaver:
+        return MessageSaver(self.active_store, self.repository, self.tokenizer)
+
+    @cached_property
+    def context_builder(self) -> ContextBuilder:
+        return ContextBuilder(
+            self.active_store,
+            self.repository,
+            self.tokenizer,
+            windows=self.settings.windows,
+            model_windows=self.settings.model_windows,
+        )
+
+    @cached_property
+    def sessions(self) -> SessionLifecycle:
+        return SessionLifecycle(
+            self.active_store,
+            CeleryScheduler(self.producer),
+            grace_seconds=self.settings.session_grace_seconds,
+        )
+
+    @cached_property
+    def migrator(self) -> ConversationMigrator:
+        return ConversationMigrator(self.active_store, self.repository)
+
+    def close(self) -> None:
+        for name in ("engine", "replica_engine"):
+            if name in self.__dict__:
+                self.__dict__[name].dispose()
+        if "redis" in self.__dict__:
+            self.__dict__["redis"].close()
+
+
+_container: Container | None = None
+
+
+def container() -> Container:
+    """The process's container (built on first use, after any fork)."""
+    global _container
+    if _container is None:
+        _container = Container()
+    return _container
+
+
+def reset_container(new: Container | None = None) -> None:
+    global _container
+    if _container is not None and _container is not new:
+        _container.close()
+    _container = new

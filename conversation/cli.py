@@ -1,0 +1,196 @@
+"""The `conversation` console script: operator commands and the service's processes."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from config.celery import WORK_QUEUES
+from config.settings import Settings
+
+
+def _container() -> Any:
+    from conversation.bootstrap import Container
+
+    return Container(Settings.from_env())
+
+
+def _celery(*args: str) -> None:
+    """Replace this process with a Celery command on the service's app."""
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "tasks.app", *args])
+
+
+# --- processes ------------------------------------------------------------------------------
+
+def cmd_worker(ns: argparse.Namespace) -> None:
+    args = ["worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", ns.pool,
+            "--hostname", ns.hostname]
+    if ns.concurrency:
+        args += ["--concurrency", str(ns.concurrency)]
+    _celery(*args)
+
+
+def cmd_beat(ns: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    _celery("beat", "--loglevel", ns.loglevel,
+            "--schedule", str(settings.var_dir / "celerybeat-schedule"))
+
+
+def cmd_flower(ns: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    args = ["flower", f"--port={ns.port or settings.flower_port}", "--address=127.0.0.1"]
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        args.append(f"--basic-auth={os.environ['FLOWER_BASIC_AUTH']}")
+    _celery(*args)
+
+
+def cmd_api(ns: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    host = ns.host or settings.api_host
+    port = ns.port or settings.api_port
+    os.execvp(sys.executable, [
+        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+        str(ns.workers), "--access-logfile", "-", "--graceful-timeout", "5", "api.wsgi:app",
+    ])
+
+
+def cmd_run(ns: argparse.Namespace) -> None:
+    from conversation.runner import run
+
+    sys.exit(run(grace_seconds=ns.grace))
+
+
+# --- operators ------------------------------------------------------------------------------
+
+def cmd_db_upgrade(ns: argparse.Namespace) -> None:
+    from conversation.adapters.schema_migrations import upgrade
+
+    upgrade(Settings.from_env().require("database_url"), ns.revision)
+    print(f"database upgraded to {ns.revision}", file=sys.stderr)
+
+
+def cmd_apikey_create(ns: argparse.Namespace) -> None:
+    if not ns.admin and not ns.tenant:
+        sys.exit("give --tenant T, or --admin for an admin key")
+    print(_container().api_keys.create(ns.tenant, admin=ns.admin, label=ns.label))
+
+
+def cmd_apikey_list(ns: argparse.Namespace) -> None:
+    for row in _container().api_keys.list(ns.tenant):
+        print(json.dumps(row))
+
+
+def cmd_apikey_revoke(ns: argparse.Namespace) -> None:
+    if not _container().api_keys.revoke(ns.id):
+        sys.exit(f"no active key with id {ns.id}")
+    print(f"revoked key {ns.id}", file=sys.stderr)
+
+
+def cmd_dlq_list(ns: argparse.Namespace) -> None:
+    for row in _container().dead_letters.list(ns.limit, include_replayed=ns.all):
+        print(json.dumps(row, default=str))
+
+
+def cmd_dlq_replay(ns: argparse.Namespace) -> None:
+    container = _container()
+    count = container.dead_letters.replay(container.producer, ns.ids or None)
+    print(f"replayed {count} dead letter(s)", file=sys.stderr)
+
+
+def cmd_dlq_purge(ns: argparse.Namespace) -> None:
+    count = _container().dead_letters.purge()
+    print(f"purged {count} dead letter(s)", file=sys.stderr)
+
+
+def cmd_simulate(ns: argparse.Namespace) -> None:
+    from conversation.simulator import simulate
+
+    report = simulate(
+        Settings.from_env(),
+        tenants=ns.tenants,
+        sessions=ns.sessions,
+        turns=ns.turns,
+        close=not ns.keep_open,
+    )
+    print(json.dumps(report, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conversation", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="everything: embedded servers, worker, beat, API, Flower")
+    p.add_argument("--grace", type=int, default=None, help="override SESSION_GRACE_SECONDS")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="a Celery worker")
+    p.add_argument("--queues", default=",".join(WORK_QUEUES))
+    p.add_argument("--concurrency", type=int, default=0)
+    p.add_argument("--pool", default="prefork")
+    p.add_argument("--hostname", default="conversation@%h")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="Celery beat (statistics and cleanup schedule)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_beat)
+
+    p = sub.add_parser("flower", help="Flower, the workers' dashboard")
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_flower)
+
+    p = sub.add_parser("api", help="the REST API under gunicorn")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_api)
+
+    db = sub.add_parser("db", help="the PostgreSQL schema").add_subparsers(dest="db", required=True)
+    p = db.add_parser("upgrade", help="apply the Alembic migrations")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    keys = sub.add_parser("apikey", help="API keys").add_subparsers(dest="apikey", required=True)
+    p = keys.add_parser("create", help="print a new key alone on standard output")
+    p.add_argument("--tenant")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--label")
+    p.set_defaults(func=cmd_apikey_create)
+    p = keys.add_parser("list", help="the keys (never the secrets), one JSON line each")
+    p.add_argument("--tenant")
+    p.set_defaults(func=cmd_apikey_list)
+    p = keys.add_parser("revoke", help="revoke a key by id")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_apikey_revoke)
+
+    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq", required=True)
+    p = dlq.add_parser("list", help="dead letters, newest first, one JSON line each")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--all", action="store_true", help="include replayed ones")
+    p.set_defaults(func=cmd_dlq_list)
+    p = dlq.add_parser("replay", help="publish the original tasks again (fresh retries)")
+    p.add_argument("ids", nargs="*", type=int)
+    p.set_defaults(func=cmd_dlq_replay)
+    p = dlq.add_parser("purge", help="delete every dead letter")
+    p.set_defaults(func=cmd_dlq_purge)
+
+    p = sub.add_parser("simulate", help="play agents against the running service, by task name")
+    p.add_argument("--tenants", type=int, default=2)
+    p.add_argument("--sessions", type=int, default=6)
+    p.add_argument("--turns", type=int, default=5)
+    p.add_argument("--keep-open", action="store_true", help="do not close the sessions")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ns = build_parser().parse_args(argv)
+    ns.func(ns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure domain: messages, conversations, token budgets. Imports nothing of the project, no I/O."""

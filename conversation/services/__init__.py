@@ -1,0 +1,1 @@
+"""Use cases over ports: save, context, sessions, migration."""

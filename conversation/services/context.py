@@ -1,0 +1,173 @@
+"""Building the context for a model window: the MemoryManager of the design."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from conversation.domain.context import SUMMARY_BUFFER, ContextPlan, plan_context, select_tail
+from conversation.domain.errors import ConversationNotFound, ForeignConversation
+from conversation.domain.messages import Message, Role
+from conversation.services.ports import ActiveStore, History, Repository, Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class ContextBuilder:
+    def __init__(
+        self,
+        active: ActiveStore,
+        repository: Repository,
+        tokenizer: Tokenizer,
+        windows: Mapping[str, tuple[str, int]],
+        model_windows: Mapping[str, str],
+    ) -> None:
+        self.active = active
+        self.repository = repository
+        self.tokenizer = tokenizer
+        self.windows = windows
+        self.model_windows = model_windows
+
+    def get_context(
+        self,
+        *,
+        tenant_id: str,
+        conversation_id: str | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
+        window: str | None = None,
+        max_tokens: int | None = None,
+    ) -> dict[str, Any]:
+        """The context object of the contract; on any failure an empty one and a warning."""
+        try:
+            return self._build(tenant_id, conversation_id, session_id, model, window, max_tokens)
+        except Exception as exc:  # a context failure never fails the caller (contract)
+            log.warning(
+                "context failed, answering an empty context: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"tenant_id": tenant_id, "conversation_id": conversation_id},
+            )
+            return _empty_context(conversation_id, model, window, max_tokens, str(exc))
+
+    def _build(
+        self,
+        tenant_id: str,
+        conversation_id: str | None,
+        session_id: str | None,
+        model: str | None,
+        window: str | None,
+        max_tokens: int | None,
+    ) -> dict[str, Any]:
+        plan = plan_context(
+            model=model,
+            window=window,
+            max_tokens=max_tokens,
+            windows=self.windows,
+            model_windows=self.model_windows,
+        )
+        if plan.warning:
+            log.warning(plan.warning)
+        conversation_id = conversation_id or self._session_conversation(tenant_id, session_id)
+        history = self._history(tenant_id, conversation_id)
+        encoding = self.tokenizer.encoding_for(model)
+        return self._select(conversation_id, plan, history, encoding)
+
+    def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
+        if session_id is None:
+            raise ConversationNotFound("neither conversation_id nor session_id given")
+        found = self.active.session_conversation(
+            tenant_id, session_id
+        ) or self.repository.latest_conversation_for_session(tenant_id, session_id)
+        if found is None:
+            raise ConversationNotFound(f"session {session_id} has no conversation")
+        return found
+
+    def _history(self, tenant_id: str, conversation_id: str) -> History:
+        conversation = self.active.get_conversation(conversation_id)
+        source: ActiveStore | Repository = self.active
+        if conversation is None:
+            conversation = self.repository.get_conversation(conversation_id)
+            source = self.repository
+        if conversation is None:
+            raise ConversationNotFound(f"conversation {conversation_id} not found")
+        if conversation.tenant_id != tenant_id:
+            raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
+        return source.history(conversation_id)
+
+    def _cost(self, message: Message, encoding: str) -> int:
+        if message.encoding == encoding:
+            return message.tokens
+        return self.tokenizer.message_cost(
+            str(message.role), message.content, message.name, encoding
+        )
+
+    def _select(
+        self, conversation_id: str, plan: ContextPlan, history: History, encoding: str
+    ) -> dict[str, Any]:
+        total = history.count()
+        first = history.first()
+        leading_system = first if first is not None and first.role is Role.SYSTEM else None
+        # The walk never reaches the leading system message: it is kept on its own terms.
+        walkable = total - (1 if leading_system else 0)
+        seen: list[Message] = []
+
+        def newest_first() -> Iterator[tuple[int, bool]]:
+            for message in history.newest_first():
+                if len(seen) >= walkable:
+                    return
+                seen.append(message)
+                yield self._cost(message, encoding), message.role is Role.USER
+
+        selection = select_tail(
+            newest_first(),
+            budget=plan.budget,
+            system_cost=self._cost(leading_system, encoding) if leading_system else None,
+        )
+        kept = list(reversed(seen[: selection.kept]))
+        if leading_system is not None:
+            kept.insert(0, leading_system)
+        truncated = len(kept) < total
+        return {
+            "conversation_id": conversation_id,
+            "model": plan.model,
+            "window": plan.window,
+            "strategy": plan.strategy,
+            "max_tokens": plan.budget,
+            "tokens": selection.tokens,
+            "total_messages": total,
+            "truncated": truncated,
+            "summary": None,
+            "summary_pending": plan.strategy == SUMMARY_BUFFER and truncated,
+            "messages": [_context_message(m) for m in kept],
+        }
+
+
+def _context_message(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": str(message.role), "content": message.content}
+    if message.name:
+        data["name"] = message.name
+    return data
+
+
+def _empty_context(
+    conversation_id: str | None,
+    model: str | None,
+    window: str | None,
+    max_tokens: int | None,
+    error: str,
+) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "model": model,
+        "window": window,
+        "strategy": None,
+        "max_tokens": max_tokens,
+        "tokens": 0,
+        "total_messages": 0,
+        "truncated": False,
+        "summary": None,
+        "summary_pending": False,
+        "messages": [],
+        "error": error,
+    }

@@ -1,0 +1,63 @@
+"""Moving a closed conversation from Redis to PostgreSQL (the PersistenceMigrationWorker)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from conversation.domain.messages import ConversationStatus, now_timestamp
+from conversation.domain.stats import summarise_conversation
+from conversation.services.ports import ActiveStore, Repository
+
+log = logging.getLogger(__name__)
+
+# Messages keep arriving while a migration runs only in a race with a reconnect; a few passes
+# settle it, each one idempotent.
+MAX_PASSES = 5
+
+
+class MigrationStatus(Enum):
+    MIGRATED = "migrated"
+    NOT_ACTIVE = "not_active"  # already migrated, or never existed: nothing to do
+    STALE = "stale"  # the session reconnected after the close that scheduled this
+    BUSY = "busy"  # messages kept arriving; try again later
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    status: MigrationStatus
+    conversation_id: str
+    messages: int = 0
+
+
+class ConversationMigrator:
+    def __init__(self, active: ActiveStore, repository: Repository) -> None:
+        self.active = active
+        self.repository = repository
+
+    def migrate(
+        self, conversation_id: str, generation: int | None, *, force: bool = False
+    ) -> MigrationOutcome:
+        """Migrate if the session is still closed at `generation` (or unconditionally: force)."""
+        conversation = self.active.get_conversation(conversation_id)
+        if conversation is None:
+            return MigrationOutcome(MigrationStatus.NOT_ACTIVE, conversation_id)
+        state = self.active.session_state(conversation.session_id)
+        if not force and (
+            state is None or state.generation != generation or state.closed_at is None
+        ):
+            return MigrationOutcome(MigrationStatus.STALE, conversation_id)
+        closed_at = (state.closed_at if state else None) or now_timestamp()
+        closed = replace(conversation, status=ConversationStatus.CLOSED, closed_at=closed_at)
+        for _ in range(MAX_PASSES):
+            messages = self.active.messages(conversation_id)
+            self.repository.store_conversation(closed, messages, summarise_conversation(messages))
+            # Redis keys go only after the commit, and only if no message came in meanwhile.
+            if self.active.finish_migration(conversation, len(messages)):
+                if state is not None:
+                    self.active.release_session(
+                        conversation.session_id, conversation_id, state.generation
+                    )
+                log.info("migrated conversation %s (%d messages)", conversation_id, len(messages))
+                return MigrationOutcome(MigrationStatus.MIGRATED, conversation_id, len(messages))
+        return MigrationOutcome(MigrationStatus.BUSY, conversation_id)

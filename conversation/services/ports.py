@@ -1,0 +1,111 @@
+"""The ports the services use; adapters implement them, fakes stand in for them in unit tests."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from conversation.domain.messages import Conversation, Message
+from conversation.domain.stats import ConversationStats
+
+
+class AppendResult(Enum):
+    SAVED = "saved"
+    DUPLICATE = "duplicate"  # the message id was saved before
+    MOVED = "moved"  # the conversation has moved to PostgreSQL
+    FOREIGN = "foreign"  # the conversation belongs to another tenant
+    NOT_FOUND = "not_found"  # not active, and creating it was not asked for
+
+
+@dataclass(frozen=True)
+class SessionState:
+    tenant_id: str
+    conversation_id: str | None
+    generation: int
+    closed_at: str | None
+
+
+@dataclass(frozen=True)
+class ClosedSession:
+    conversation_id: str
+    generation: int
+
+
+class History(Protocol):
+    """A conversation's messages in one tier, read from the newest back."""
+
+    def count(self) -> int: ...
+
+    def first(self) -> Message | None: ...
+
+    def newest_first(self) -> Iterator[Message]: ...
+
+
+class ActiveStore(Protocol):
+    def resolve_session(
+        self, tenant_id: str, session_id: str, candidate_conversation_id: str
+    ) -> tuple[str, bool]:
+        """The session's current conversation id (set to the candidate if it has none) and
+        whether it was just created; reopens a closed session. Raises ForeignSession."""
+
+    def append_message(
+        self, conversation: Conversation, message: Message, *, create: bool
+    ) -> AppendResult: ...
+
+    def close_session(
+        self, tenant_id: str, session_id: str, closed_at: str
+    ) -> ClosedSession | None: ...
+
+    def open_session(self, tenant_id: str, session_id: str) -> bool: ...
+
+    def session_state(self, session_id: str) -> SessionState | None: ...
+
+    def session_conversation(self, tenant_id: str, session_id: str) -> str | None: ...
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    def history(self, conversation_id: str) -> History: ...
+
+    def messages(self, conversation_id: str) -> list[Message]: ...
+
+    def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
+        """Remove the conversation if it still holds exactly `expected_count` messages."""
+
+    def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool: ...
+
+    def active_conversations(self, tenant_id: str) -> list[Conversation]: ...
+
+    def message_count(self, conversation_id: str) -> int: ...
+
+
+class Repository(Protocol):
+    def store_conversation(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        stats: ConversationStats,
+    ) -> None:
+        """Write the conversation, its messages and stats in one transaction (idempotent)."""
+
+    def append_message(self, conversation_id: str, message: Message) -> bool: ...
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    def history(self, conversation_id: str) -> History: ...
+
+    def messages(self, conversation_id: str) -> list[Message]: ...
+
+    def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
+
+
+class Tokenizer(Protocol):
+    def encoding_for(self, model: str | None) -> str: ...
+
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int: ...
+
+
+class Scheduler(Protocol):
+    def schedule_migration(
+        self, conversation_id: str, generation: int, countdown: float
+    ) -> None: ...

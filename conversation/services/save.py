@@ -1,0 +1,102 @@
+"""Saving a message: into the active conversation in Redis, or into PostgreSQL once moved."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from conversation.domain.errors import ForeignConversation
+from conversation.domain.messages import (
+    Conversation,
+    Message,
+    NewMessage,
+    now_timestamp,
+    parse_timestamp,
+    utc_timestamp,
+)
+from conversation.services.ports import ActiveStore, AppendResult, Repository, Tokenizer
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    conversation_id: str
+    message_id: str
+    stored: bool  # False for a duplicate message id
+    tier: str  # "redis" or "postgres"
+
+
+class MessageSaver:
+    def __init__(
+        self,
+        active: ActiveStore,
+        repository: Repository,
+        tokenizer: Tokenizer,
+        clock: Callable[[], str] = now_timestamp,
+    ) -> None:
+        self.active = active
+        self.repository = repository
+        self.tokenizer = tokenizer
+        self.clock = clock
+
+    def build_message(self, command: NewMessage) -> Message:
+        """The stored form: timestamp normalised, tokens counted once, here."""
+        model = command.metadata.get("model") if command.metadata else None
+        encoding = self.tokenizer.encoding_for(model if isinstance(model, str) else None)
+        created_at = (
+            utc_timestamp(parse_timestamp(command.created_at))
+            if command.created_at
+            else self.clock()
+        )
+        return Message(
+            id=command.message_id,
+            role=command.role,
+            content=command.content,
+            created_at=created_at,
+            tokens=self.tokenizer.message_cost(
+                str(command.role), command.content, command.name, encoding
+            ),
+            encoding=encoding,
+            name=command.name,
+            metadata=command.metadata,
+            agent_id=command.agent_id,
+        )
+
+    def save(self, command: NewMessage) -> SaveOutcome:
+        message = self.build_message(command)
+        session_conversation, _ = self.active.resolve_session(
+            command.tenant_id, command.session_id, command.conversation_id or _new_id()
+        )
+        conversation_id = command.conversation_id or session_conversation
+        conversation = Conversation(
+            id=conversation_id,
+            tenant_id=command.tenant_id,
+            session_id=command.session_id,
+            agent_id=command.agent_id,
+            created_at=message.created_at,
+        )
+        # A conversation named by the producer may already live in PostgreSQL: look there
+        # before creating it in Redis, so it is never split across the tiers.
+        explicit = command.conversation_id is not None
+        result = self.active.append_message(conversation, message, create=not explicit)
+        if result is AppendResult.NOT_FOUND:
+            persisted = self.repository.get_conversation(conversation_id)
+            if persisted is None:
+                result = self.active.append_message(conversation, message, create=True)
+            elif persisted.tenant_id != command.tenant_id:
+                result = AppendResult.FOREIGN
+            else:
+                result = AppendResult.MOVED
+        if result is AppendResult.FOREIGN:
+            raise ForeignConversation(
+                f"conversation {conversation_id} belongs to another tenant"
+            )
+        if result is AppendResult.MOVED:
+            stored = self.repository.append_message(conversation_id, message)
+            return SaveOutcome(conversation_id, message.id, stored, "postgres")
+        return SaveOutcome(
+            conversation_id, message.id, result is AppendResult.SAVED, "redis"
+        )
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

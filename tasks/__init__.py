@@ -1,0 +1,1 @@
+"""The Celery app and the thin task entrypoints of the service."""

@@ -1,0 +1,92 @@
+"""One base Task for every domain action: late acks, time limits, retries, dead letters."""
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+import psycopg
+import redis
+import sqlalchemy.exc
+from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
+from marshmallow import Schema, ValidationError
+
+from config.celery import TASK_QUEUES
+from conversation.adapters.dead_letters import DeadLetter
+from conversation.bootstrap import container
+from conversation.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# Failures worth retrying: the servers, not the payload.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    KombuOperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class InvalidPayload(Exception):
+    """The payload failed validation; `reasons` are marshmallow's messages."""
+
+    def __init__(self, reasons: Any) -> None:
+        super().__init__(f"invalid payload: {reasons}")
+        self.reasons = reasons
+
+
+def validated(schema: Schema, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return dict(schema.load(kwargs))
+    except ValidationError as exc:
+        raise InvalidPayload(exc.messages) from None
+    except RecursionError:
+        raise InvalidPayload({"_schema": ["payload is nested too deeply"]}) from None
+
+
+class DomainTask(Task):
+    """Retries transient failures 3 times with exponential backoff and jitter, then
+    dead-letters; invalid payloads and refused requests are dead-lettered at once."""
+
+    abstract = True
+    acks_late = True
+    # Redeliver a task whose worker died: every domain action is idempotent.
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT_ERRORS
+    dont_autoretry_for = (InvalidPayload, DomainError)
+    max_retries = 3
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    soft_time_limit = 120
+    time_limit = 180
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        self.dead_letter(kwargs, exc, task_id=task_id)
+
+    def dead_letter(
+        self, kwargs: Any, exc: BaseException, *, task_id: str | None = None
+    ) -> None:
+        reasons = getattr(exc, "reasons", None)
+        if reasons is None and isinstance(exc, DomainError):
+            reasons = {"_schema": [str(exc)]}
+        container().dead_letters.send(
+            DeadLetter(
+                task_name=self.name,
+                kwargs=kwargs if isinstance(kwargs, dict) else {"args": kwargs},
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                queue=TASK_QUEUES.get(self.name, "unknown"),
+                attempts=(self.request.retries or 0) + 1,
+                reasons=reasons,
+                traceback="".join(traceback.format_exception(exc, limit=-5))[-4000:],
+                task_id=task_id or self.request.id,
+            )
+        )

@@ -1,0 +1,117 @@
+"""The domain actions: JSON in -> command -> service -> JSON out. Logic lives in the services."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from celery import shared_task
+
+from conversation.bootstrap import container
+from conversation.domain.errors import DomainError
+from conversation.domain.messages import NewMessage, Role
+from tasks.base import DomainTask, InvalidPayload, validated
+from tasks.schemas import (
+    GetContextSchema,
+    MigrateConversationSchema,
+    NoArgumentsSchema,
+    SaveMessageSchema,
+    SaveMessagesSchema,
+    SessionClosedSchema,
+    SessionOpenedSchema,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _new_message(payload: dict[str, Any]) -> NewMessage:
+    return NewMessage(
+        tenant_id=payload["tenant_id"],
+        session_id=payload["session_id"],
+        agent_id=payload["agent_id"],
+        role=Role(payload["role"]),
+        content=payload["content"],
+        message_id=payload["message_id"] or uuid.uuid4().hex,
+        conversation_id=payload["conversation_id"],
+        created_at=payload["created_at"],
+        metadata=payload["metadata"] or {},
+        name=payload["name"],
+    )
+
+
+def _save_schema() -> SaveMessageSchema:
+    return SaveMessageSchema(max_message_chars=container().settings.max_message_chars)
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.save_message")
+def save_message(self: DomainTask, **kwargs: Any) -> None:
+    """Save one chat message to its conversation (idempotent on message_id)."""
+    payload = validated(_save_schema(), kwargs)
+    container().saver.save(_new_message(payload))
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.save_messages")
+def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
+    """Save up to 1,000 messages; an invalid one is dead-lettered alone, the rest saved."""
+    batch = validated(SaveMessagesSchema(), kwargs)["messages"]
+    schema = _save_schema()
+    saved = rejected = 0
+    for item in batch:
+        try:
+            if not isinstance(item, dict):
+                raise InvalidPayload({"_schema": ["each message must be an object"]})
+            container().saver.save(_new_message(validated(schema, item)))
+            saved += 1
+        except (InvalidPayload, DomainError) as exc:
+            rejected += 1
+            self.dead_letter({"messages": [item]}, exc)
+    return {"saved": saved, "rejected": rejected}
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.get_context")
+def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
+    """The context to send to a model, cut to its window (never fails the caller)."""
+    try:
+        payload = validated(GetContextSchema(), kwargs)
+    except InvalidPayload as exc:
+        self.dead_letter(kwargs, exc)
+        return {"conversation_id": kwargs.get("conversation_id"), "messages": [],
+                "tokens": 0, "total_messages": 0, "truncated": False, "summary": None,
+                "summary_pending": False, "error": str(exc)}
+    return container().context_builder.get_context(**payload)
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.session_closed")
+def session_closed(self: DomainTask, **kwargs: Any) -> None:
+    """The user's websocket closed: migrate after the grace period unless they come back."""
+    payload = validated(SessionClosedSchema(), kwargs)
+    container().sessions.close(payload["tenant_id"], payload["session_id"], payload["closed_at"])
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.session_opened")
+def session_opened(self: DomainTask, **kwargs: Any) -> None:
+    """The user reconnected: cancel a pending migration."""
+    payload = validated(SessionOpenedSchema(), kwargs)
+    container().sessions.open(payload["tenant_id"], payload["session_id"])
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.migrate_conversation")
+def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
+    """Move a closed conversation to PostgreSQL, unless its session moved on (idempotent)."""
+    payload = validated(MigrateConversationSchema(), kwargs)
+    outcome = container().migrator.migrate(payload["conversation_id"], payload["generation"])
+    log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.aggregate_stats")
+def aggregate_stats(self: DomainTask, **kwargs: Any) -> None:
+    """Roll up statistics (Celery beat)."""
+    validated(NoArgumentsSchema(), kwargs)
+    log.info("statistics are computed per conversation at migration; nothing to roll up yet")
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.cleanup")
+def cleanup(self: DomainTask, **kwargs: Any) -> None:
+    """Sweep for closed sessions whose migration timer was lost (Celery beat)."""
+    validated(NoArgumentsSchema(), kwargs)
+    log.info("cleanup: no sweep configured yet")

@@ -1,0 +1,83 @@
+"""Shared fixtures. Integration and e2e tests run on real servers: embedded Redis and
+PostgreSQL started for the run under var/test-<pid>/, or the servers named by TEST_REDIS_URL and
+TEST_DATABASE_URL (a fresh database is created on that server and dropped afterwards)."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from config.settings import PROJECT_ROOT, Settings
+from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def test_var_dir() -> Iterator[Path]:
+    path = PROJECT_ROOT / "var" / f"test-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(test_var_dir: Path) -> Iterator[str]:
+    """Base URL of a Redis server (no database number)."""
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given.rstrip("/")
+        return
+    server = EmbeddedRedis(test_var_dir / "redis", persist=False).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(test_var_dir: Path) -> Iterator[str]:
+    """libpq URL of the server's maintenance database."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given.replace("postgresql+psycopg://", "postgresql://")
+        return
+    server = EmbeddedPostgres(test_var_dir / "postgres", database="postgres").start()
+    yield f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
+    server.stop()
+
+
+def _database_url(server: str, name: str) -> str:
+    base, _, _ = server.rpartition("/")
+    return f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A database of this run's own, migrated to head by Alembic."""
+    from conversation.adapters.schema_migrations import upgrade
+
+    name = f"conversation_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(postgres_server, name)
+    upgrade(url)
+    yield url
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(redis_server: str, database_url: str, test_var_dir: Path) -> Settings:
+    """Settings for one test: its own Redis key prefix, so tests never see each other's keys."""
+    return Settings(
+        redis_url=f"{redis_server}/0",
+        redis_key_prefix=f"t{uuid.uuid4().hex[:8]}:",
+        broker_url=f"{redis_server}/1",
+        result_backend=f"{redis_server}/2",
+        database_url=database_url,
+        database_replica_url=database_url,
+        session_grace_seconds=1,
+        var_dir=test_var_dir,
+    )

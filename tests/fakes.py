@@ -1,0 +1,98 @@
+"""In-memory stand-ins for the ports, for unit tests only."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conversation.domain.messages import Conversation, Message
+from conversation.domain.stats import ConversationStats, summarise_conversation
+
+
+class ListHistory:
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
+
+    def count(self) -> int:
+        return len(self._messages)
+
+    def first(self) -> Message | None:
+        return self._messages[0] if self._messages else None
+
+    def newest_first(self) -> Iterator[Message]:
+        return reversed(self._messages)
+
+
+@dataclass
+class FakeRepository:
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    stored: dict[str, list[Message]] = field(default_factory=dict)
+    stats: dict[str, ConversationStats] = field(default_factory=dict)
+    writes: int = 0
+
+    def store_conversation(
+        self, conversation: Conversation, messages: Sequence[Message], stats: ConversationStats
+    ) -> None:
+        self.writes += 1
+        self.conversations[conversation.id] = conversation
+        existing = {m.id: m for m in self.stored.get(conversation.id, [])}
+        for message in messages:
+            existing.setdefault(message.id, message)
+        self.stored[conversation.id] = sorted(existing.values(), key=lambda m: m.created_at)
+        self.stats[conversation.id] = stats
+
+    def append_message(self, conversation_id: str, message: Message) -> bool:
+        history = self.stored.setdefault(conversation_id, [])
+        if any(m.id == message.id for m in history):
+            return False
+        history.append(message)
+        history.sort(key=lambda m: m.created_at)
+        self.stats[conversation_id] = summarise_conversation(history)
+        return True
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return self.conversations.get(conversation_id)
+
+    def history(self, conversation_id: str) -> ListHistory:
+        return ListHistory(self.stored.get(conversation_id, []))
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        return list(self.stored.get(conversation_id, []))
+
+    def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:
+        found = [
+            c for c in self.conversations.values()
+            if c.tenant_id == tenant_id and c.session_id == session_id
+        ]
+        return max(found, key=lambda c: c.created_at).id if found else None
+
+
+@dataclass
+class RecordingScheduler:
+    scheduled: list[tuple[str, int, float]] = field(default_factory=list)
+
+    def schedule_migration(self, conversation_id: str, generation: int, countdown: float) -> None:
+        self.scheduled.append((conversation_id, generation, countdown))
+
+
+class WordTokenizer:
+    """Counts words: predictable numbers for unit tests of the services."""
+
+    def encoding_for(self, model: str | None) -> str:
+        return "words"
+
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
+        cost = 3 + 1 + len(content.split())
+        return cost + (1 + 1 if name else 0)
+
+
+def payload(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "tenant_id": "acme",
+        "session_id": "s-1",
+        "agent_id": "support",
+        "role": "user",
+        "content": "hello there",
+    }
+    base.update(overrides)
+    return base

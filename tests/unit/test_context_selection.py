@@ -1,0 +1,151 @@
+"""The token buffer keeps exactly what LangChain's trim_messages keeps (property test)."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    trim_messages,
+)
+
+from conversation.adapters.tokenizer import TiktokenCounter
+from conversation.domain.messages import Message, Role
+from conversation.services.context import ContextBuilder
+from tests.fakes import FakeRepository, ListHistory
+
+COUNTER = TiktokenCounter()
+ENCODING = COUNTER.default_encoding
+ROLE_OF = {HumanMessage: "user", AIMessage: "assistant", SystemMessage: "system",
+           ToolMessage: "tool"}
+
+
+def lc_cost(message: BaseMessage) -> int:
+    role = ROLE_OF[type(message)]
+    return COUNTER.message_cost(role, str(message.content), message.name, ENCODING)
+
+
+def lc_counter(messages: list[BaseMessage]) -> int:
+    # OpenAI's accounting: each message, plus 3 for the reply.
+    return sum(lc_cost(m) for m in messages) + 3
+
+
+def to_langchain(message: Message) -> BaseMessage:
+    if message.role is Role.USER:
+        return HumanMessage(message.content, name=message.name)
+    if message.role is Role.ASSISTANT:
+        return AIMessage(message.content, name=message.name)
+    if message.role is Role.SYSTEM:
+        return SystemMessage(message.content, name=message.name)
+    return ToolMessage(message.content, tool_call_id="call", name=message.name)
+
+
+texts = st.one_of(
+    st.just(""),
+    st.text(max_size=60),
+    st.text(alphabet="abc héllo 世界 🙂\n", min_size=200, max_size=3000),
+)
+messages_strategy = st.lists(
+    st.tuples(st.sampled_from(list(Role)), texts, st.one_of(st.none(), st.just("bob"))),
+    max_size=40,
+)
+
+
+class StaticStore:
+    """An active store holding one conversation in memory."""
+
+    def __init__(self, history: list[Message]) -> None:
+        self._history = history
+
+    def get_conversation(self, conversation_id: str):  # noqa: ANN201
+        from conversation.domain.messages import Conversation
+
+        return Conversation(conversation_id, "t", "s", "a", "2026-01-01T00:00:00.000000Z")
+
+    def history(self, conversation_id: str) -> ListHistory:
+        return ListHistory(self._history)
+
+
+def build(history: list[Message], budget: int) -> dict:
+    builder = ContextBuilder(
+        StaticStore(history),  # type: ignore[arg-type]
+        FakeRepository(),
+        COUNTER,
+        windows={"8k": ("token_buffer", budget)},
+        model_windows={},
+    )
+    return builder.get_context(tenant_id="t", conversation_id="c", window="8k")
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=messages_strategy, budget=st.integers(min_value=0, max_value=3000),
+       system_first=st.booleans())
+def test_kept_messages_equal_trim_messages(raw, budget, system_first) -> None:
+    if system_first:
+        raw = [(Role.SYSTEM, "You are a helpful assistant.", None), *raw]
+    history = [
+        Message(id=str(i), role=role, content=text, created_at=f"2026-01-01T00:00:{i:02d}.000000Z",
+                tokens=COUNTER.message_cost(str(role), text, name, ENCODING), encoding=ENCODING,
+                name=name)
+        for i, (role, text, name) in enumerate(raw)
+    ]
+    expected = trim_messages(
+        [to_langchain(m) for m in history],
+        max_tokens=budget,
+        token_counter=lc_counter,
+        strategy="last",
+        include_system=True,
+        start_on="human",
+        allow_partial=False,
+    )
+    context = build(history, budget)
+    assert "error" not in context
+    assert [(m["role"], m["content"]) for m in context["messages"]] == [
+        (ROLE_OF[type(m)], m.content) for m in expected
+    ]
+    assert context["total_messages"] == len(history)
+
+
+def test_a_leading_system_message_is_kept_even_over_budget() -> None:
+    big = "word " * 500
+    history = [
+        Message("0", Role.SYSTEM, big, "2026-01-01T00:00:00.000000Z",
+                COUNTER.message_cost("system", big, None, ENCODING), ENCODING),
+        Message("1", Role.USER, "hi", "2026-01-01T00:00:01.000000Z",
+                COUNTER.message_cost("user", "hi", None, ENCODING), ENCODING),
+    ]
+    context = build(history, 100)
+    assert [m["role"] for m in context["messages"]] == ["system"]
+    assert context["tokens"] > 100
+    assert context["truncated"] is True
+
+
+def test_the_walk_reads_only_the_tail() -> None:
+    """Cost grows with the window: a 10,000-message history is read ~window messages deep."""
+    history = [
+        Message(str(i), Role.USER if i % 2 == 0 else Role.ASSISTANT, "some words here",
+                f"2026-01-01T00:00:00.{i:06d}Z", 10, ENCODING)
+        for i in range(10_000)
+    ]
+    read: list[int] = []
+
+    class CountingHistory(ListHistory):
+        def newest_first(self):  # noqa: ANN201
+            for message in reversed(self._messages):
+                read.append(1)
+                yield message
+
+    class Store(StaticStore):
+        def history(self, conversation_id: str) -> ListHistory:
+            return CountingHistory(self._history)
+
+    builder = ContextBuilder(Store(history), FakeRepository(), COUNTER,  # type: ignore[arg-type]
+                             windows={"8k": ("token_buffer", 1000)}, model_windows={})
+    context = builder.get_context(tenant_id="t", conversation_id="c", window="8k")
+    # 99 fit (99 x 10 + 3 <= 1000); the oldest of them is an answer, so start_on drops it.
+    assert len(context["messages"]) == 98
+    assert context["messages"][0]["role"] == "user"
+    assert len(read) <= 100
