@@ -68,7 +68,7 @@ def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     return {"saved": saved, "rejected": rejected}
 
 
-@shared_task(base=DomainTask, bind=True, name="conversation.get_context")
+@shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False)
 def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
     """The context to send to a model, cut to its window (never fails the caller)."""
     try:

@@ -72,7 +72,9 @@ end
 redis.call('PERSIST', KEYS[2])
 local created = 0
 local conversation = redis.call('GET', KEYS[1])
-if not conversation then
+if (not conversation) and ARGV[2] == '' then
+  conversation = ''
+elseif not conversation then
   conversation = ARGV[2]
   redis.call('SET', KEYS[1], conversation)
   redis.call('HSET', KEYS[2], 'conversation_id', conversation)
@@ -228,15 +230,15 @@ class RedisActiveStore:
     # --- sessions -------------------------------------------------------------------------
 
     def resolve_session(
-        self, tenant_id: str, session_id: str, candidate_conversation_id: str
-    ) -> tuple[str, bool]:
+        self, tenant_id: str, session_id: str, candidate_conversation_id: str | None
+    ) -> tuple[str | None, bool]:
         created, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, candidate_conversation_id],
+            args=[tenant_id, candidate_conversation_id or ""],
         )
         if int(created) == -2:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
-        return _text(conversation_id), int(created) == 1
+        return _text(conversation_id) or None, int(created) == 1
 
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str

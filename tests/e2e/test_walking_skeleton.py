@@ -1,0 +1,143 @@
+"""The whole path as upstream services and the CRM use it: tasks by name through the broker,
+a real worker, Redis, the close with a short grace, PostgreSQL, and the HTTP API."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from api import create_app
+from config.settings import Settings
+from conversation.adapters.sql_schema import conversations, dead_letters, messages
+from conversation.bootstrap import Container
+from tests.workers import producer, running_worker, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def stack(settings: Settings, test_var_dir: Path, request: pytest.FixtureRequest):  # noqa: ANN201
+    log = test_var_dir / f"worker-{request.node.name}.log"
+    container = Container(settings)
+    app = producer(settings)
+    with running_worker(settings, log):
+        yield app, container
+    app.close()
+    container.close()
+
+
+def persisted_messages(container: Container, conversation_id: str) -> list[str]:
+    with container.engine.connect() as connection:
+        return list(
+            connection.scalars(
+                select(messages.c.content)
+                .where(messages.c.conversation_id == conversation_id)
+                .order_by(messages.c.created_at, messages.c.seq)
+            )
+        )
+
+
+def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
+    app, container = stack
+    turns = [
+        ("system", "You are the support agent of ACME."),
+        ("user", "Where is my order 1042?"),
+        ("assistant", "It left the warehouse this morning."),
+        ("user", "Thanks! When will it arrive?"),
+        ("assistant", "Tomorrow before noon."),
+    ]
+    for i, (role, content) in enumerate(turns):
+        app.send_task(
+            "conversation.save_message",
+            kwargs={"tenant_id": "acme", "session_id": "ws-1", "agent_id": "support-bot",
+                    "role": role, "content": content, "message_id": f"m-{i}",
+                    "created_at": f"2026-11-24T10:00:{i:02d}Z"},
+            queue="conversation.save",
+        )
+    # A redelivered duplicate changes nothing.
+    app.send_task(
+        "conversation.save_message",
+        kwargs={"tenant_id": "acme", "session_id": "ws-1", "agent_id": "support-bot",
+                "role": "user", "content": "Where is my order 1042?", "message_id": "m-1"},
+        queue="conversation.save",
+    )
+    conversation_id = wait_until(
+        lambda: container.active_store.session_conversation("acme", "ws-1"),
+        what="the session's conversation",
+    )
+    wait_until(lambda: container.active_store.message_count(conversation_id) == 5,
+               what="five messages in Redis")
+
+    context = app.send_task(
+        "conversation.get_context",
+        kwargs={"tenant_id": "acme", "session_id": "ws-1", "model": "gpt-4", "max_tokens": 40},
+        queue="conversation.context",
+    ).get(timeout=30)
+    assert context["conversation_id"] == conversation_id
+    assert context["window"] == "8k" and context["strategy"] == "token_buffer"
+    assert context["total_messages"] == 5 and context["truncated"] is True
+    assert context["messages"][0]["role"] == "system"
+    assert context["messages"][-1]["content"] == "Tomorrow before noon."
+    assert context["tokens"] <= 40 or len(context["messages"]) == 1
+
+    app.send_task("conversation.session_closed",
+                  kwargs={"tenant_id": "acme", "session_id": "ws-1"},
+                  queue="conversation.sessions")
+    wait_until(lambda: persisted_messages(container, conversation_id) == [c for _, c in turns],
+               timeout=30, what="the conversation in PostgreSQL")
+    wait_until(lambda: container.active_store.get_conversation(conversation_id) is None,
+               what="the conversation to leave Redis")
+    with container.engine.connect() as connection:
+        status = connection.scalar(
+            select(conversations.c.status).where(conversations.c.id == conversation_id))
+    assert status == "closed"
+
+    # The same context from PostgreSQL.
+    from_postgres = app.send_task(
+        "conversation.get_context",
+        kwargs={"tenant_id": "acme", "conversation_id": conversation_id, "model": "gpt-4",
+                "max_tokens": 40},
+        queue="conversation.context",
+    ).get(timeout=30)
+    assert from_postgres["messages"] == context["messages"]
+
+    client = create_app(container=container).test_client()
+    key = container.api_keys.create("acme")
+    headers = {"Authorization": f"Bearer {key}"}
+    full = client.get(f"/api/conversations/{conversation_id}/full", headers=headers)
+    assert full.status_code == 200
+    assert full.json["tier"] == "postgres"
+    assert [m["content"] for m in full.json["messages"]] == [c for _, c in turns]
+    listed = client.get("/api/conversations/list/acme?status=closed", headers=headers).json
+    assert [item["id"] for item in listed["items"]] == [conversation_id]
+    stats = client.get("/api/conversations/stats/acme", headers=headers).json
+    assert stats["totals"]["conversations"] == 1 and stats["totals"]["messages"] == 5
+    assert stats["totals"]["first_response_seconds"]["median"] == 1.0
+
+
+def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -> None:
+    app, container = stack
+    app.send_task("conversation.save_message",
+                  kwargs={"tenant_id": "acme:evil", "session_id": "ws-2", "agent_id": "a",
+                          "role": "wizard", "content": 42},
+                  queue="conversation.save")
+    app.send_task("conversation.save_message",
+                  kwargs={"tenant_id": "acme", "session_id": "ws-2", "agent_id": "a",
+                          "role": "user", "content": "still here"},
+                  queue="conversation.save")
+
+    def letters() -> list:
+        with container.engine.connect() as connection:
+            return connection.execute(
+                select(dead_letters).where(dead_letters.c.task_name == "conversation.save_message")
+            ).all()
+
+    rows = wait_until(letters, what="a dead letter")
+    reasons = rows[0].reasons
+    assert set(reasons) == {"tenant_id", "role", "content"}
+    assert rows[0].attempts == 1 and rows[0].queue == "conversation.save"
+    conversation_id = wait_until(
+        lambda: container.active_store.session_conversation("acme", "ws-2"),
+        what="the valid message")
+    assert [m.content for m in container.active_store.messages(conversation_id)] == ["still here"]

@@ -1,0 +1,146 @@
+"""Save, session lifecycle and migration over the Redis store on fakeredis, and fakes."""
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.domain.errors import ForeignConversation, ForeignSession
+from conversation.domain.messages import NewMessage, Role
+from conversation.services.migration import ConversationMigrator, MigrationStatus
+from conversation.services.save import MessageSaver
+from conversation.services.sessions import SessionLifecycle
+from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
+
+
+@pytest.fixture
+def active() -> RedisActiveStore:
+    return RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+
+
+@pytest.fixture
+def repository() -> FakeRepository:
+    return FakeRepository()
+
+
+@pytest.fixture
+def saver(active: RedisActiveStore, repository: FakeRepository) -> MessageSaver:
+    return MessageSaver(active, repository, WordTokenizer())
+
+
+def message(content: str = "hello there", **overrides: object) -> NewMessage:
+    values: dict[str, object] = {
+        "tenant_id": "acme", "session_id": "s-1", "agent_id": "support", "role": Role.USER,
+        "content": content, "message_id": content.replace(" ", "-"),
+    }
+    values.update(overrides)
+    return NewMessage(**values)  # type: ignore[arg-type]
+
+
+def test_saving_creates_the_conversation_and_counts_tokens_once(saver, active) -> None:
+    outcome = saver.save(message("one two three"))
+    stored = active.messages(outcome.conversation_id)
+    assert [m.content for m in stored] == ["one two three"]
+    assert stored[0].tokens == 3 + 1 + 3
+    conversation = active.get_conversation(outcome.conversation_id)
+    assert conversation is not None and conversation.tenant_id == "acme"
+    assert active.session_conversation("acme", "s-1") == outcome.conversation_id
+
+
+def test_the_same_message_id_is_stored_once(saver, active) -> None:
+    first = saver.save(message("hi", message_id="m-1"))
+    again = saver.save(message("hi", message_id="m-1"))
+    assert first.stored and not again.stored
+    assert len(active.messages(first.conversation_id)) == 1
+
+
+def test_a_late_arrival_is_placed_where_its_time_puts_it(saver, active) -> None:
+    saver.save(message("a", created_at="2026-01-01T10:00:00Z"))
+    saver.save(message("c", created_at="2026-01-01T10:00:02Z"))
+    outcome = saver.save(message("b", created_at="2026-01-01T10:00:01Z"))
+    saver.save(message("z", created_at="2026-01-01T09:00:00Z"))
+    assert [m.content for m in active.messages(outcome.conversation_id)] == ["z", "a", "b", "c"]
+
+
+def test_ties_keep_arrival_order(saver, active) -> None:
+    for text in ("first", "second", "third"):
+        outcome = saver.save(message(text, created_at="2026-01-01T10:00:00Z"))
+    assert [m.content for m in active.messages(outcome.conversation_id)] == [
+        "first", "second", "third"]
+
+
+def test_another_tenants_session_is_refused(saver, active) -> None:
+    outcome = saver.save(message("mine"))
+    with pytest.raises(ForeignSession):
+        saver.save(message("theirs", tenant_id="intruder"))
+    assert [m.content for m in active.messages(outcome.conversation_id)] == ["mine"]
+
+
+def test_another_tenants_conversation_is_refused(saver, active) -> None:
+    outcome = saver.save(message("mine"))
+    with pytest.raises(ForeignConversation):
+        saver.save(message("theirs", tenant_id="intruder", session_id="s-9",
+                           conversation_id=outcome.conversation_id))
+    assert [m.content for m in active.messages(outcome.conversation_id)] == ["mine"]
+
+
+def lifecycle(active: RedisActiveStore) -> tuple[SessionLifecycle, RecordingScheduler]:
+    scheduler = RecordingScheduler()
+    return SessionLifecycle(active, scheduler, grace_seconds=30), scheduler
+
+
+def test_close_schedules_migration_with_the_grace_countdown(saver, active) -> None:
+    outcome = saver.save(message())
+    sessions, scheduler = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    assert closed is not None
+    assert scheduler.scheduled == [(outcome.conversation_id, closed.generation, 30)]
+
+
+def test_migration_moves_everything_and_is_idempotent(saver, active, repository) -> None:
+    outcome = saver.save(message("question", created_at="2026-01-01T10:00:00Z"))
+    saver.save(message("answer", role=Role.ASSISTANT, created_at="2026-01-01T10:00:05Z"))
+    sessions, scheduler = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    migrator = ConversationMigrator(active, repository)
+    first = migrator.migrate(outcome.conversation_id, closed.generation)
+    second = migrator.migrate(outcome.conversation_id, closed.generation)
+    assert first.status is MigrationStatus.MIGRATED and first.messages == 2
+    assert second.status is MigrationStatus.NOT_ACTIVE
+    assert [m.content for m in repository.messages(outcome.conversation_id)] == [
+        "question", "answer"]
+    assert repository.stats[outcome.conversation_id].first_response_seconds == 5.0
+    assert active.get_conversation(outcome.conversation_id) is None
+    assert active.messages(outcome.conversation_id) == []
+    assert active.session_conversation("acme", "s-1") is None
+
+
+@pytest.mark.parametrize("reconnect", ["session_opened", "new_message"])
+def test_a_reconnect_within_the_grace_cancels_the_migration(
+    saver, active, repository, reconnect
+) -> None:
+    outcome = saver.save(message("before"))
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    if reconnect == "session_opened":
+        assert sessions.open("acme", "s-1") is True
+    else:
+        saver.save(message("after"))
+    result = ConversationMigrator(active, repository).migrate(
+        outcome.conversation_id, closed.generation)
+    assert result.status is MigrationStatus.STALE
+    assert repository.writes == 0
+    assert active.get_conversation(outcome.conversation_id) is not None
+
+
+def test_a_message_after_migration_is_appended_in_postgres(saver, active, repository) -> None:
+    outcome = saver.save(message("before"))
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    ConversationMigrator(active, repository).migrate(outcome.conversation_id, closed.generation)
+    late = saver.save(message("late", conversation_id=outcome.conversation_id))
+    assert late.tier == "postgres" and late.conversation_id == outcome.conversation_id
+    assert [m.content for m in repository.messages(outcome.conversation_id)] == ["before", "late"]
+    # Without the conversation id, the closed session starts a new conversation.
+    fresh = saver.save(message("new chat"))
+    assert fresh.conversation_id != outcome.conversation_id and fresh.tier == "redis"

@@ -1,0 +1,98 @@
+"""A real Celery worker in a subprocess, for integration and e2e tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from celery import Celery
+
+from config.celery import WORK_QUEUES, celery_config
+from config.settings import PROJECT_ROOT, Settings
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "REDIS_URL": settings.redis_url or "",
+            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            "CELERY_BROKER_URL": settings.broker_url or "",
+            "CELERY_RESULT_BACKEND": settings.result_backend or "",
+            "DATABASE_URL": settings.database_url or "",
+            "SESSION_GRACE_SECONDS": str(settings.session_grace_seconds),
+            "CONVERSATION_VAR_DIR": str(settings.var_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def producer(settings: Settings) -> Celery:
+    """What an upstream service has: a Celery app that knows only the broker and backend."""
+    app = Celery("test-producer", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    return app
+
+
+@contextmanager
+def running_worker(
+    settings: Settings,
+    log_path: Path,
+    *,
+    concurrency: int = 2,
+    queues: tuple[str, ...] = WORK_QUEUES,
+    name: str = "test",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a worker, wait until it answers a ping, and always stop it."""
+    app = producer(settings)
+    hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO",
+             "--pool", "prefork", "--concurrency", str(concurrency), "-Q", ",".join(queues),
+             "--hostname", hostname, "--without-gossip", "--without-mingle"],
+            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited at start:\n{log_path.read_text()[-3000:]}")
+            if app.control.ping(destination=[hostname], timeout=0.5):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker not ready in time:\n{log_path.read_text()[-3000:]}")
+        yield process
+    finally:
+        stop(process)
+        app.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+    """Poll until `predicate()` is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
