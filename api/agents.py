@@ -5,6 +5,7 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from api.auth import principal, require_tenant
 from api.conversations import checked_id, views
@@ -18,7 +19,7 @@ blp = Blueprint(
 
 @blp.route("/<agent_id>/stats")
 class AgentStats(MethodView):
-    @blp.arguments(AgentStatsQuery, location="query")
+    @blp.arguments(AgentStatsQuery, location="query", unknown=RAISE)
     @blp.response(200, StatsOut)
     def get(self, query: dict[str, Any], agent_id: str) -> dict[str, Any]:
         """Statistics of one agent's conversations over a range (a tenant key: its tenant)."""

@@ -6,6 +6,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from api.auth import principal, require_tenant
 from api.errors import ApiError
@@ -31,7 +32,7 @@ def checked_id(value: str, what: str) -> str:
 
 @blp.route("/stats/<tenant_id>")
 class TenantStats(MethodView):
-    @blp.arguments(StatsQuery, location="query")
+    @blp.arguments(StatsQuery, location="query", unknown=RAISE)
     @blp.response(200, StatsOut)
     def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         """Statistics of a tenant's conversations over a range, by day, week or month."""
@@ -43,7 +44,7 @@ class TenantStats(MethodView):
 
 @blp.route("/list/<tenant_id>")
 class TenantConversations(MethodView):
-    @blp.arguments(ListQuery, location="query")
+    @blp.arguments(ListQuery, location="query", unknown=RAISE)
     @blp.response(200, ConversationPageOut)
     def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         """A tenant's conversations, newest first, filtered, with cursor pagination."""

@@ -1,0 +1,29 @@
+"""The service tests of tests/unit/test_services.py, on real Redis and real PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+
+from config.settings import Settings
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.sql_repository import SqlRepository
+from conversation.bootstrap import Container
+from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def container(settings: Settings):  # noqa: ANN201
+    container = Container(settings)
+    yield container
+    container.close()
+
+
+@pytest.fixture
+def active(container: Container) -> RedisActiveStore:
+    return container.active_store
+
+
+@pytest.fixture
+def repository(container: Container) -> SqlRepository:
+    return container.repository
