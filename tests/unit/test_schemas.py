@@ -1,0 +1,67 @@
+"""Payload validation: every hostile input gets a clear reason, nothing crashes."""
+from __future__ import annotations
+
+import pytest
+
+from tasks.base import InvalidPayload, validated
+from tasks.schemas import GetContextSchema, MigrateConversationSchema, SaveMessageSchema
+from tests.fakes import payload
+
+
+def reasons(kwargs: dict, schema=None) -> dict:  # noqa: ANN001
+    schema = schema or SaveMessageSchema(max_message_chars=100)
+    with pytest.raises(InvalidPayload) as caught:
+        validated(schema, kwargs)
+    return caught.value.reasons
+
+
+def test_a_valid_payload_loads_with_defaults() -> None:
+    loaded = validated(SaveMessageSchema(max_message_chars=100), payload())
+    assert loaded["role"] == "user" and loaded["metadata"] == {} and loaded["message_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("tenant_id", "acme:corp", "letters, digits"),
+        ("session_id", "has space", "letters, digits"),
+        ("agent_id", "x" * 10_000, "letters, digits"),
+        ("tenant_id", 42, "Not a valid string"),
+        ("role", "wizard", "Must be one of"),
+        ("content", "x" * 101, "at most 100"),
+        ("content", "bad \ud800 surrogate", "UTF-8"),
+        ("content", None, "Field may not be null"),
+        ("metadata", [1, 2], "Not a valid mapping"),
+        ("created_at", "yesterday", "ISO-8601"),
+    ],
+)
+def test_each_bad_field_is_named_with_its_reason(field: str, value: object, needle: str) -> None:
+    found = reasons(payload(**{field: value}))
+    assert list(found) == [field]
+    assert needle in " ".join(map(str, found[field]))
+
+
+def test_missing_fields_and_unknown_fields_are_reported() -> None:
+    found = reasons({"tenant_id": "acme", "colour": "blue"})
+    assert {"session_id", "agent_id", "role", "content", "colour"} <= set(found)
+
+
+def test_metadata_nested_1000_deep_is_refused_without_recursion_error() -> None:
+    deep: dict = {}
+    node = deep
+    for _ in range(1000):
+        node["a"] = {}
+        node = node["a"]
+    found = reasons(payload(metadata=deep))
+    assert "nested deeper" in str(found["metadata"])
+
+
+def test_get_context_needs_a_target_and_a_known_window() -> None:
+    assert "window" in reasons(
+        {"tenant_id": "acme", "session_id": "s", "window": "1m"}, GetContextSchema())
+    assert "required" in str(reasons({"tenant_id": "acme"}, GetContextSchema())["conversation_id"])
+
+
+def test_migration_generation_must_be_a_non_negative_integer() -> None:
+    found = reasons({"conversation_id": "c1", "generation": "1"}, MigrateConversationSchema())
+    assert "generation" in found
