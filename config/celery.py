@@ -73,8 +73,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events cost a publish per task state; Flower switches them on when it runs
+        # (it sends `enable_events` to the workers), so they cost nothing otherwise.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "beat_schedule": {
             "aggregate-stats": {
                 "task": "conversation.aggregate_stats",

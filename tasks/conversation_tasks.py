@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
@@ -39,8 +40,14 @@ def _new_message(payload: dict[str, Any]) -> NewMessage:
     )
 
 
+@lru_cache(maxsize=4)
+def _cached_save_schema(max_message_chars: int) -> SaveMessageSchema:
+    return SaveMessageSchema(max_message_chars=max_message_chars)
+
+
 def _save_schema() -> SaveMessageSchema:
-    return SaveMessageSchema(max_message_chars=container().settings.max_message_chars)
+    # Building a marshmallow schema costs more than validating a message: build it once.
+    return _cached_save_schema(container().settings.max_message_chars)
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.save_message")

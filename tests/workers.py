@@ -50,13 +50,14 @@ def running_worker(
     concurrency: int = 2,
     queues: tuple[str, ...] = WORK_QUEUES,
     name: str = "test",
+    app_module: str = "tasks.app",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a worker, wait until it answers a ping, and always stop it."""
     app = producer(settings)
     hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@localhost"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", app_module, "worker", "--loglevel", "INFO",
              "--pool", "prefork", "--concurrency", str(concurrency), "-Q", ",".join(queues),
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=PROJECT_ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ the common case appends; a late arrival is inserted where its time puts it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -26,66 +27,118 @@ MIGRATED_MARKER_SECONDS = 7 * 24 * 3600
 RELEASED_SESSION_SECONDS = 30 * 24 * 3600
 TAIL_CHUNK = 64
 
-_APPEND = """
--- KEYS: messages, message_ids, last_at, owner, migrated, conversation
--- ARGV: tenant, message_id, created_at, message_json, conversation_json, create
-local owner = redis.call('GET', KEYS[4])
-if not owner then
-  local moved = redis.call('GET', KEYS[5])
-  if moved then
-    if moved ~= ARGV[1] then return -2 end
-    return -1
+# Lua functions shared by the scripts below, so each rule is written once.
+_APPEND_FN = """
+-- Append a message to a conversation's keys. Returns 1 saved, 0 duplicate, -1 moved to
+-- PostgreSQL, -2 another tenant's, -3 not active (and create was not asked for).
+local function append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
+                      tenant, message_id, created_at, message_json, conversation_json, create)
+  local owner = redis.call('GET', k_owner)
+  if not owner then
+    local moved = redis.call('GET', k_migrated)
+    if moved then
+      if moved ~= tenant then return -2 end
+      return -1
+    end
+    if create ~= '1' then return -3 end
+    redis.call('SET', k_owner, tenant)
+    redis.call('SET', k_conversation, conversation_json)
+  elseif owner ~= tenant then
+    return -2
   end
-  if ARGV[6] ~= '1' then return -3 end
-  redis.call('SET', KEYS[4], ARGV[1])
-  redis.call('SET', KEYS[6], ARGV[5])
-elseif owner ~= ARGV[1] then
-  return -2
-end
-if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
-local last = redis.call('GET', KEYS[3])
-if (not last) or ARGV[3] >= last then
-  redis.call('RPUSH', KEYS[1], ARGV[4])
-  redis.call('SET', KEYS[3], ARGV[3])
-  return 1
-end
--- A late arrival: walk back from the newest message to the one it follows.
-local n = redis.call('LLEN', KEYS[1])
-for i = -1, -n, -1 do
-  local item = redis.call('LINDEX', KEYS[1], i)
-  if cjson.decode(item)['created_at'] <= ARGV[3] then
-    redis.call('LINSERT', KEYS[1], 'AFTER', item, ARGV[4])
+  if redis.call('SADD', k_ids, message_id) == 0 then return 0 end
+  local last = redis.call('GET', k_last)
+  if (not last) or created_at >= last then
+    redis.call('RPUSH', k_messages, message_json)
+    redis.call('SET', k_last, created_at)
     return 1
   end
+  -- A late arrival: walk back from the newest message to the one it follows.
+  local n = redis.call('LLEN', k_messages)
+  for i = -1, -n, -1 do
+    local item = redis.call('LINDEX', k_messages, i)
+    if cjson.decode(item)['created_at'] <= created_at then
+      redis.call('LINSERT', k_messages, 'AFTER', item, message_json)
+      return 1
+    end
+  end
+  redis.call('LPUSH', k_messages, message_json)
+  return 1
 end
-redis.call('LPUSH', KEYS[1], ARGV[4])
-return 1
 """
 
-_RESOLVE_SESSION = """
--- KEYS: session_mapping, session_state   ARGV: tenant, candidate conversation id
-local owner = redis.call('HGET', KEYS[2], 'tenant_id')
-if owner and owner ~= ARGV[1] then return {-2, ''} end
-if not owner then
-  redis.call('HSET', KEYS[2], 'tenant_id', ARGV[1], 'generation', 0)
+_RESOLVE_FN = """
+-- The session's current conversation: set to `candidate` when it has none and one is given
+-- (''); a message on a closed session is a reconnect that cancels the pending migration.
+-- Returns {1 if just set else 0, conversation id or ''}, or {-2, ''} for another tenant's.
+local function resolve(k_mapping, k_state, tenant, candidate)
+  local owner = redis.call('HGET', k_state, 'tenant_id')
+  if owner and owner ~= tenant then return {-2, ''} end
+  if not owner then
+    redis.call('HSET', k_state, 'tenant_id', tenant, 'generation', 0)
+  end
+  redis.call('PERSIST', k_state)
+  local created = 0
+  local conversation = redis.call('GET', k_mapping)
+  if (not conversation) and candidate == '' then
+    conversation = ''
+  elseif not conversation then
+    conversation = candidate
+    redis.call('SET', k_mapping, conversation)
+    redis.call('HSET', k_state, 'conversation_id', conversation)
+    created = 1
+  end
+  if redis.call('HEXISTS', k_state, 'closed_at') == 1 then
+    redis.call('HDEL', k_state, 'closed_at')
+    redis.call('HINCRBY', k_state, 'generation', 1)
+  end
+  return {created, conversation}
 end
-redis.call('PERSIST', KEYS[2])
-local created = 0
-local conversation = redis.call('GET', KEYS[1])
-if (not conversation) and ARGV[2] == '' then
-  conversation = ''
-elseif not conversation then
-  conversation = ARGV[2]
-  redis.call('SET', KEYS[1], conversation)
-  redis.call('HSET', KEYS[2], 'conversation_id', conversation)
-  created = 1
+"""
+
+_APPEND = _APPEND_FN + """
+-- KEYS: messages, message_ids, last_at, owner, migrated, conversation
+-- ARGV: tenant, message_id, created_at, message_json, conversation_json, create
+return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+              ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+"""
+
+_RESOLVE_SESSION = _RESOLVE_FN + """
+-- KEYS: session_mapping, session_state   ARGV: tenant, candidate conversation id or ''
+return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+"""
+
+# Standalone Redis only: the session and conversation steps in one round trip. Redis Cluster
+# cannot run it (the conversation's keys are known only inside the script, in another slot),
+# so there the same functions run as two scripts.
+_SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
+-- KEYS: session_mapping, session_state, active_sessions
+-- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
+--       message_id, created_at, message_json, conversation_json
+local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
+local candidate = ARGV[4]
+if explicit ~= '' then candidate = '' end
+local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate)
+if resolved[1] == -2 then return {-4, ''} end
+local id = explicit
+if id == '' then id = resolved[2] end
+local conversation_json = ARGV[9]
+if id ~= ARGV[4] then
+  local doc = cjson.decode(conversation_json)
+  doc['id'] = id
+  conversation_json = cjson.encode(doc)
 end
--- A message on a closed session is a reconnect: it cancels the pending migration.
-if redis.call('HEXISTS', KEYS[2], 'closed_at') == 1 then
-  redis.call('HDEL', KEYS[2], 'closed_at')
-  redis.call('HINCRBY', KEYS[2], 'generation', 1)
+local tag = '{' .. id .. '}'
+local status = append(prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag,
+  prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag, prefix .. 'migrated:' .. tag,
+  prefix .. 'conversation:' .. tenant .. ':' .. tag,
+  tenant, ARGV[6], ARGV[7], ARGV[8], conversation_json, explicit == '' and '1' or '0')
+if status >= 0 then
+  if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit) end
+  redis.call('SADD', KEYS[3], ARGV[2])
+  redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
 end
-return {created, conversation}
+return {status, id}
 """
 
 _CLOSE_SESSION = """
@@ -131,6 +184,16 @@ redis.call('HDEL', KEYS[2], 'closed_at', 'conversation_id')
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
+
+
+_APPEND_RESULTS = {
+    1: AppendResult.SAVED,
+    0: AppendResult.DUPLICATE,
+    -1: AppendResult.MOVED,
+    -2: AppendResult.FOREIGN,
+    -3: AppendResult.NOT_FOUND,
+}
+_ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
 
 class RedisKeys:
@@ -222,6 +285,8 @@ class RedisActiveStore:
         self.keys = RedisKeys(prefix)
         self._append = client.register_script(_APPEND)
         self._resolve = client.register_script(_RESOLVE_SESSION)
+        self._save_in_session = client.register_script(_SAVE_IN_SESSION)
+        self.cluster = not isinstance(client, redis.Redis)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
         self._finish = client.register_script(_FINISH_MIGRATION)
@@ -288,39 +353,99 @@ class RedisActiveStore:
             self.client.srem(self.keys.active_sessions, session_id)
         return released == 1
 
+    # --- saving ---------------------------------------------------------------------------
+
+    def save_in_session(
+        self,
+        conversation: Conversation,
+        message: Message,
+        *,
+        explicit: bool,
+        create: bool = False,
+    ) -> tuple[AppendResult, str]:
+        """Resolve the session, then append: one round trip on standalone Redis.
+
+        `conversation.id` is the producer's conversation id when `explicit`, else a fresh
+        candidate used only if the session has no conversation. An explicit conversation that
+        is not active here is created only when `create` is set (the caller looked in
+        PostgreSQL first). Returns the result and the conversation id used.
+        """
+        if self.cluster:
+            return self._save_in_two_steps(conversation, message, explicit=explicit, create=create)
+        keys = [
+            self.keys.session_mapping(conversation.session_id),
+            self.keys.session_state(conversation.session_id),
+            self.keys.active_sessions,
+        ]
+        args = [
+            conversation.tenant_id,
+            conversation.session_id,
+            conversation.id if explicit else "",
+            conversation.id,
+            self.keys.prefix,
+            message.id,
+            message.created_at,
+            _dumps(message.to_dict()),
+            _dumps(conversation.to_dict()),
+            "1" if create else "0",
+        ]
+        status, conversation_id = self._save_in_session(keys=keys, args=args)
+        if int(status) == -4:
+            raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
+        return _APPEND_RESULTS[int(status)], _text(conversation_id)
+
+    def _save_in_two_steps(
+        self, conversation: Conversation, message: Message, *, explicit: bool, create: bool
+    ) -> tuple[AppendResult, str]:
+        """Redis Cluster: the session's slot, then the conversation's slot."""
+        session_conversation, _ = self.resolve_session(
+            conversation.tenant_id, conversation.session_id, None if explicit else conversation.id
+        )
+        conversation_id = conversation.id if explicit else session_conversation
+        assert conversation_id is not None
+        if conversation_id != conversation.id:
+            conversation = replace(conversation, id=conversation_id)
+        result = self.append_message(conversation, message, create=create or not explicit)
+        if explicit and session_conversation is None and result in _ACTIVE_RESULTS:
+            self.resolve_session(conversation.tenant_id, conversation.session_id, conversation_id)
+        return result, conversation_id
+
     # --- conversations --------------------------------------------------------------------
 
     def append_message(
         self, conversation: Conversation, message: Message, *, create: bool
     ) -> AppendResult:
         keys = self.keys.conversation_keys(conversation.tenant_id, conversation.id)
-        pipe = self.client.pipeline(transaction=False)
-        self._append(
-            keys=keys,
-            args=[
-                conversation.tenant_id,
-                message.id,
-                message.created_at,
-                _dumps(message.to_dict()),
-                _dumps(conversation.to_dict()),
-                "1" if create else "0",
-            ],
-            client=pipe,
-        )
-        # The global indexes live in other slots: same round trip, own steps.
-        pipe.sadd(self.keys.active_sessions, conversation.session_id)
-        pipe.sadd(self.keys.tenant_active(conversation.tenant_id), conversation.id)
-        status = int(pipe.execute()[0])
+        args = [
+            conversation.tenant_id,
+            message.id,
+            message.created_at,
+            _dumps(message.to_dict()),
+            _dumps(conversation.to_dict()),
+            "1" if create else "0",
+        ]
+
+        def append_and_index() -> list[Any]:
+            # EVALSHA directly: a pipeline given a Script object asks SCRIPT EXISTS on every
+            # execute, a whole extra round trip per message.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            # The global indexes live in other slots: same round trip, own steps.
+            pipe.sadd(self.keys.active_sessions, conversation.session_id)
+            pipe.sadd(self.keys.tenant_active(conversation.tenant_id), conversation.id)
+            return pipe.execute()
+
+        try:
+            replies = append_and_index()
+        except redis.exceptions.NoScriptError:
+            # The server lost its script cache (restart, SCRIPT FLUSH): load it and go again.
+            self._append.sha = self.client.script_load(_APPEND)
+            replies = append_and_index()
+        status = int(replies[0])
         if status in (-1, -2, -3):
             # Nothing was written: undo the index entries of a conversation that is not here.
             self.client.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
-        return {
-            1: AppendResult.SAVED,
-            0: AppendResult.DUPLICATE,
-            -1: AppendResult.MOVED,
-            -2: AppendResult.FOREIGN,
-            -3: AppendResult.NOT_FOUND,
-        }[status]
+        return _APPEND_RESULTS[status]
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         tenant = self.client.get(self.keys.owner(conversation_id))

@@ -50,9 +50,20 @@ class ActiveStore(Protocol):
         candidate is given) and whether it was just set; reopens a closed session.
         Raises ForeignSession."""
 
-    def append_message(
-        self, conversation: Conversation, message: Message, *, create: bool
-    ) -> AppendResult: ...
+    def save_in_session(
+        self,
+        conversation: Conversation,
+        message: Message,
+        *,
+        explicit: bool,
+        create: bool = False,
+    ) -> tuple[AppendResult, str]:
+        """Resolve the session's conversation (reopening a closed session) and append to it.
+
+        `conversation.id` is the producer's id when `explicit`, else a candidate for a session
+        without a conversation. An explicit conversation not active here is created only with
+        `create`. Returns the result and the conversation id used. Raises ForeignSession.
+        """
 
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str

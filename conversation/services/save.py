@@ -64,27 +64,24 @@ class MessageSaver:
     def save(self, command: NewMessage) -> SaveOutcome:
         message = self.build_message(command)
         explicit = command.conversation_id is not None
-        # A conversation named by the producer becomes the session's current one only once it
-        # is known to be active here (below): a persisted one must not capture the session.
-        session_conversation, _ = self.active.resolve_session(
-            command.tenant_id, command.session_id, None if explicit else _new_id()
-        )
-        conversation_id = command.conversation_id or session_conversation
-        assert conversation_id is not None
         conversation = Conversation(
-            id=conversation_id,
+            id=command.conversation_id or _new_id(),
             tenant_id=command.tenant_id,
             session_id=command.session_id,
             agent_id=command.agent_id,
             created_at=message.created_at,
         )
-        # A conversation named by the producer may already live in PostgreSQL: look there
-        # before creating it in Redis, so it is never split across the tiers.
-        result = self.active.append_message(conversation, message, create=not explicit)
+        result, conversation_id = self.active.save_in_session(
+            conversation, message, explicit=explicit
+        )
         if result is AppendResult.NOT_FOUND:
+            # A conversation named by the producer may live in PostgreSQL already: look there
+            # before creating it in Redis, so it is never split across the tiers.
             persisted = self.repository.get_conversation(conversation_id)
             if persisted is None:
-                result = self.active.append_message(conversation, message, create=True)
+                result, conversation_id = self.active.save_in_session(
+                    conversation, message, explicit=True, create=True
+                )
             elif persisted.tenant_id != command.tenant_id:
                 result = AppendResult.FOREIGN
             else:
@@ -96,11 +93,7 @@ class MessageSaver:
         if result is AppendResult.MOVED:
             stored = self.repository.append_message(conversation_id, message)
             return SaveOutcome(conversation_id, message.id, stored, "postgres")
-        if explicit and session_conversation is None:
-            self.active.resolve_session(command.tenant_id, command.session_id, conversation_id)
-        return SaveOutcome(
-            conversation_id, message.id, result is AppendResult.SAVED, "redis"
-        )
+        return SaveOutcome(conversation_id, message.id, result is AppendResult.SAVED, "redis")
 
 
 def _new_id() -> str:

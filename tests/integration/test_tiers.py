@@ -19,9 +19,11 @@ def container(settings: Settings):  # noqa: ANN201
     container.close()
 
 
-@pytest.fixture
-def active(container: Container) -> RedisActiveStore:
-    return container.active_store
+@pytest.fixture(params=["one_round_trip", "cluster_two_steps"])
+def active(container: Container, request: pytest.FixtureRequest) -> RedisActiveStore:
+    store = container.active_store
+    store.cluster = request.param == "cluster_two_steps"
+    return store
 
 
 @pytest.fixture

@@ -16,9 +16,12 @@ from conversation.services.sessions import SessionLifecycle
 from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
 
 
-@pytest.fixture
-def active() -> RedisActiveStore:
-    return RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+@pytest.fixture(params=["one_round_trip", "cluster_two_steps"])
+def active(request: pytest.FixtureRequest) -> RedisActiveStore:
+    store = RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+    # Redis Cluster runs the session and conversation steps apart: test both paths.
+    store.cluster = request.param == "cluster_two_steps"
+    return store
 
 
 @pytest.fixture
