@@ -7,7 +7,7 @@ from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from flask_smorest import Api
 
-from api import agents, conversations, errors, health
+from api import agents, conversations, errors, health, ratelimit
 from api.auth import authenticate
 from config.settings import Settings
 from conversation.bootstrap import Container
@@ -54,5 +54,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lambda filename: send_from_directory(swagger_ui_path, filename),
     )
     app.before_request(authenticate)
+    app.before_request(ratelimit.enforce)
     errors.register(app)
     return app

@@ -17,7 +17,7 @@ from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.services.context import ContextBuilder
-from conversation.services.migration import ConversationMigrator
+from conversation.services.migration import ConversationMigrator, LostTimerSweeper
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 
@@ -129,6 +129,12 @@ class Container:
     @cached_property
     def migrator(self) -> ConversationMigrator:
         return ConversationMigrator(self.active_store, self.repository)
+
+    @cached_property
+    def sweeper(self) -> LostTimerSweeper:
+        return LostTimerSweeper(
+            self.active_store, self.migrator, self.settings.session_grace_seconds
+        )
 
     def close(self) -> None:
         for name in ("engine", "replica_engine"):

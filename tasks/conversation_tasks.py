@@ -118,7 +118,10 @@ def aggregate_stats(self: DomainTask, **kwargs: Any) -> None:
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.cleanup")
-def cleanup(self: DomainTask, **kwargs: Any) -> None:
-    """Sweep for closed sessions whose migration timer was lost (Celery beat)."""
+def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
+    """Migrate closed sessions whose migration timer was lost (Celery beat)."""
     validated(NoArgumentsSchema(), kwargs)
-    log.info("cleanup: no sweep configured yet")
+    report = container().sweeper.sweep()
+    log.info("cleanup: %d overdue closed session(s), %d migrated", report.checked,
+             report.migrated)
+    return {"checked": report.checked, "migrated": report.migrated}

@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from conversation.domain.errors import ForeignSession
-from conversation.domain.messages import Conversation, Message
+from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import AppendResult, ClosedSession, SessionState
 
 # How long a migrated conversation leaves a marker behind, so late messages find PostgreSQL
@@ -230,6 +230,11 @@ class RedisKeys:
     def active_sessions(self) -> str:
         return f"{self.prefix}active_sessions"
 
+    @property
+    def closed_sessions(self) -> str:
+        """Sorted set: session id -> close time (epoch seconds), for the lost-timer sweep."""
+        return f"{self.prefix}closed_sessions"
+
     def tenant_active(self, tenant_id: str) -> str:
         return f"{self.prefix}active_conversations:{tenant_id}"
 
@@ -316,7 +321,18 @@ class RedisActiveStore:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
         if int(status) == 0:
             return None
+        self.client.zadd(
+            self.keys.closed_sessions, {session_id: parse_timestamp(closed_at).timestamp()}
+        )
         return ClosedSession(_text(conversation_id), int(generation))
+
+    def closed_sessions_before(self, moment: float, limit: int) -> list[str]:
+        """Sessions closed before `moment` (epoch seconds) whose migration is not done."""
+        ids = self.client.zrangebyscore(self.keys.closed_sessions, "-inf", moment, 0, limit)
+        return [_text(i) for i in ids]
+
+    def forget_closed_session(self, session_id: str) -> None:
+        self.client.zrem(self.keys.closed_sessions, session_id)
 
     def open_session(self, tenant_id: str, session_id: str) -> bool:
         status = int(self._open(keys=[self.keys.session_state(session_id)], args=[tenant_id]))
@@ -350,7 +366,10 @@ class RedisActiveStore:
             )
         )
         if released:
-            self.client.srem(self.keys.active_sessions, session_id)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.srem(self.keys.active_sessions, session_id)
+            pipe.zrem(self.keys.closed_sessions, session_id)
+            pipe.execute()
         return released == 1
 
     # --- saving ---------------------------------------------------------------------------

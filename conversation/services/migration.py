@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from conversation.domain.messages import ConversationStatus, now_timestamp
+from conversation.domain.messages import ConversationStatus, now_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
 from conversation.services.ports import ActiveStore, Repository
 
@@ -61,3 +61,46 @@ class ConversationMigrator:
                 log.info("migrated conversation %s (%d messages)", conversation_id, len(messages))
                 return MigrationOutcome(MigrationStatus.MIGRATED, conversation_id, len(messages))
         return MigrationOutcome(MigrationStatus.BUSY, conversation_id)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    checked: int
+    migrated: int
+
+
+class LostTimerSweeper:
+    """The safety net for migration timers lost with a killed worker (`conversation.cleanup`).
+
+    A countdown task held by a dying worker comes back only after the broker's visibility
+    timeout; this sweep migrates every session closed longer than the grace period (plus a
+    margin, so it does not race the timer it backs up) that is still waiting.
+    """
+
+    def __init__(
+        self, active: ActiveStore, migrator: ConversationMigrator, grace_seconds: float
+    ) -> None:
+        self.active = active
+        self.migrator = migrator
+        self.grace_seconds = grace_seconds
+
+    def sweep(self, now: str | None = None, margin_seconds: float = 30.0, limit: int = 500) -> SweepReport:
+        moment = parse_timestamp(now or now_timestamp()).timestamp()
+        due = self.active.closed_sessions_before(
+            moment - self.grace_seconds - margin_seconds, limit
+        )
+        migrated = 0
+        for session_id in due:
+            state = self.active.session_state(session_id)
+            if state is None or state.closed_at is None or state.conversation_id is None:
+                # Reopened, or already released: nothing is waiting.
+                self.active.forget_closed_session(session_id)
+                continue
+            outcome = self.migrator.migrate(state.conversation_id, state.generation)
+            if outcome.status is MigrationStatus.MIGRATED:
+                migrated += 1
+            elif outcome.status is not MigrationStatus.BUSY:
+                self.active.forget_closed_session(session_id)
+        if migrated:
+            log.warning("cleanup migrated %d conversation(s) whose timer was lost", migrated)
+        return SweepReport(checked=len(due), migrated=migrated)

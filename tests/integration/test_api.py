@@ -189,3 +189,19 @@ def test_health_and_ready(client) -> None:
     assert client.get("/health").json == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+def test_requests_past_the_rate_limit_get_429(container) -> None:
+    from dataclasses import replace
+
+    limited = Container(replace(container.settings, api_rate_limit="3/day"))
+    client = create_app(container=limited).test_client()
+    tenant = tenant_name(container, "acme")
+    key = limited.api_keys.create(tenant)
+    codes = [client.get(f"/api/conversations/list/{tenant}", headers=auth(key)).status_code
+             for _ in range(5)]
+    limited.close()
+    assert codes == [200, 200, 200, 429, 429]
+    other = container.api_keys.create(tenant)
+    assert create_app(container=container).test_client().get(
+        f"/api/conversations/list/{tenant}", headers=auth(other)).status_code == 200

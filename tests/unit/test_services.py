@@ -151,3 +151,22 @@ def test_a_message_after_migration_is_appended_in_postgres(saver, active, reposi
     # Without the conversation id, the closed session starts a new conversation.
     fresh = saver.save(message("new chat"))
     assert fresh.conversation_id != outcome.conversation_id and fresh.tier == "redis"
+
+
+def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active, repository) -> None:
+    from conversation.services.migration import LostTimerSweeper
+
+    outcome = saver.save(message("lost"))
+    reopened = saver.save(message("kept", session_id="s-2"))
+    sessions, scheduler = lifecycle(active)
+    sessions.close("acme", "s-1", closed_at="2026-01-01T10:00:00Z")
+    sessions.close("acme", "s-2", closed_at="2026-01-01T10:00:00Z")
+    sessions.open("acme", "s-2")
+    # The scheduled timers are "lost": nobody runs them. The sweep, an hour later:
+    sweeper = LostTimerSweeper(active, ConversationMigrator(active, repository), 30)
+    assert sweeper.sweep(now="2026-01-01T10:00:20Z").checked == 0  # still in its grace
+    report = sweeper.sweep(now="2026-01-01T11:00:00Z")
+    assert (report.checked, report.migrated) == (2, 1)
+    assert [m.content for m in repository.messages(outcome.conversation_id)] == ["lost"]
+    assert repository.get_conversation(reopened.conversation_id) is None
+    assert sweeper.sweep(now="2026-01-01T12:00:00Z").checked == 0
