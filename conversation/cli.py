@@ -42,7 +42,7 @@ def cmd_beat(ns: argparse.Namespace) -> None:
 
 def cmd_flower(ns: argparse.Namespace) -> None:
     settings = Settings.from_env()
-    args = ["flower", f"--port={ns.port or settings.flower_port}", "--address=127.0.0.1"]
+    args = ["flower", f"--port={ns.port or settings.flower_port}", f"--address={ns.address}"]
     if os.environ.get("FLOWER_BASIC_AUTH"):
         args.append(f"--basic-auth={os.environ['FLOWER_BASIC_AUTH']}")
     _celery(*args)
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flower", help="Flower, the workers' dashboard")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=cmd_flower)
 
     p = sub.add_parser("api", help="the REST API under gunicorn")

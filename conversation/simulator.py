@@ -79,6 +79,5 @@ def simulate(
         "contexts_read": contexts,
         "context_tokens": context_tokens,
         "sessions_closed": closed,
-        "migrate_after_seconds": settings.session_grace_seconds if close else None,
         "seconds": round(time.monotonic() - started, 2),
     }

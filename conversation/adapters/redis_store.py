@@ -69,9 +69,11 @@ end
 
 _RESOLVE_FN = """
 -- The session's current conversation: set to `candidate` when it has none and one is given
--- (''); a message on a closed session is a reconnect that cancels the pending migration.
+-- (''). A message written after the session closed (`at` later than closed_at) is a
+-- reconnect that cancels the pending migration; one written before it is a late delivery,
+-- and the migration takes it along.
 -- Returns {1 if just set else 0, conversation id or ''}, or {-2, ''} for another tenant's.
-local function resolve(k_mapping, k_state, tenant, candidate)
+local function resolve(k_mapping, k_state, tenant, candidate, at)
   local owner = redis.call('HGET', k_state, 'tenant_id')
   if owner and owner ~= tenant then return {-2, ''} end
   if not owner then
@@ -88,7 +90,8 @@ local function resolve(k_mapping, k_state, tenant, candidate)
     redis.call('HSET', k_state, 'conversation_id', conversation)
     created = 1
   end
-  if redis.call('HEXISTS', k_state, 'closed_at') == 1 then
+  local closed_at = redis.call('HGET', k_state, 'closed_at')
+  if closed_at and at > closed_at then
     redis.call('HDEL', k_state, 'closed_at')
     redis.call('HINCRBY', k_state, 'generation', 1)
   end
@@ -104,8 +107,9 @@ return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 """
 
 _RESOLVE_SESSION = _RESOLVE_FN + """
--- KEYS: session_mapping, session_state   ARGV: tenant, candidate conversation id or ''
-return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+-- KEYS: session_mapping, session_state
+-- ARGV: tenant, candidate conversation id or '', the message's created_at ('': none)
+return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 """
 
 # Standalone Redis only: the session and conversation steps in one round trip. Redis Cluster
@@ -118,7 +122,7 @@ _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate)
+local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[7])
 if resolved[1] == -2 then return {-4, ''} end
 local id = explicit
 if id == '' then id = resolved[2] end
@@ -134,7 +138,7 @@ local status = append(prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. 
   prefix .. 'conversation:' .. tenant .. ':' .. tag,
   tenant, ARGV[6], ARGV[7], ARGV[8], conversation_json, explicit == '' and '1' or '0')
 if status >= 0 then
-  if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit) end
+  if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit, '') end
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
 end
@@ -300,11 +304,15 @@ class RedisActiveStore:
     # --- sessions -------------------------------------------------------------------------
 
     def resolve_session(
-        self, tenant_id: str, session_id: str, candidate_conversation_id: str | None
+        self,
+        tenant_id: str,
+        session_id: str,
+        candidate_conversation_id: str | None,
+        message_at: str | None = None,
     ) -> tuple[str | None, bool]:
         created, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, candidate_conversation_id or ""],
+            args=[tenant_id, candidate_conversation_id or "", message_at or ""],
         )
         if int(created) == -2:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
@@ -418,7 +426,10 @@ class RedisActiveStore:
     ) -> tuple[AppendResult, str]:
         """Redis Cluster: the session's slot, then the conversation's slot."""
         session_conversation, _ = self.resolve_session(
-            conversation.tenant_id, conversation.session_id, None if explicit else conversation.id
+            conversation.tenant_id,
+            conversation.session_id,
+            None if explicit else conversation.id,
+            message.created_at,
         )
         conversation_id = conversation.id if explicit else session_conversation
         assert conversation_id is not None

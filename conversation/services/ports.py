@@ -43,13 +43,6 @@ class History(Protocol):
 
 
 class ActiveStore(Protocol):
-    def resolve_session(
-        self, tenant_id: str, session_id: str, candidate_conversation_id: str | None
-    ) -> tuple[str | None, bool]:
-        """The session's current conversation id (set to the candidate if it has none and a
-        candidate is given) and whether it was just set; reopens a closed session.
-        Raises ForeignSession."""
-
     def save_in_session(
         self,
         conversation: Conversation,

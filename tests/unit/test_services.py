@@ -170,3 +170,18 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
     assert [m.content for m in repository.messages(outcome.conversation_id)] == ["lost"]
     assert repository.get_conversation(reopened.conversation_id) is None
     assert sweeper.sweep(now="2026-01-01T12:00:00Z").checked == 0
+
+
+def test_a_message_written_before_the_close_but_delivered_after_goes_along(
+    saver, active, repository
+) -> None:
+    """Workers run tasks concurrently: a save may run after the close that followed it."""
+    outcome = saver.save(message("first", created_at="2026-01-01T10:00:00Z"))
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "s-1", closed_at="2026-01-01T10:05:00Z")
+    saver.save(message("second", created_at="2026-01-01T10:04:59Z"))
+    result = ConversationMigrator(active, repository).migrate(
+        outcome.conversation_id, closed.generation)
+    assert result.status is MigrationStatus.MIGRATED
+    assert [m.content for m in repository.messages(outcome.conversation_id)] == [
+        "first", "second"]
