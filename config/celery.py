@@ -17,10 +17,14 @@ CONTEXT_QUEUE = "conversation.context"
 SESSIONS_QUEUE = "conversation.sessions"
 MIGRATION_QUEUE = "conversation.migration"
 STATS_QUEUE = "conversation.stats"
+# Internal: summaries for the summary buffer, built off the request path.
+SUMMARY_QUEUE = "conversation.summaries"
 DEAD_LETTER_QUEUE = "conversation.dlq"
 
 # Every queue a worker consumes by default; the dead-letter queue is for operators only.
-WORK_QUEUES = (SAVE_QUEUE, CONTEXT_QUEUE, SESSIONS_QUEUE, MIGRATION_QUEUE, STATS_QUEUE)
+WORK_QUEUES = (
+    SAVE_QUEUE, CONTEXT_QUEUE, SESSIONS_QUEUE, MIGRATION_QUEUE, STATS_QUEUE, SUMMARY_QUEUE
+)
 
 TASK_QUEUES: dict[str, str] = {
     "conversation.save_message": SAVE_QUEUE,
@@ -31,6 +35,7 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.migrate_conversation": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,
     "conversation.cleanup": STATS_QUEUE,
+    "conversation.summarise": SUMMARY_QUEUE,
 }
 
 _exchange = Exchange("conversation", type="direct")

@@ -104,6 +104,10 @@ class Settings:
     var_dir: Path = DEFAULT_VAR_DIR
     alert_webhook_url: str | None = None
     log_level: str = "INFO"
+    # A LangChain chat model for summaries ("provider:model", as init_chat_model takes it), or
+    # "extractive": LexRank, offline.
+    summary_model: str = "extractive"
+    summary_language: str = "english"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +141,8 @@ class Settings:
             var_dir=var_dir,
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,
             log_level=env.get("LOG_LEVEL") or "INFO",
+            summary_model=env.get("SUMMARY_MODEL") or "extractive",
+            summary_language=env.get("SUMMARY_LANGUAGE") or "english",
         )
 
     def require(self, name: str) -> str:

@@ -12,14 +12,15 @@ from config.celery import celery_config
 from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
-from conversation.adapters.dispatch import CeleryScheduler
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
+from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.services.context import ContextBuilder
 from conversation.services.migration import ConversationMigrator, LostTimerSweeper
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
+from conversation.services.summaries import SummaryBuilder
 
 _tokenizers: dict[str, TiktokenCounter] = {}
 
@@ -116,6 +117,26 @@ class Container:
             self.tokenizer,
             windows=self.settings.windows,
             model_windows=self.settings.model_windows,
+            summary_requests=CelerySummaryRequests(
+                self.producer, self.redis, self.settings.redis_key_prefix
+            ),
+        )
+
+    @cached_property
+    def summary_builder(self) -> SummaryBuilder:
+        from conversation.adapters.summariser import ChatModelSummariser, load_chat_model
+
+        encoding = self.tokenizer.default_encoding
+        summariser = ChatModelSummariser(
+            load_chat_model(self.settings.summary_model, self.settings.summary_language),
+            lambda text: self.tokenizer.count(text, encoding),
+        )
+        return SummaryBuilder(
+            self.active_store,
+            self.repository,
+            self.tokenizer,
+            summariser,
+            RedisLocks(self.redis, self.settings.redis_key_prefix),
         )
 
     @cached_property

@@ -20,6 +20,7 @@ from tasks.schemas import (
     SaveMessagesSchema,
     SessionClosedSchema,
     SessionOpenedSchema,
+    SummariseSchema,
 )
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,15 @@ def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
     payload = validated(MigrateConversationSchema(), kwargs)
     outcome = container().migrator.migrate(payload["conversation_id"], payload["generation"])
     log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.summarise")
+def summarise(self: DomainTask, **kwargs: Any) -> None:
+    """Bring a conversation's summary up to date (internal; asked for by get_context)."""
+    payload = validated(SummariseSchema(), kwargs)
+    outcome = container().summary_builder.refresh(payload["conversation_id"], payload["budget"])
+    log.info("summary of %s: %s (%d folded)", payload["conversation_id"],
+             outcome.status.value, outcome.folded)
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.aggregate_stats")

@@ -154,5 +154,10 @@ class MigrateConversationSchema(PayloadSchema):
     generation = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
 
 
+class SummariseSchema(PayloadSchema):
+    conversation_id = Identifier(required=True)
+    budget = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
 class NoArgumentsSchema(PayloadSchema):
     pass

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import uuid
+
 import orjson
 import redis
 
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
-from conversation.services.ports import AppendResult, ClosedSession, SessionState
+from conversation.services.ports import AppendResult, ClosedSession, SessionState, Summary
 
 # How long a migrated conversation leaves a marker behind, so late messages find PostgreSQL
 # without asking it; after that the save path asks PostgreSQL itself.
@@ -171,12 +173,24 @@ return 0
 """
 
 _FINISH_MIGRATION = """
--- KEYS: messages, message_ids, last_at, owner, migrated, conversation
+-- KEYS: messages, message_ids, last_at, owner, migrated, conversation, summary
 -- ARGV: expected count, tenant, marker seconds
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
 redis.call('SET', KEYS[5], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
+"""
+
+_SAVE_SUMMARY = """
+-- KEYS: owner, summary   ARGV: text, through
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'text', ARGV[1], 'through', ARGV[2])
+return 1
+"""
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 _RELEASE_SESSION = """
@@ -224,6 +238,15 @@ class RedisKeys:
     def migrated(self, conversation_id: str) -> str:
         return f"{self.prefix}migrated:{{{conversation_id}}}"
 
+    def summary(self, conversation_id: str) -> str:
+        return f"{self.prefix}summary:{{{conversation_id}}}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
+    def summary_requested(self, conversation_id: str) -> str:
+        return f"{self.prefix}summary_requested:{{{conversation_id}}}"
+
     def session_mapping(self, session_id: str) -> str:
         return f"{self.prefix}session_mapping:{{{session_id}}}"
 
@@ -250,6 +273,7 @@ class RedisKeys:
             self.owner(conversation_id),
             self.migrated(conversation_id),
             self.conversation(tenant_id, conversation_id),
+            self.summary(conversation_id),
         ]
 
 
@@ -295,6 +319,7 @@ class RedisActiveStore:
         self._append = client.register_script(_APPEND)
         self._resolve = client.register_script(_RESOLVE_SESSION)
         self._save_in_session = client.register_script(_SAVE_IN_SESSION)
+        self._save_summary = client.register_script(_SAVE_SUMMARY)
         self.cluster = not isinstance(client, redis.Redis)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
@@ -516,8 +541,38 @@ class RedisActiveStore:
         raws = pipe.execute()
         return [Conversation.from_dict(orjson.loads(raw)) for raw in raws if raw]
 
+    def summary(self, conversation_id: str) -> Summary | None:
+        stored = self.client.hgetall(self.keys.summary(conversation_id))
+        text, through = _get(stored, "text"), _get(stored, "through")
+        return Summary(text, through) if text is not None and through is not None else None
+
+    def save_summary(self, conversation_id: str, summary: Summary) -> bool:
+        saved = self._save_summary(
+            keys=[self.keys.owner(conversation_id), self.keys.summary(conversation_id)],
+            args=[summary.text, summary.through],
+        )
+        return int(saved) == 1
+
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+class RedisLocks:
+    """Short leases: SET NX with an expiry, released only by their holder."""
+
+    def __init__(self, client: Any, prefix: str = "") -> None:
+        self.client = client
+        self.keys = RedisKeys(prefix)
+        self._release = client.register_script(_RELEASE_LOCK)
+
+    def acquire(self, name: str, seconds: int) -> str | None:
+        token = uuid.uuid4().hex
+        if self.client.set(self.keys.lock(name), token, nx=True, ex=seconds):
+            return token
+        return None
+
+    def release(self, name: str, token: str) -> None:
+        self._release(keys=[self.keys.lock(name)], args=[token])
 
 
 def _text(value: bytes | str) -> str:

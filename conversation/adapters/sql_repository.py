@@ -18,6 +18,7 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
+from conversation.services.ports import Summary
 
 TAIL_CHUNK = 64
 
@@ -299,6 +300,27 @@ class SqlRepository:
                 )
                 .order_by(conversations.c.created_at.desc())
                 .limit(1)
+            )
+
+    def summary(self, conversation_id: str) -> Summary | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(conversations.c.summary, conversations.c.summary_through).where(
+                    conversations.c.id == conversation_id
+                )
+            ).first()
+        if row is None or row.summary is None or row.summary_through is None:
+            return None
+        return Summary(row.summary, row.summary_through)
+
+    def save_summary(self, conversation_id: str, summary: Summary) -> bool:
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    conversations.update()
+                    .where(conversations.c.id == conversation_id)
+                    .values(summary=summary.text, summary_through=summary.through)
+                ).rowcount
             )
 
     def ping(self) -> bool:

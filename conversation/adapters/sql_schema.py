@@ -33,7 +33,7 @@ conversations = Table(
     Column("last_message_at", DateTime(timezone=True)),
     Column("message_count", Integer, nullable=False, server_default="0"),
     Column("summary", Text),
-    Column("summary_through", String(128)),
+    Column("summary_through", String(300)),
     Column("migrated_at", DateTime(timezone=True)),
     Index("ix_conversations_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_conversations_tenant_agent_created", "tenant_id", "agent_id", "created_at"),

@@ -22,6 +22,12 @@ class UnknownWindow(ValueError):
     pass
 
 
+def message_key(created_at: str, message_id: str) -> str:
+    """A message's place in its conversation, as a string that sorts like the messages:
+    a summary records the key of the last message it covers."""
+    return f"{created_at}|{message_id}"
+
+
 @dataclass(frozen=True)
 class ContextPlan:
     """Which window, strategy and budget a request gets."""

@@ -1,14 +1,28 @@
 """Building the context for a model window: the MemoryManager of the design."""
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from conversation.domain.context import SUMMARY_BUFFER, ContextPlan, plan_context, select_tail
+from conversation.domain.context import (
+    SUMMARY_BUFFER,
+    ContextPlan,
+    TailSelection,
+    message_key,
+    plan_context,
+    select_tail,
+)
 from conversation.domain.errors import ConversationNotFound, ForeignConversation
 from conversation.domain.messages import Message, Role
-from conversation.services.ports import ActiveStore, History, Repository, Tokenizer
+from conversation.services.ports import (
+    ActiveStore,
+    Repository,
+    Summary,
+    SummaryRequests,
+    Tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +35,14 @@ class ContextBuilder:
         tokenizer: Tokenizer,
         windows: Mapping[str, tuple[str, int]],
         model_windows: Mapping[str, str],
+        summary_requests: SummaryRequests | None = None,
     ) -> None:
         self.active = active
         self.repository = repository
         self.tokenizer = tokenizer
         self.windows = windows
         self.model_windows = model_windows
+        self.summary_requests = summary_requests
 
     def get_context(
         self,
@@ -69,9 +85,9 @@ class ContextBuilder:
         if plan.warning:
             log.warning(plan.warning)
         conversation_id = conversation_id or self._session_conversation(tenant_id, session_id)
-        history = self._history(tenant_id, conversation_id)
+        source = self._source(tenant_id, conversation_id)
         encoding = self.tokenizer.encoding_for(model)
-        return self._select(conversation_id, plan, history, encoding)
+        return self._select(conversation_id, plan, source, encoding)
 
     def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
         if session_id is None:
@@ -83,7 +99,8 @@ class ContextBuilder:
             raise ConversationNotFound(f"session {session_id} has no conversation")
         return found
 
-    def _history(self, tenant_id: str, conversation_id: str) -> History:
+    def _source(self, tenant_id: str, conversation_id: str) -> ActiveStore | Repository:
+        """The tier that holds the conversation (Redis while active, then PostgreSQL)."""
         conversation = self.active.get_conversation(conversation_id)
         source: ActiveStore | Repository = self.active
         if conversation is None:
@@ -93,7 +110,7 @@ class ContextBuilder:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if conversation.tenant_id != tenant_id:
             raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
-        return source.history(conversation_id)
+        return source
 
     def _cost(self, message: Message, encoding: str) -> int:
         if message.encoding == encoding:
@@ -103,11 +120,17 @@ class ContextBuilder:
         )
 
     def _select(
-        self, conversation_id: str, plan: ContextPlan, history: History, encoding: str
+        self,
+        conversation_id: str,
+        plan: ContextPlan,
+        source: ActiveStore | Repository,
+        encoding: str,
     ) -> dict[str, Any]:
+        history = source.history(conversation_id)
         total = history.count()
         first = history.first()
         leading_system = first if first is not None and first.role is Role.SYSTEM else None
+        system_cost = self._cost(leading_system, encoding) if leading_system else None
         # The walk never reaches the leading system message: it is kept on its own terms.
         walkable = total - (1 if leading_system else 0)
         seen: list[Message] = []
@@ -119,28 +142,66 @@ class ContextBuilder:
                 seen.append(message)
                 yield self._cost(message, encoding), message.role is Role.USER
 
-        selection = select_tail(
-            newest_first(),
-            budget=plan.budget,
-            system_cost=self._cost(leading_system, encoding) if leading_system else None,
-        )
+        selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
+        summary: Summary | None = None
+        pending = False
+        if plan.strategy == SUMMARY_BUFFER and not selection.exhausted:
+            # Over budget: older messages are represented by the summary, when there is one.
+            summary = source.summary(conversation_id)
+            if summary is None:
+                pending = True
+            else:
+                selection, pending = self._select_after_summary(
+                    seen, summary, plan.budget, system_cost, encoding
+                )
+            if pending and self.summary_requests is not None:
+                self.summary_requests.request(conversation_id, plan.budget)
         kept = list(reversed(seen[: selection.kept]))
         if leading_system is not None:
             kept.insert(0, leading_system)
-        truncated = len(kept) < total
+        summary_tokens = (
+            self.tokenizer.message_cost("system", summary.text, None, encoding) if summary else 0
+        )
         return {
             "conversation_id": conversation_id,
             "model": plan.model,
             "window": plan.window,
             "strategy": plan.strategy,
             "max_tokens": plan.budget,
-            "tokens": selection.tokens,
+            "tokens": selection.tokens + summary_tokens,
             "total_messages": total,
-            "truncated": truncated,
-            "summary": None,
-            "summary_pending": plan.strategy == SUMMARY_BUFFER and truncated,
+            "truncated": len(kept) < total,
+            "summary": summary.text if summary else None,
+            "summary_pending": pending,
             "messages": [_context_message(m) for m in kept],
         }
+
+    def _select_after_summary(
+        self,
+        seen: list[Message],
+        summary: Summary,
+        budget: int,
+        system_cost: int | None,
+        encoding: str,
+    ) -> tuple[TailSelection, bool]:
+        """The newest messages not covered by the summary, within the budget left beside it.
+
+        Pending when the budget ran out before reaching the covered ones: the summary lags.
+        """
+        summary_cost = self.tokenizer.message_cost("system", summary.text, None, encoding)
+        # `seen` is newest first: the uncovered messages are those before the summary's last.
+        uncovered = list(
+            itertools.takewhile(
+                lambda m: message_key(m.created_at, m.id) != summary.through, seen
+            )
+        )
+        selection = select_tail(
+            ((self._cost(m, encoding), m.role is Role.USER) for m in uncovered),
+            budget=budget - summary_cost,
+            system_cost=system_cost,
+        )
+        reached_covered = selection.exhausted and len(uncovered) < len(seen)
+        return selection, not reached_covered
 
 
 def _context_message(message: Message) -> dict[str, Any]:

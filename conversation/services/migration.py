@@ -48,8 +48,15 @@ class ConversationMigrator:
         ):
             return MigrationOutcome(MigrationStatus.STALE, conversation_id)
         closed_at = (state.closed_at if state else None) or now_timestamp()
-        closed = replace(conversation, status=ConversationStatus.CLOSED, closed_at=closed_at)
         for _ in range(MAX_PASSES):
+            summary = self.active.summary(conversation_id)
+            closed = replace(
+                conversation,
+                status=ConversationStatus.CLOSED,
+                closed_at=closed_at,
+                summary=summary.text if summary else None,
+                summary_through=summary.through if summary else None,
+            )
             messages = self.active.messages(conversation_id)
             self.repository.store_conversation(closed, messages, summarise_conversation(messages))
             # Redis keys go only after the commit, and only if no message came in meanwhile.

@@ -32,6 +32,12 @@ class ClosedSession:
     generation: int
 
 
+@dataclass(frozen=True)
+class Summary:
+    text: str
+    through: str  # message_key of the last message the summary covers
+
+
 class History(Protocol):
     """A conversation's messages in one tier, read from the newest back."""
 
@@ -87,6 +93,11 @@ class ActiveStore(Protocol):
 
     def message_count(self, conversation_id: str) -> int: ...
 
+    def summary(self, conversation_id: str) -> Summary | None: ...
+
+    def save_summary(self, conversation_id: str, summary: Summary) -> bool:
+        """False when the conversation is not here (it moved meanwhile)."""
+
 
 class Repository(Protocol):
     def store_conversation(
@@ -107,6 +118,10 @@ class Repository(Protocol):
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
 
+    def summary(self, conversation_id: str) -> Summary | None: ...
+
+    def save_summary(self, conversation_id: str, summary: Summary) -> bool: ...
+
 
 class Tokenizer(Protocol):
     def encoding_for(self, model: str | None) -> str: ...
@@ -118,3 +133,19 @@ class Scheduler(Protocol):
     def schedule_migration(
         self, conversation_id: str, generation: int, countdown: float
     ) -> None: ...
+
+
+class Summariser(Protocol):
+    def summarise(self, previous: str | None, messages: Sequence[Message], max_tokens: int) -> str:
+        """An updated summary of `previous` plus `messages`, at most `max_tokens` long."""
+
+
+class SummaryRequests(Protocol):
+    def request(self, conversation_id: str, budget: int) -> None:
+        """Ask for the conversation's summary to be brought up to date, asynchronously."""
+
+
+class Locks(Protocol):
+    def acquire(self, name: str, seconds: int) -> str | None: ...
+
+    def release(self, name: str, token: str) -> None: ...

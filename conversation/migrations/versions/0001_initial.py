@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("last_message_at", sa.DateTime(timezone=True)),
         sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("summary", sa.Text),
-        sa.Column("summary_through", sa.String(128)),
+        sa.Column("summary_through", sa.String(300)),
         sa.Column("migrated_at", sa.DateTime(timezone=True)),
     )
     op.create_index(

@@ -1,0 +1,118 @@
+"""The summary buffer's summaries: built off the request path, incrementally, one worker at a
+time per conversation, in whichever tier holds the conversation."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from conversation.domain.context import message_key, select_tail
+from conversation.domain.messages import Message, Role
+from conversation.services.ports import (
+    ActiveStore,
+    Locks,
+    Repository,
+    Summariser,
+    Summary,
+    Tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+# The share of the budget a summary may take; the rest is for the newest messages verbatim.
+SUMMARY_SHARE = 0.1
+LOCK_SECONDS = 300
+
+
+def summary_allowance(budget: int) -> int:
+    return max(64, int(budget * SUMMARY_SHARE))
+
+
+class SummaryStatus(Enum):
+    UPDATED = "updated"
+    UP_TO_DATE = "up_to_date"
+    BUSY = "busy"  # another worker holds the conversation's summary lock
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class SummaryOutcome:
+    status: SummaryStatus
+    folded: int = 0
+
+
+class SummaryBuilder:
+    def __init__(
+        self,
+        active: ActiveStore,
+        repository: Repository,
+        tokenizer: Tokenizer,
+        summariser: Summariser,
+        locks: Locks,
+    ) -> None:
+        self.active = active
+        self.repository = repository
+        self.tokenizer = tokenizer
+        self.summariser = summariser
+        self.locks = locks
+
+    def refresh(self, conversation_id: str, budget: int) -> SummaryOutcome:
+        """Fold every message older than the verbatim tail and not yet covered into the summary.
+
+        The tail is what fits the budget less the summary's allowance, so summary + tail fit
+        the budget. Only messages after the summary's last covered one are read into the
+        model: the summary grows incrementally.
+        """
+        lock = f"summary:{conversation_id}"
+        token = self.locks.acquire(lock, LOCK_SECONDS)
+        if token is None:
+            return SummaryOutcome(SummaryStatus.BUSY)
+        try:
+            return self._refresh(conversation_id, budget)
+        finally:
+            self.locks.release(lock, token)
+
+    def _refresh(self, conversation_id: str, budget: int) -> SummaryOutcome:
+        tier: ActiveStore | Repository = self.active
+        conversation = self.active.get_conversation(conversation_id)
+        if conversation is None:
+            tier = self.repository
+            conversation = self.repository.get_conversation(conversation_id)
+        if conversation is None:
+            return SummaryOutcome(SummaryStatus.NOT_FOUND)
+        messages = tier.messages(conversation_id)
+        leading_system = messages[0] if messages and messages[0].role is Role.SYSTEM else None
+        rest = messages[1:] if leading_system else messages
+        allowance = summary_allowance(budget)
+        tail = select_tail(
+            ((m.tokens, m.role is Role.USER) for m in reversed(rest)),
+            budget=budget - allowance,
+            system_cost=leading_system.tokens if leading_system else None,
+        )
+        older = rest[: len(rest) - tail.kept]
+        current = tier.summary(conversation_id)
+        to_fold = older[_covered_count(older, current.through) if current else 0 :]
+        if not to_fold:
+            return SummaryOutcome(SummaryStatus.UP_TO_DATE)
+        text = self.summariser.summarise(
+            current.text if current else None, to_fold, max_tokens=allowance
+        )
+        last: Message = to_fold[-1]
+        summary = Summary(text, message_key(last.created_at, last.id))
+        if not tier.save_summary(conversation_id, summary):
+            # It moved to PostgreSQL while we worked: the next request builds it there.
+            return SummaryOutcome(SummaryStatus.NOT_FOUND)
+        log.info("summary of %s now covers %d more message(s)", conversation_id, len(to_fold))
+        return SummaryOutcome(SummaryStatus.UPDATED, folded=len(to_fold))
+
+
+def _covered_count(messages: list[Message], through: str) -> int:
+    """How many of `messages` (oldest first) the summary covers: up to its last message.
+
+    Found by the message's key, compared for equality only: the list's order is the truth,
+    and two messages of one instant may sort either way by key.
+    """
+    for index in range(len(messages) - 1, -1, -1):
+        if message_key(messages[index].created_at, messages[index].id) == through:
+            return index + 1
+    return 0
