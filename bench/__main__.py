@@ -143,6 +143,131 @@ def bench_ingest(servers: Servers, n: int) -> None:
                ratio >= 0.9))
 
 
+CONTENTS = [
+    "Where is my order? It was due on Monday and the tracking page has not changed since.",
+    "It left our warehouse yesterday; the carrier expects to deliver it tomorrow morning.",
+    "Thanks.",
+    "Could you also change the delivery address to my office at 5 Main Street, Springfield, "
+    "and tell me whether someone has to sign for the parcel when it arrives there?",
+    "Done: the carrier has the new address, and no signature is needed for this parcel.",
+]
+
+
+def build_history(container: object, tenant: str, session: str, size: int) -> str:
+    """`size` messages, a system prompt first, then user/assistant turns of varied length."""
+    from conversation.domain.messages import NewMessage, Role
+
+    saver = container.saver  # type: ignore[attr-defined]
+    conversation_id = ""
+    for i in range(size):
+        role = Role.SYSTEM if i == 0 else (Role.USER if i % 2 else Role.ASSISTANT)
+        content = "You are the support agent of ACME." if i == 0 else CONTENTS[i % len(CONTENTS)]
+        conversation_id = saver.save(NewMessage(
+            tenant_id=tenant, session_id=session, agent_id="bot", role=role,
+            content=f"{content} (#{i})", message_id=f"m{i}",
+            created_at=f"2026-01-01T00:00:00.{i:06d}Z",
+        )).conversation_id
+    return conversation_id
+
+
+def median_ms(work: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def bench_context(servers: Servers, n: int) -> None:
+    """get_context's service work against trim_messages on the same history."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim_messages
+
+    from conversation.bootstrap import Container
+
+    container = Container(servers.settings())
+    counter = container.tokenizer
+    encoding = counter.default_encoding
+    kinds = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
+    roles = {HumanMessage: "user", AIMessage: "assistant", SystemMessage: "system"}
+
+    def lc_counter(messages: list) -> int:
+        return 3 + sum(
+            counter.message_cost(roles[type(m)], m.content, None, encoding) for m in messages
+        )
+
+    for size in (100, 1_000, 10_000):
+        conversation_id = build_history(container, "bench", f"ctx-{size}", size)
+        stored = container.active_store.messages(conversation_id)
+        history = [kinds[str(m.role)](m.content) for m in stored]
+        for window, budget in (("8k", 6_000), ("32k", 28_000)):
+            def ours() -> dict:
+                return container.context_builder.get_context(
+                    tenant_id="bench", conversation_id=conversation_id, window=window)
+
+            def anchor() -> list:
+                return trim_messages(history, max_tokens=budget, token_counter=lc_counter,
+                                     strategy="last", include_system=True, start_on="human",
+                                     allow_partial=False)
+
+            context = ours()
+            expected = anchor()
+            assert [m["content"] for m in context["messages"]] == [m.content for m in expected], \
+                f"kept messages differ from trim_messages at {size}/{window}"
+            ours_ms = median_ms(ours, 50)
+            anchor_ms = median_ms(anchor, 3 if size >= 10_000 else 10)
+            speedup = anchor_ms / ours_ms
+            target = ">= 100x faster" if size == 10_000 else "<= 1 ms service work"
+            met = speedup >= 100 if size == 10_000 else None
+            if window == "8k":
+                target = f"{target}; <= 1 ms"
+                met = (met is not False) and ours_ms <= 1.0
+            report(Row(f"context {window}, {size:,} messages (identical kept)",
+                       f"{ours_ms:.2f} ms", f"trim_messages {anchor_ms:.1f} ms", speedup,
+                       target, met))
+    container.close()
+
+
+def bench_context_via_celery(servers: Servers, n: int) -> None:
+    """get_context through the broker against a task returning a small dict."""
+    from conversation.bootstrap import Container
+    from tests.workers import producer, running_worker
+
+    settings = servers.settings()
+    container = Container(settings)
+    conversation_id = build_history(container, "bench", "celery-ctx", 1_000)
+    app = producer(settings)
+    log = settings.var_dir / "bench-worker.log"
+    rounds = max(100, min(1_000, n // 20))
+
+    def round_trips(name: str, kwargs: dict) -> list[float]:
+        times = []
+        for i in range(rounds + 20):
+            started = time.perf_counter()
+            result = app.send_task(name, kwargs=kwargs, queue="conversation.context")
+            result.get(timeout=30)
+            result.forget()
+            if i >= 20:  # the first ones warm the worker's processes
+                times.append((time.perf_counter() - started) * 1000)
+        return sorted(times)
+
+    with running_worker(settings, log, concurrency=2, name="bench", app_module="bench.noop_app"):
+        echo = round_trips("bench.echo", {})
+        context = round_trips("conversation.get_context", {
+            "tenant_id": "bench", "conversation_id": conversation_id, "window": "8k"})
+    app.close()
+    container.close()
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    ratio = pct(context, 0.5) / pct(echo, 0.5)
+    report(Row("get_context via Celery, 1,000 messages, 8k",
+               f"p50 {pct(context, 0.5):.2f} ms, p99 {pct(context, 0.99):.2f} ms",
+               f"echo p50 {pct(echo, 0.5):.2f} ms, p99 {pct(echo, 0.99):.2f} ms",
+               ratio, "p50 <= 1.5x the round trip", ratio <= 1.5))
+
+
 def write_markdown(path: Path, n: int) -> None:
     lines = [
         "# Benchmarks",
@@ -162,7 +287,11 @@ def write_markdown(path: Path, n: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-SECTIONS: dict[str, Callable[[Servers, int], None]] = {"ingest": bench_ingest}
+SECTIONS: dict[str, Callable[[Servers, int], None]] = {
+    "ingest": bench_ingest,
+    "context": bench_context,
+    "context-celery": bench_context_via_celery,
+}
 
 
 def main() -> None:

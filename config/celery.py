@@ -66,6 +66,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Only get_context returns something; the others would fill the backend with None.
         "task_ignore_result": True,
         "result_expires": 3600,
+        # The success log line shows at most this much of a result: a context is large, and
+        # rendering it costs more than serialising it.
+        "resultrepr_maxsize": 200,
         # Acknowledge after the work is done, so a killed worker's task is redelivered.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

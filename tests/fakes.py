@@ -53,7 +53,11 @@ class FakeRepository:
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         return self.conversations.get(conversation_id)
 
-    def history(self, conversation_id: str) -> ListHistory:
+    def owner(self, conversation_id: str) -> str | None:
+        conversation = self.conversations.get(conversation_id)
+        return conversation.tenant_id if conversation else None
+
+    def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
         return ListHistory(self.stored.get(conversation_id, []))
 
     def messages(self, conversation_id: str) -> list[Message]:

@@ -278,8 +278,14 @@ class SqlRepository:
             ).first()
         return _conversation(row) if row else None
 
-    def history(self, conversation_id: str) -> SqlHistory:
-        return SqlHistory(self.engine, conversation_id)
+    def owner(self, conversation_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.scalar(
+                select(conversations.c.tenant_id).where(conversations.c.id == conversation_id)
+            )
+
+    def history(self, conversation_id: str, expected: int = TAIL_CHUNK) -> SqlHistory:
+        return SqlHistory(self.engine, conversation_id, max(1, expected))
 
     def messages(self, conversation_id: str) -> list[Message]:
         with self.engine.connect() as connection:

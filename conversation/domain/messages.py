@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
@@ -40,9 +40,16 @@ def now_timestamp() -> str:
     return utc_timestamp(datetime.now(UTC))
 
 
-@dataclass(frozen=True)
-class Message:
-    """One chat message; `tokens` is its cost under `encoding`, counted once at save time."""
+_NO_METADATA: dict[str, Any] = {}
+_ROLES = {role.value: role for role in Role}
+
+
+class Message(NamedTuple):
+    """One chat message; `tokens` is its cost under `encoding`, counted once at save time.
+
+    A named tuple, not a dataclass: a context read builds one per message it walks, and a
+    tuple is several times cheaper to make. Treat `metadata` as read-only.
+    """
 
     id: str
     role: Role
@@ -51,13 +58,13 @@ class Message:
     tokens: int
     encoding: str
     name: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = _NO_METADATA
     agent_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": self.id,
-            "role": str(self.role),
+            "role": self.role.value,
             "content": self.content,
             "created_at": self.created_at,
             "tokens": self.tokens,
@@ -73,16 +80,17 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
+        get = data.get
         return cls(
-            id=data["id"],
-            role=Role(data["role"]),
-            content=data["content"],
-            created_at=data["created_at"],
-            tokens=int(data["tokens"]),
-            encoding=data["encoding"],
-            name=data.get("name"),
-            metadata=data.get("metadata") or {},
-            agent_id=data.get("agent_id"),
+            data["id"],
+            _ROLES[data["role"]],
+            data["content"],
+            data["created_at"],
+            data["tokens"],
+            data["encoding"],
+            get("name"),
+            get("metadata") or _NO_METADATA,
+            get("agent_id"),
         )
 
 

@@ -76,7 +76,11 @@ class ActiveStore(Protocol):
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 
-    def history(self, conversation_id: str) -> History: ...
+    def owner(self, conversation_id: str) -> str | None:
+        """The tenant the conversation belongs to, if this tier holds it."""
+
+    def history(self, conversation_id: str, expected: int = 64) -> History:
+        """Its messages; `expected` is how many of the newest the caller will likely read."""
 
     def messages(self, conversation_id: str) -> list[Message]: ...
 
@@ -112,7 +116,11 @@ class Repository(Protocol):
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 
-    def history(self, conversation_id: str) -> History: ...
+    def owner(self, conversation_id: str) -> str | None:
+        """The tenant the conversation belongs to, if this tier holds it."""
+
+    def history(self, conversation_id: str, expected: int = 64) -> History:
+        """Its messages; `expected` is how many of the newest the caller will likely read."""
 
     def messages(self, conversation_id: str) -> list[Message]: ...
 

@@ -60,12 +60,10 @@ class StaticStore:
     def __init__(self, history: list[Message]) -> None:
         self._history = history
 
-    def get_conversation(self, conversation_id: str):  # noqa: ANN201
-        from conversation.domain.messages import Conversation
+    def owner(self, conversation_id: str) -> str:
+        return "t"
 
-        return Conversation(conversation_id, "t", "s", "a", "2026-01-01T00:00:00.000000Z")
-
-    def history(self, conversation_id: str) -> ListHistory:
+    def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
         return ListHistory(self._history)
 
 
@@ -139,7 +137,7 @@ def test_the_walk_reads_only_the_tail() -> None:
                 yield message
 
     class Store(StaticStore):
-        def history(self, conversation_id: str) -> ListHistory:
+        def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
             return CountingHistory(self._history)
 
     builder = ContextBuilder(Store(history), FakeRepository(), COUNTER,  # type: ignore[arg-type]
