@@ -17,7 +17,7 @@ from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.services.context import ContextBuilder
-from conversation.services.migration import ConversationMigrator, LostTimerSweeper
+from conversation.services.migration import ConversationMigrator, DueMigrations
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 from conversation.services.summaries import SummaryBuilder
@@ -152,8 +152,8 @@ class Container:
         return ConversationMigrator(self.active_store, self.repository)
 
     @cached_property
-    def sweeper(self) -> LostTimerSweeper:
-        return LostTimerSweeper(
+    def due_migrations(self) -> DueMigrations:
+        return DueMigrations(
             self.active_store, self.migrator, self.settings.session_grace_seconds
         )
 

@@ -60,20 +60,36 @@ def save_message(self: DomainTask, **kwargs: Any) -> None:
 
 @shared_task(base=DomainTask, bind=True, name="conversation.save_messages")
 def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
-    """Save up to 1,000 messages; an invalid one is dead-lettered alone, the rest saved."""
+    """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
     batch = validated(SaveMessagesSchema(), kwargs)["messages"]
     schema = _save_schema()
-    saved = rejected = 0
+    commands: list[NewMessage] = []
     for item in batch:
         try:
             if not isinstance(item, dict):
                 raise InvalidPayload({"_schema": ["each message must be an object"]})
-            container().saver.save(_new_message(validated(schema, item)))
-            saved += 1
-        except (InvalidPayload, DomainError) as exc:
-            rejected += 1
+            commands.append(_new_message(validated(schema, item)))
+        except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
-    return {"saved": saved, "rejected": rejected}
+    outcomes = container().saver.save_many(commands) if commands else []
+    refused = 0
+    for command, outcome in zip(commands, outcomes, strict=True):
+        if isinstance(outcome, DomainError):
+            refused += 1
+            self.dead_letter({"messages": [_as_payload(command)]}, outcome)
+    return {"saved": len(commands) - refused, "rejected": len(batch) - len(commands) + refused}
+
+
+def _as_payload(command: NewMessage) -> dict[str, Any]:
+    """A command as the save_message kwargs it came from, for its dead letter and replay."""
+    payload = {
+        "tenant_id": command.tenant_id, "session_id": command.session_id,
+        "agent_id": command.agent_id, "role": str(command.role), "content": command.content,
+        "message_id": command.message_id, "conversation_id": command.conversation_id,
+        "created_at": command.created_at, "metadata": command.metadata or None,
+        "name": command.name,
+    }
+    return {k: v for k, v in payload.items() if v is not None}
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False)
@@ -107,7 +123,9 @@ def session_opened(self: DomainTask, **kwargs: Any) -> None:
 def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
     """Move a closed conversation to PostgreSQL, unless its session moved on (idempotent)."""
     payload = validated(MigrateConversationSchema(), kwargs)
-    outcome = container().migrator.migrate(payload["conversation_id"], payload["generation"])
+    outcome = container().due_migrations.migrate_with_due(
+        payload["conversation_id"], payload["generation"]
+    )
     log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
 
 
@@ -131,7 +149,7 @@ def aggregate_stats(self: DomainTask, **kwargs: Any) -> None:
 def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     """Migrate closed sessions whose migration timer was lost (Celery beat)."""
     validated(NoArgumentsSchema(), kwargs)
-    report = container().sweeper.sweep()
+    report = container().due_migrations.sweep()
     log.info("cleanup: %d overdue closed session(s), %d migrated", report.checked,
              report.migrated)
     return {"checked": report.checked, "migrated": report.migrated}

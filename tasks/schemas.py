@@ -35,6 +35,8 @@ def _check_utf8(value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError("is not valid UTF-8 (lone surrogate)") from exc
+    if "\x00" in value:
+        raise ValidationError("contains a NUL character, which PostgreSQL cannot store")
 
 
 def _depth(value: Any, limit: int) -> int:

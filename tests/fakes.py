@@ -41,6 +41,12 @@ class FakeRepository:
         self.stored[conversation.id] = sorted(existing.values(), key=lambda m: m.created_at)
         self.stats[conversation.id] = stats
 
+    def store_conversations(
+        self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
+    ) -> None:
+        for conversation, messages, stats in batch:
+            self.store_conversation(conversation, messages, stats)
+
     def append_message(self, conversation_id: str, message: Message) -> bool:
         history = self.stored.setdefault(conversation_id, [])
         if any(m.id == message.id for m in history):

@@ -9,7 +9,7 @@ the common case appends; a late arrival is inserted where its time puts it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +20,13 @@ import redis
 
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
-from conversation.services.ports import AppendResult, ClosedSession, SessionState, Summary
+from conversation.services.ports import (
+    AppendResult,
+    ClosedSession,
+    MigrationLoad,
+    SessionState,
+    Summary,
+)
 
 # How long a migrated conversation leaves a marker behind, so late messages find PostgreSQL
 # without asking it; after that the save path asks PostgreSQL itself.
@@ -388,15 +394,13 @@ class RedisActiveStore:
         return status == 1
 
     def session_state(self, session_id: str) -> SessionState | None:
-        state = self.client.hgetall(self.keys.session_state(session_id))
-        if not state:
-            return None
-        return SessionState(
-            tenant_id=_get(state, "tenant_id") or "",
-            conversation_id=_get(state, "conversation_id"),
-            generation=int(_get(state, "generation") or 0),
-            closed_at=_get(state, "closed_at"),
-        )
+        return _session_state(self.client.hgetall(self.keys.session_state(session_id)))
+
+    def session_states(self, session_ids: Sequence[str]) -> list[SessionState | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.hgetall(self.keys.session_state(session_id))
+        return [_session_state(state) for state in pipe.execute()]
 
     def session_conversation(self, tenant_id: str, session_id: str) -> str | None:
         state = self.session_state(session_id)
@@ -436,29 +440,70 @@ class RedisActiveStore:
         is not active here is created only when `create` is set (the caller looked in
         PostgreSQL first). Returns the result and the conversation id used.
         """
+        result = self.save_many_in_session([(conversation, message, explicit, create)])[0]
+        if isinstance(result, ForeignSession):
+            raise result
+        return result
+
+    def save_many_in_session(
+        self, items: Sequence[tuple[Conversation, Message, bool, bool]]
+    ) -> list[tuple[AppendResult, str] | ForeignSession]:
+        """`save_in_session` for many messages in one pipelined round trip, in order.
+
+        Each item is (conversation, message, explicit, create); a refused session is returned
+        in its place, so one bad message does not stop the others.
+        """
         if self.cluster:
+            return [self._save_in_two_steps_or_refusal(*item) for item in items]
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for conversation, message, explicit, create in items:
+                keys = [
+                    self.keys.session_mapping(conversation.session_id),
+                    self.keys.session_state(conversation.session_id),
+                    self.keys.active_sessions,
+                ]
+                args = [
+                    conversation.tenant_id,
+                    conversation.session_id,
+                    conversation.id if explicit else "",
+                    conversation.id,
+                    self.keys.prefix,
+                    message.id,
+                    message.created_at,
+                    _dumps(message.to_dict()),
+                    _dumps(conversation.to_dict()),
+                    "1" if create else "0",
+                ]
+                pipe.evalsha(self._save_in_session.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
+
+        replies = run()
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            # The server lost its script cache (restart, SCRIPT FLUSH). Messages are
+            # idempotent on their ids, so running the batch again is safe.
+            self.client.script_load(_SAVE_IN_SESSION)
+            replies = run()
+        results: list[tuple[AppendResult, str] | ForeignSession] = []
+        for (conversation, _, _, _), reply in zip(items, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            status, conversation_id = int(reply[0]), _text(reply[1])
+            if status == -4:
+                results.append(ForeignSession(
+                    f"session {conversation.session_id} belongs to another tenant"))
+            else:
+                results.append((_APPEND_RESULTS[status], conversation_id))
+        return results
+
+    def _save_in_two_steps_or_refusal(
+        self, conversation: Conversation, message: Message, explicit: bool, create: bool
+    ) -> tuple[AppendResult, str] | ForeignSession:
+        try:
             return self._save_in_two_steps(conversation, message, explicit=explicit, create=create)
-        keys = [
-            self.keys.session_mapping(conversation.session_id),
-            self.keys.session_state(conversation.session_id),
-            self.keys.active_sessions,
-        ]
-        args = [
-            conversation.tenant_id,
-            conversation.session_id,
-            conversation.id if explicit else "",
-            conversation.id,
-            self.keys.prefix,
-            message.id,
-            message.created_at,
-            _dumps(message.to_dict()),
-            _dumps(conversation.to_dict()),
-            "1" if create else "0",
-        ]
-        status, conversation_id = self._save_in_session(keys=keys, args=args)
-        if int(status) == -4:
-            raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
-        return _APPEND_RESULTS[int(status)], _text(conversation_id)
+        except ForeignSession as refusal:
+            return refusal
 
     def _save_in_two_steps(
         self, conversation: Conversation, message: Message, *, explicit: bool, create: bool
@@ -537,16 +582,72 @@ class RedisActiveStore:
     def message_count(self, conversation_id: str) -> int:
         return int(self.client.llen(self.keys.messages(conversation_id)))
 
-    def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
-        finished = int(
-            self._finish(
-                keys=self.keys.conversation_keys(conversation.tenant_id, conversation.id),
-                args=[expected_count, conversation.tenant_id, MIGRATED_MARKER_SECONDS],
+    def load_for_migration(
+        self, conversation_ids: Sequence[str]
+    ) -> list[MigrationLoad | None]:
+        """Conversation, session state, messages and summary of many conversations, in three
+        pipelined round trips whatever their number; None for one that is not active."""
+        pipe = self.client.pipeline(transaction=False)
+        for conversation_id in conversation_ids:
+            pipe.get(self.keys.owner(conversation_id))
+        owners = pipe.execute()
+        present = [(c, _text(o)) for c, o in zip(conversation_ids, owners, strict=True) if o]
+        for conversation_id, tenant in present:
+            pipe.get(self.keys.conversation(tenant, conversation_id))
+            pipe.lrange(self.keys.messages(conversation_id), 0, -1)
+            pipe.hgetall(self.keys.summary(conversation_id))
+        replies = pipe.execute()
+        loaded: dict[str, tuple[Conversation, list[Message], Summary | None]] = {}
+        for index, (conversation_id, _) in enumerate(present):
+            raw, items, stored_summary = replies[3 * index : 3 * index + 3]
+            if not raw:
+                continue
+            history = (
+                [Message.from_dict(d) for d in orjson.loads(b"[" + b",".join(items) + b"]")]
+                if items
+                else []
             )
-        )
-        if finished:
-            self.client.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
-        return finished == 1
+            text, through = _get(stored_summary, "text"), _get(stored_summary, "through")
+            summary = Summary(text, through) if text is not None and through is not None else None
+            loaded[conversation_id] = (Conversation.from_dict(orjson.loads(raw)), history, summary)
+        for conversation, _, _ in loaded.values():
+            pipe.hgetall(self.keys.session_state(conversation.session_id))
+        states = dict(zip(loaded, pipe.execute(), strict=True))
+        results: list[MigrationLoad | None] = []
+        for conversation_id in conversation_ids:
+            if conversation_id not in loaded:
+                results.append(None)
+                continue
+            conversation, history, summary = loaded[conversation_id]
+            results.append(
+                MigrationLoad(conversation, _session_state(states[conversation_id]), history,
+                              summary)
+            )
+        return results
+
+    def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]:
+        """`finish_migration` for many conversations in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for conversation, expected in done:
+            keys = self.keys.conversation_keys(conversation.tenant_id, conversation.id)
+            args = [expected, conversation.tenant_id, MIGRATED_MARKER_SECONDS]
+            pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(_FINISH_MIGRATION)
+            return self.finish_migrations(done)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        finished = [int(r) == 1 for r in replies]
+        for (conversation, _), ok in zip(done, finished, strict=True):
+            if ok:
+                pipe.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
+        pipe.execute()
+        return finished
+
+    def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
+        return self.finish_migrations([(conversation, expected_count)])[0]
 
     def active_conversations(self, tenant_id: str) -> list[Conversation]:
         ids = sorted(_text(i) for i in self.client.smembers(self.keys.tenant_active(tenant_id)))
@@ -591,6 +692,17 @@ class RedisLocks:
 
     def release(self, name: str, token: str) -> None:
         self._release(keys=[self.keys.lock(name)], args=[token])
+
+
+def _session_state(state: dict[Any, Any]) -> SessionState | None:
+    if not state:
+        return None
+    return SessionState(
+        tenant_id=_get(state, "tenant_id") or "",
+        conversation_id=_get(state, "conversation_id"),
+        generation=int(_get(state, "generation") or 0),
+        closed_at=_get(state, "closed_at"),
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -5,6 +5,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, and_, create_engine, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -114,6 +115,36 @@ def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str
 
 _ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
 
+MESSAGE_COLUMNS = (
+    "conversation_id", "id", "seq", "tenant_id", "role", "content", "name", "tokens",
+    "encoding", "agent_id", "created_at", "metadata",
+)
+
+
+def copy_messages(
+    connection: Any, batch: Sequence[tuple[Conversation, Sequence[Message], Any]]
+) -> None:
+    """COPY the batch's messages into a staging table, then insert the new ones."""
+    cursor = connection.connection.driver_connection.cursor()
+    cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS messages_staging "
+        "(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    columns = ", ".join(MESSAGE_COLUMNS)
+    with cursor.copy(f"COPY messages_staging ({columns}) FROM STDIN") as copy:
+        for conversation, history, _ in batch:
+            for seq, m in enumerate(history):
+                copy.write_row((
+                    conversation.id, m.id, seq, conversation.tenant_id, m.role.value,
+                    m.content, m.name, m.tokens, m.encoding, m.agent_id, m.created_at,
+                    orjson.dumps(m.metadata).decode() if m.metadata else None,
+                ))
+    cursor.execute(
+        f"INSERT INTO messages ({columns}) SELECT {columns} FROM messages_staging "
+        "ON CONFLICT DO NOTHING"
+    )
+    cursor.execute("TRUNCATE messages_staging")
+
 
 class SqlHistory:
     def __init__(self, engine: Engine, conversation_id: str, chunk: int = TAIL_CHUNK) -> None:
@@ -183,46 +214,55 @@ class SqlRepository:
         history: Sequence[Message],
         stats: ConversationStats,
     ) -> None:
+        self.store_conversations([(conversation, history, stats)])
+
+    def store_conversations(
+        self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
+    ) -> None:
+        """Write many conversations, their messages and stats rows in one transaction.
+
+        Messages go through COPY into a staging table, then one INSERT ... SELECT ... ON
+        CONFLICT DO NOTHING: COPY's speed, with the idempotency COPY alone cannot give.
+        """
+        if not batch:
+            return
         now = datetime.now(UTC)
-        row = {
-            "id": conversation.id,
-            "tenant_id": conversation.tenant_id,
-            "session_id": conversation.session_id,
-            "agent_id": conversation.agent_id,
-            "status": str(conversation.status),
-            "created_at": parse_timestamp(conversation.created_at),
-            "closed_at": _ts(conversation.closed_at),
-            "last_message_at": _ts(stats.ended_at),
-            "message_count": stats.message_count,
-            "summary": conversation.summary,
-            "summary_through": conversation.summary_through,
-            "migrated_at": now,
-        }
-        upsert = insert(conversations).values(row)
+        rows = [
+            {
+                "id": conversation.id,
+                "tenant_id": conversation.tenant_id,
+                "session_id": conversation.session_id,
+                "agent_id": conversation.agent_id,
+                "status": str(conversation.status),
+                "created_at": parse_timestamp(conversation.created_at),
+                "closed_at": _ts(conversation.closed_at),
+                "last_message_at": _ts(stats.ended_at),
+                "message_count": stats.message_count,
+                "summary": conversation.summary,
+                "summary_through": conversation.summary_through,
+                "migrated_at": now,
+            }
+            for conversation, _, stats in batch
+        ]
+        upsert = insert(conversations).values(rows)
         upsert = upsert.on_conflict_do_update(
             index_elements=[conversations.c.id],
             set_={
                 k: upsert.excluded[k]
-                for k in row
+                for k in rows[0]
                 if k not in ("id", "tenant_id", "session_id", "created_at")
             },
         )
-        stats_row = _stats_row(conversation, stats)
-        stats_upsert = insert(conversation_stats).values(stats_row)
+        stats_rows = [_stats_row(conversation, stats) for conversation, _, stats in batch]
+        stats_upsert = insert(conversation_stats).values(stats_rows)
         stats_upsert = stats_upsert.on_conflict_do_update(
             index_elements=[conversation_stats.c.conversation_id],
-            set_={k: stats_upsert.excluded[k] for k in stats_row if k != "conversation_id"},
+            set_={k: stats_upsert.excluded[k] for k in stats_rows[0] if k != "conversation_id"},
         )
         with self.engine.begin() as connection:
             connection.execute(upsert)
-            if history:
-                connection.execute(
-                    insert(messages).on_conflict_do_nothing(),
-                    [
-                        message_row(conversation.id, conversation.tenant_id, seq, m)
-                        for seq, m in enumerate(history)
-                    ],
-                )
+            if any(history for _, history, _ in batch):
+                copy_messages(connection, batch)
             connection.execute(stats_upsert)
 
     def append_message(self, conversation_id: str, message: Message) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -39,35 +40,79 @@ class ConversationMigrator:
         self, conversation_id: str, generation: int | None, *, force: bool = False
     ) -> MigrationOutcome:
         """Migrate if the session is still closed at `generation` (or unconditionally: force)."""
-        conversation = self.active.get_conversation(conversation_id)
-        if conversation is None:
-            return MigrationOutcome(MigrationStatus.NOT_ACTIVE, conversation_id)
-        state = self.active.session_state(conversation.session_id)
-        if not force and (
-            state is None or state.generation != generation or state.closed_at is None
-        ):
-            return MigrationOutcome(MigrationStatus.STALE, conversation_id)
-        closed_at = (state.closed_at if state else None) or now_timestamp()
+        return self.migrate_many([(conversation_id, generation)], force=force)[0]
+
+    def migrate_many(
+        self, requests: Sequence[tuple[str, int | None]], *, force: bool = False
+    ) -> list[MigrationOutcome]:
+        """Migrate many conversations with one PostgreSQL transaction and a few Redis round
+        trips per pass, whatever their number. Each is checked against its generation."""
+        outcomes: dict[str, MigrationOutcome] = {}
+        pending = list(requests)
         for _ in range(MAX_PASSES):
-            summary = self.active.summary(conversation_id)
-            closed = replace(
-                conversation,
-                status=ConversationStatus.CLOSED,
-                closed_at=closed_at,
-                summary=summary.text if summary else None,
-                summary_through=summary.through if summary else None,
+            if not pending:
+                break
+            loads = self.active.load_for_migration([cid for cid, _ in pending])
+            batch = []
+            for (conversation_id, generation), load in zip(pending, loads, strict=True):
+                if load is None:
+                    # Not active: never was, or an earlier pass (or run) migrated it.
+                    outcomes.setdefault(
+                        conversation_id,
+                        MigrationOutcome(MigrationStatus.NOT_ACTIVE, conversation_id),
+                    )
+                    continue
+                state = load.session
+                if not force and (
+                    state is None or state.generation != generation or state.closed_at is None
+                ):
+                    outcomes[conversation_id] = MigrationOutcome(
+                        MigrationStatus.STALE, conversation_id
+                    )
+                    continue
+                closed = replace(
+                    load.conversation,
+                    status=ConversationStatus.CLOSED,
+                    closed_at=(state.closed_at if state else None) or now_timestamp(),
+                    summary=load.summary.text if load.summary else None,
+                    summary_through=load.summary.through if load.summary else None,
+                )
+                batch.append((closed, load.messages, load.session))
+            pending = []
+            if not batch:
+                break
+            self.repository.store_conversations(
+                [(c, m, summarise_conversation(m)) for c, m, _ in batch]
             )
-            messages = self.active.messages(conversation_id)
-            self.repository.store_conversation(closed, messages, summarise_conversation(messages))
-            # Redis keys go only after the commit, and only if no message came in meanwhile.
-            if self.active.finish_migration(conversation, len(messages)):
+            # Redis keys go only after the commit, and only where no message came in meanwhile;
+            # those that changed go round again (every step is idempotent).
+            finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])
+            retry = []
+            for (conversation, history, state), done in zip(batch, finished, strict=True):
+                if not done:
+                    retry.append((conversation.id, state.generation if state else None))
+                    continue
                 if state is not None:
                     self.active.release_session(
-                        conversation.session_id, conversation_id, state.generation
+                        conversation.session_id, conversation.id, state.generation
                     )
-                log.info("migrated conversation %s (%d messages)", conversation_id, len(messages))
-                return MigrationOutcome(MigrationStatus.MIGRATED, conversation_id, len(messages))
-        return MigrationOutcome(MigrationStatus.BUSY, conversation_id)
+                outcomes[conversation.id] = MigrationOutcome(
+                    MigrationStatus.MIGRATED, conversation.id, len(history)
+                )
+            if retry:
+                # The messages that arrived bumped nothing we check again: migrate as found.
+                force = True
+            pending = retry
+        for conversation_id, _ in pending:
+            outcomes[conversation_id] = MigrationOutcome(MigrationStatus.BUSY, conversation_id)
+        migrated = [o for o in outcomes.values() if o.status is MigrationStatus.MIGRATED]
+        if migrated:
+            log.info(
+                "migrated %d conversation(s), %d messages",
+                len(migrated),
+                sum(o.messages for o in migrated),
+            )
+        return [outcomes[conversation_id] for conversation_id, _ in requests]
 
 
 @dataclass(frozen=True)
@@ -76,38 +121,66 @@ class SweepReport:
     migrated: int
 
 
-class LostTimerSweeper:
-    """The safety net for migration timers lost with a killed worker (`conversation.cleanup`).
+class DueMigrations:
+    """Closed sessions past their grace period, migrated together in batches.
 
-    A countdown task held by a dying worker comes back only after the broker's visibility
-    timeout; this sweep migrates every session closed longer than the grace period (plus a
-    margin, so it does not race the timer it backs up) that is still waiting.
+    A migration task takes along every other conversation whose grace has run out (their own
+    tasks then find nothing to do), so a burst of closes costs a few batched transactions
+    instead of one each. The `conversation.cleanup` beat job runs the same sweep with a margin:
+    it is the safety net for timers lost with a killed worker, which a broker would only
+    redeliver after its visibility timeout.
     """
 
     def __init__(
-        self, active: ActiveStore, migrator: ConversationMigrator, grace_seconds: float
+        self,
+        active: ActiveStore,
+        migrator: ConversationMigrator,
+        grace_seconds: float,
+        batch_size: int = 200,
     ) -> None:
         self.active = active
         self.migrator = migrator
         self.grace_seconds = grace_seconds
+        self.batch_size = batch_size
 
-    def sweep(self, now: str | None = None, margin_seconds: float = 30.0, limit: int = 500) -> SweepReport:
-        moment = parse_timestamp(now or now_timestamp()).timestamp()
-        due = self.active.closed_sessions_before(
-            moment - self.grace_seconds - margin_seconds, limit
-        )
-        migrated = 0
-        for session_id in due:
-            state = self.active.session_state(session_id)
+    def due(self, before: float) -> list[tuple[str, int | None]]:
+        session_ids = self.active.closed_sessions_before(before, self.batch_size)
+        requests: list[tuple[str, int | None]] = []
+        for session_id, state in zip(
+            session_ids, self.active.session_states(session_ids), strict=True
+        ):
             if state is None or state.closed_at is None or state.conversation_id is None:
                 # Reopened, or already released: nothing is waiting.
                 self.active.forget_closed_session(session_id)
-                continue
-            outcome = self.migrator.migrate(state.conversation_id, state.generation)
-            if outcome.status is MigrationStatus.MIGRATED:
-                migrated += 1
-            elif outcome.status is not MigrationStatus.BUSY:
-                self.active.forget_closed_session(session_id)
+            else:
+                requests.append((state.conversation_id, state.generation))
+        return requests
+
+    def migrate_with_due(self, conversation_id: str, generation: int) -> MigrationOutcome:
+        """The timer's own conversation, plus the others already due."""
+        now = parse_timestamp(now_timestamp()).timestamp()
+        others = [r for r in self.due(now - self.grace_seconds) if r[0] != conversation_id]
+        return self.migrator.migrate_many([(conversation_id, generation), *others])[0]
+
+    def sweep(
+        self, now: str | None = None, margin_seconds: float = 30.0
+    ) -> SweepReport:
+        """Migrate what has been due for longer than the margin (its timer is lost)."""
+        moment = parse_timestamp(now or now_timestamp()).timestamp()
+        checked = migrated = 0
+        while True:
+            requests = self.due(moment - self.grace_seconds - margin_seconds)
+            if not requests:
+                break
+            outcomes = self.migrator.migrate_many(requests)
+            checked += len(requests)
+            done = 0
+            for outcome in outcomes:
+                if outcome.status is MigrationStatus.MIGRATED:
+                    done += 1
+            migrated += done
+            if done == 0:
+                break  # only stale or busy ones left: the next sweep looks again
         if migrated:
             log.warning("cleanup migrated %d conversation(s) whose timer was lost", migrated)
-        return SweepReport(checked=len(due), migrated=migrated)
+        return SweepReport(checked=checked, migrated=migrated)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats
 
@@ -38,6 +39,16 @@ class Summary:
     through: str  # message_key of the last message the summary covers
 
 
+@dataclass(frozen=True)
+class MigrationLoad:
+    """What migrating one conversation needs from the active store."""
+
+    conversation: Conversation
+    session: SessionState | None
+    messages: list[Message]
+    summary: Summary | None
+
+
 class History(Protocol):
     """A conversation's messages in one tier, read from the newest back."""
 
@@ -64,6 +75,12 @@ class ActiveStore(Protocol):
         `create`. Returns the result and the conversation id used. Raises ForeignSession.
         """
 
+    def save_many_in_session(
+        self, items: Sequence[tuple[Conversation, Message, bool, bool]]
+    ) -> list[tuple[AppendResult, str] | ForeignSession]:
+        """`save_in_session` for many (conversation, message, explicit, create) items at once,
+        in order; a refused session is returned in its item's place."""
+
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
     ) -> ClosedSession | None: ...
@@ -71,6 +88,8 @@ class ActiveStore(Protocol):
     def open_session(self, tenant_id: str, session_id: str) -> bool: ...
 
     def session_state(self, session_id: str) -> SessionState | None: ...
+
+    def session_states(self, session_ids: Sequence[str]) -> list[SessionState | None]: ...
 
     def session_conversation(self, tenant_id: str, session_id: str) -> str | None: ...
 
@@ -86,6 +105,11 @@ class ActiveStore(Protocol):
 
     def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
         """Remove the conversation if it still holds exactly `expected_count` messages."""
+
+    def load_for_migration(self, conversation_ids: Sequence[str]) -> list[MigrationLoad | None]:
+        ...
+
+    def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]: ...
 
     def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool: ...
 
@@ -111,6 +135,11 @@ class Repository(Protocol):
         stats: ConversationStats,
     ) -> None:
         """Write the conversation, its messages and stats in one transaction (idempotent)."""
+
+    def store_conversations(
+        self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
+    ) -> None:
+        """Many conversations in one transaction (idempotent)."""
 
     def append_message(self, conversation_id: str, message: Message) -> bool: ...
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conversation.domain.errors import ForeignConversation
+from conversation.domain.errors import DomainError, ForeignConversation
 from conversation.domain.messages import (
     Conversation,
     Message,
@@ -62,18 +62,52 @@ class MessageSaver:
         )
 
     def save(self, command: NewMessage) -> SaveOutcome:
-        message = self.build_message(command)
-        explicit = command.conversation_id is not None
-        conversation = Conversation(
-            id=command.conversation_id or _new_id(),
-            tenant_id=command.tenant_id,
-            session_id=command.session_id,
-            agent_id=command.agent_id,
-            created_at=message.created_at,
+        outcome = self.save_many([command])[0]
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome | DomainError]:
+        """Save messages in order, the active ones in one round trip; each message gets its
+        own outcome, a refusal in place of a bad one."""
+        messages = [self.build_message(command) for command in commands]
+        conversations = [
+            Conversation(
+                id=command.conversation_id or _new_id(),
+                tenant_id=command.tenant_id,
+                session_id=command.session_id,
+                agent_id=command.agent_id,
+                created_at=message.created_at,
+            )
+            for command, message in zip(commands, messages, strict=True)
+        ]
+        replies = self.active.save_many_in_session(
+            [
+                (conversation, message, command.conversation_id is not None, False)
+                for command, conversation, message in zip(
+                    commands, conversations, messages, strict=True
+                )
+            ]
         )
-        result, conversation_id = self.active.save_in_session(
-            conversation, message, explicit=explicit
-        )
+        outcomes: list[SaveOutcome | DomainError] = []
+        for conversation, message, reply in zip(conversations, messages, replies, strict=True):
+            if isinstance(reply, DomainError):
+                outcomes.append(reply)
+                continue
+            try:
+                outcomes.append(self._settle(conversation, message, *reply))
+            except DomainError as refusal:
+                outcomes.append(refusal)
+        return outcomes
+
+    def _settle(
+        self,
+        conversation: Conversation,
+        message: Message,
+        result: AppendResult,
+        conversation_id: str,
+    ) -> SaveOutcome:
+        """Finish what Redis alone could not: conversations that live in PostgreSQL."""
         if result is AppendResult.NOT_FOUND:
             # A conversation named by the producer may live in PostgreSQL already: look there
             # before creating it in Redis, so it is never split across the tiers.
@@ -82,7 +116,7 @@ class MessageSaver:
                 result, conversation_id = self.active.save_in_session(
                     conversation, message, explicit=True, create=True
                 )
-            elif persisted.tenant_id != command.tenant_id:
+            elif persisted.tenant_id != conversation.tenant_id:
                 result = AppendResult.FOREIGN
             else:
                 result = AppendResult.MOVED

@@ -154,7 +154,7 @@ def test_a_message_after_migration_is_appended_in_postgres(saver, active, reposi
 
 
 def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active, repository) -> None:
-    from conversation.services.migration import LostTimerSweeper
+    from conversation.services.migration import DueMigrations
 
     outcome = saver.save(message("lost"))
     reopened = saver.save(message("kept", session_id="s-2"))
@@ -163,10 +163,10 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
     sessions.close("acme", "s-2", closed_at="2026-01-01T10:00:00Z")
     sessions.open("acme", "s-2")
     # The scheduled timers are "lost": nobody runs them. The sweep, an hour later:
-    sweeper = LostTimerSweeper(active, ConversationMigrator(active, repository), 30)
+    sweeper = DueMigrations(active, ConversationMigrator(active, repository), 30)
     assert sweeper.sweep(now="2026-01-01T10:00:20Z").checked == 0  # still in its grace
     report = sweeper.sweep(now="2026-01-01T11:00:00Z")
-    assert (report.checked, report.migrated) == (2, 1)
+    assert (report.checked, report.migrated) == (1, 1)
     assert [m.content for m in repository.messages(outcome.conversation_id)] == ["lost"]
     assert repository.get_conversation(reopened.conversation_id) is None
     assert sweeper.sweep(now="2026-01-01T12:00:00Z").checked == 0
@@ -185,3 +185,20 @@ def test_a_message_written_before_the_close_but_delivered_after_goes_along(
     assert result.status is MigrationStatus.MIGRATED
     assert [m.content for m in repository.messages(outcome.conversation_id)] == [
         "first", "second"]
+
+
+def test_save_many_keeps_order_and_refuses_only_the_bad_message(saver, active) -> None:
+    saver.save(message("owner's first", session_id="taken"))
+    commands = [
+        message("one", session_id="bulk"),
+        message("intruder", session_id="taken", tenant_id="intruder"),
+        message("two", session_id="bulk"),
+        message("one", session_id="bulk"),  # a duplicate id inside the same batch
+        message("three", session_id="bulk"),
+    ]
+    outcomes = saver.save_many(commands)
+    assert isinstance(outcomes[1], ForeignSession)
+    assert [o.stored for o in outcomes if not isinstance(o, Exception)] == [
+        True, True, False, True]
+    conversation_id = outcomes[0].conversation_id
+    assert [m.content for m in active.messages(conversation_id)] == ["one", "two", "three"]
