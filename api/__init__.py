@@ -7,7 +7,7 @@ from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from flask_smorest import Api
 
-from api import agents, conversations, errors, health, ratelimit
+from api import admin, agents, conversations, errors, health, ratelimit
 from api.auth import authenticate
 from config.settings import Settings
 from conversation.bootstrap import Container
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api.spec.options["security"] = [{"bearer": []}]
     api.register_blueprint(conversations.blp)
     api.register_blueprint(agents.blp)
+    api.register_blueprint(admin.blp)
     app.register_blueprint(health.blp)
     # The docs page's scripts come from the swagger-ui-bundle wheel: no CDN, works offline.
     app.add_url_rule(

@@ -92,6 +92,7 @@ class Settings:
     database_url: str | None = None
     database_replica_url: str | None = None
     session_grace_seconds: int = 30
+    idle_timeout_seconds: int = 24 * 3600
     max_message_chars: int = 200_000
     broker_visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     api_host: str = "127.0.0.1"
@@ -129,6 +130,7 @@ class Settings:
             database_url=database_url,
             database_replica_url=url("DATABASE_REPLICA_URL") or database_url,
             session_grace_seconds=_int(env, "SESSION_GRACE_SECONDS", 30),
+            idle_timeout_seconds=_int(env, "IDLE_TIMEOUT_SECONDS", 24 * 3600),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", 200_000),
             broker_visibility_timeout=_int(
                 env, "BROKER_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT

@@ -17,6 +17,7 @@ from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.services.context import ContextBuilder
+from conversation.services.erasure import Eraser
 from conversation.services.migration import ConversationMigrator, DueMigrations
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
@@ -154,8 +155,15 @@ class Container:
     @cached_property
     def due_migrations(self) -> DueMigrations:
         return DueMigrations(
-            self.active_store, self.migrator, self.settings.session_grace_seconds
+            self.active_store,
+            self.migrator,
+            self.settings.session_grace_seconds,
+            idle_seconds=self.settings.idle_timeout_seconds,
         )
+
+    @cached_property
+    def eraser(self) -> Eraser:
+        return Eraser(self.active_store, self.repository)
 
     def close(self) -> None:
         for name in ("engine", "replica_engine"):

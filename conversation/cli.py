@@ -106,6 +106,29 @@ def cmd_dlq_purge(ns: argparse.Namespace) -> None:
     print(f"purged {count} dead letter(s)", file=sys.stderr)
 
 
+def cmd_erase_conversation(ns: argparse.Namespace) -> None:
+    if not _container().eraser.erase_conversation(ns.conversation_id):
+        sys.exit(f"no conversation {ns.conversation_id} in either tier")
+    print(f"erased conversation {ns.conversation_id}", file=sys.stderr)
+
+
+def cmd_erase_tenant(ns: argparse.Namespace) -> None:
+    if not ns.yes:
+        sys.exit(f"this erases every conversation of tenant {ns.tenant_id}: add --yes")
+    report = _container().eraser.erase_tenant(ns.tenant_id)
+    print(json.dumps(report.__dict__))
+
+
+def cmd_retention_set(ns: argparse.Namespace) -> None:
+    _container().repository.set_retention(ns.tenant_id, ns.days if ns.days > 0 else None)
+    print(f"tenant {ns.tenant_id}: " + (f"{ns.days} days" if ns.days > 0 else "kept for ever"),
+          file=sys.stderr)
+
+
+def cmd_retention_list(ns: argparse.Namespace) -> None:
+    print(json.dumps(_container().repository.retention()))
+
+
 def cmd_simulate(ns: argparse.Namespace) -> None:
     from conversation.simulator import simulate
 
@@ -178,6 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dlq_replay)
     p = dlq.add_parser("purge", help="delete every dead letter")
     p.set_defaults(func=cmd_dlq_purge)
+
+    erase = sub.add_parser("erase", help="erase data from both tiers").add_subparsers(
+        dest="erase", required=True)
+    p = erase.add_parser("conversation", help="one conversation and all derived from it")
+    p.add_argument("conversation_id")
+    p.set_defaults(func=cmd_erase_conversation)
+    p = erase.add_parser("tenant", help="every conversation of a tenant")
+    p.add_argument("tenant_id")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_erase_tenant)
+
+    retention = sub.add_parser("retention", help="per-tenant retention").add_subparsers(
+        dest="retention", required=True)
+    p = retention.add_parser("set", help="keep a tenant's conversations DAYS days (0: for ever)")
+    p.add_argument("tenant_id")
+    p.add_argument("days", type=int)
+    p.set_defaults(func=cmd_retention_set)
+    p = retention.add_parser("list", help="the retention of every tenant that has one")
+    p.set_defaults(func=cmd_retention_list)
 
     p = sub.add_parser("simulate", help="play agents against the running service, by task name")
     p.add_argument("--tenants", type=int, default=2)

@@ -147,9 +147,11 @@ def aggregate_stats(self: DomainTask, **kwargs: Any) -> None:
 
 @shared_task(base=DomainTask, bind=True, name="conversation.cleanup")
 def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
-    """Migrate closed sessions whose migration timer was lost (Celery beat)."""
+    """Migrate lost-timer and idle conversations; erase what retention expired (Celery beat)."""
     validated(NoArgumentsSchema(), kwargs)
     report = container().due_migrations.sweep()
-    log.info("cleanup: %d overdue closed session(s), %d migrated", report.checked,
-             report.migrated)
-    return {"checked": report.checked, "migrated": report.migrated}
+    expired = container().eraser.purge_expired()
+    log.info("cleanup: %d overdue closed session(s), %d migrated, %d idle migrated, "
+             "%d expired erased", report.checked, report.migrated, report.idle, expired)
+    return {"checked": report.checked, "migrated": report.migrated, "idle": report.idle,
+            "expired": expired}

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import time
 import uuid
 
 import orjson
@@ -149,6 +150,9 @@ if status >= 0 then
   if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit, '') end
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
+  if status == 1 then
+    redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+  end
 end
 return {status, id}
 """
@@ -262,6 +266,11 @@ class RedisKeys:
     @property
     def active_sessions(self) -> str:
         return f"{self.prefix}active_sessions"
+
+    @property
+    def activity(self) -> str:
+        """Sorted set: conversation id -> when its last message arrived (epoch seconds)."""
+        return f"{self.prefix}conversation_activity"
 
     @property
     def closed_sessions(self) -> str:
@@ -547,6 +556,7 @@ class RedisActiveStore:
             # The global indexes live in other slots: same round trip, own steps.
             pipe.sadd(self.keys.active_sessions, conversation.session_id)
             pipe.sadd(self.keys.tenant_active(conversation.tenant_id), conversation.id)
+            pipe.zadd(self.keys.activity, {conversation.id: time.time()})
             return pipe.execute()
 
         try:
@@ -643,8 +653,57 @@ class RedisActiveStore:
         for (conversation, _), ok in zip(done, finished, strict=True):
             if ok:
                 pipe.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
+                pipe.zrem(self.keys.activity, conversation.id)
         pipe.execute()
         return finished
+
+    def idle_conversations(self, before: float, limit: int) -> list[str]:
+        """Active conversations whose last message arrived before `before` (epoch seconds)."""
+        ids = self.client.zrangebyscore(self.keys.activity, "-inf", before, 0, limit)
+        return [_text(i) for i in ids]
+
+    def forget_activity(self, conversation_id: str) -> None:
+        self.client.zrem(self.keys.activity, conversation_id)
+
+    def erase_conversation(self, conversation_id: str) -> bool:
+        """Remove every key of one conversation, active or migrated; True if any existed."""
+        tenant = self.owner(conversation_id) or _text(
+            self.client.get(self.keys.migrated(conversation_id)) or b""
+        )
+        conversation = self.get_conversation(conversation_id)
+        keys = self.keys.conversation_keys(tenant, conversation_id) if tenant else [
+            self.keys.migrated(conversation_id)]
+        keys.append(self.keys.summary_requested(conversation_id))
+        removed = 0
+        for key in keys:  # one key a command: they may live in different cluster slots
+            removed += int(self.client.delete(key))
+        pipe = self.client.pipeline(transaction=False)
+        if tenant:
+            pipe.srem(self.keys.tenant_active(tenant), conversation_id)
+        pipe.zrem(self.keys.activity, conversation_id)
+        pipe.execute()
+        if conversation is not None:
+            mapping = self.client.get(self.keys.session_mapping(conversation.session_id))
+            if mapping is not None and _text(mapping) == conversation_id:
+                self.client.delete(self.keys.session_mapping(conversation.session_id))
+                self.client.delete(self.keys.session_state(conversation.session_id))
+                self.client.srem(self.keys.active_sessions, conversation.session_id)
+                self.client.zrem(self.keys.closed_sessions, conversation.session_id)
+        return removed > 0
+
+    def erase_tenant_sessions(self, tenant_id: str) -> int:
+        """Forget the tenant's sessions (ownership, generations): a scan, for rare erasures."""
+        removed = 0
+        for key in self.client.scan_iter(match=f"{self.keys.prefix}session_state:*", count=500):
+            if _text(self.client.hget(key, "tenant_id") or b"") == tenant_id:
+                # "{prefix}session_state:{<session id>}"
+                session_id = _text(key)[len(self.keys.prefix) + len("session_state:{") : -1]
+                self.client.delete(key)
+                self.client.delete(self.keys.session_mapping(session_id))
+                self.client.srem(self.keys.active_sessions, session_id)
+                self.client.zrem(self.keys.closed_sessions, session_id)
+                removed += 1
+        return removed
 
     def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
         return self.finish_migrations([(conversation, expected_count)])[0]

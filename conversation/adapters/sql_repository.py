@@ -6,10 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, create_engine, func, or_, select
+from sqlalchemy import Engine, and_, create_engine, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from conversation.adapters.sql_schema import conversation_stats, conversations, messages
+from conversation.adapters.sql_schema import (
+    conversation_stats,
+    conversations,
+    dead_letters,
+    messages,
+    tenant_retention,
+)
 from conversation.domain.messages import (
     Conversation,
     ConversationStatus,
@@ -367,6 +373,73 @@ class SqlRepository:
                     .where(conversations.c.id == conversation_id)
                     .values(summary=summary.text, summary_through=summary.through)
                 ).rowcount
+            )
+
+    # --- erasure and retention ------------------------------------------------------------
+
+    def erase_conversation(self, conversation_id: str) -> bool:
+        """Delete the conversation; its messages and stats row go with it (ON DELETE CASCADE)."""
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    delete(conversations).where(conversations.c.id == conversation_id)
+                ).rowcount
+            )
+
+    def erase_tenant(self, tenant_id: str) -> dict[str, int]:
+        """Delete all of a tenant's conversations (with messages and stats), its dead letters
+        (they hold message content) and its retention setting."""
+        with self.engine.begin() as connection:
+            removed = connection.execute(
+                delete(conversations).where(conversations.c.tenant_id == tenant_id)
+            ).rowcount
+            letters = connection.execute(
+                delete(dead_letters).where(
+                    or_(
+                        dead_letters.c.kwargs["tenant_id"].astext == tenant_id,
+                        dead_letters.c.kwargs["messages"][0]["tenant_id"].astext == tenant_id,
+                    )
+                )
+            ).rowcount
+            connection.execute(
+                delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
+            )
+        return {"conversations": int(removed), "dead_letters": int(letters)}
+
+    def conversation_ids(self, tenant_id: str) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(
+                connection.scalars(
+                    select(conversations.c.id).where(conversations.c.tenant_id == tenant_id)
+                )
+            )
+
+    def set_retention(self, tenant_id: str, days: int | None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
+            )
+            if days is not None:
+                connection.execute(
+                    tenant_retention.insert().values(
+                        tenant_id=tenant_id, days=days, updated_at=datetime.now(UTC)
+                    )
+                )
+
+    def retention(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            return {r.tenant_id: r.days for r in connection.execute(select(tenant_retention))}
+
+    def expired_conversations(self, tenant_id: str, before: datetime, limit: int) -> list[str]:
+        """Persisted conversations whose last message (or start) is older than `before`."""
+        last = func.coalesce(conversations.c.last_message_at, conversations.c.created_at)
+        with self.engine.connect() as connection:
+            return list(
+                connection.scalars(
+                    select(conversations.c.id)
+                    .where(conversations.c.tenant_id == tenant_id, last < before)
+                    .limit(limit)
+                )
             )
 
     def ping(self) -> bool:

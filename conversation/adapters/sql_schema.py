@@ -38,6 +38,7 @@ conversations = Table(
     Index("ix_conversations_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_conversations_tenant_agent_created", "tenant_id", "agent_id", "created_at"),
     Index("ix_conversations_tenant_session", "tenant_id", "session_id"),
+    Index("ix_conversations_tenant_last_message", "tenant_id", "last_message_at"),
 )
 
 messages = Table(
@@ -119,4 +120,12 @@ dead_letters = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("replayed_at", DateTime(timezone=True)),
     Index("ix_dead_letters_created", "created_at"),
+)
+
+tenant_retention = Table(
+    "tenant_retention",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("days", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -119,6 +119,7 @@ class ConversationMigrator:
 class SweepReport:
     checked: int
     migrated: int
+    idle: int = 0
 
 
 class DueMigrations:
@@ -136,11 +137,13 @@ class DueMigrations:
         active: ActiveStore,
         migrator: ConversationMigrator,
         grace_seconds: float,
+        idle_seconds: float = 24 * 3600,
         batch_size: int = 200,
     ) -> None:
         self.active = active
         self.migrator = migrator
         self.grace_seconds = grace_seconds
+        self.idle_seconds = idle_seconds
         self.batch_size = batch_size
 
     def due(self, before: float) -> list[tuple[str, int | None]]:
@@ -162,11 +165,12 @@ class DueMigrations:
         others = [r for r in self.due(now - self.grace_seconds) if r[0] != conversation_id]
         return self.migrator.migrate_many([(conversation_id, generation), *others])[0]
 
-    def sweep(
-        self, now: str | None = None, margin_seconds: float = 30.0
-    ) -> SweepReport:
-        """Migrate what has been due for longer than the margin (its timer is lost)."""
+    def sweep(self, now: str | None = None, margin_seconds: float | None = None) -> SweepReport:
+        """Migrate what has been due for longer than a margin (one more grace period by
+        default): its timer is lost. Racing a late timer is harmless: both are idempotent."""
         moment = parse_timestamp(now or now_timestamp()).timestamp()
+        if margin_seconds is None:
+            margin_seconds = self.grace_seconds
         checked = migrated = 0
         while True:
             requests = self.due(moment - self.grace_seconds - margin_seconds)
@@ -183,4 +187,22 @@ class DueMigrations:
                 break  # only stale or busy ones left: the next sweep looks again
         if migrated:
             log.warning("cleanup migrated %d conversation(s) whose timer was lost", migrated)
-        return SweepReport(checked=checked, migrated=migrated)
+        idle = self.migrate_idle(moment)
+        return SweepReport(checked=checked, migrated=migrated, idle=idle)
+
+    def migrate_idle(self, now: float) -> int:
+        """Conversations with no message for `idle_seconds` are persisted, session open or not
+        (a websocket that never closed must not keep a conversation in memory for ever)."""
+        migrated = 0
+        while idle := self.active.idle_conversations(now - self.idle_seconds, self.batch_size):
+            outcomes = self.migrator.migrate_many([(c, None) for c in idle], force=True)
+            for outcome in outcomes:
+                if outcome.status is MigrationStatus.NOT_ACTIVE:
+                    self.active.forget_activity(outcome.conversation_id)
+            done = sum(1 for o in outcomes if o.status is MigrationStatus.MIGRATED)
+            migrated += done
+            if done == 0 and all(o.status is MigrationStatus.BUSY for o in outcomes):
+                break
+        if migrated:
+            log.info("cleanup migrated %d idle conversation(s)", migrated)
+        return migrated

@@ -1,0 +1,73 @@
+"""Administration (admin keys only): erasure and retention."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+
+from api.auth import principal
+from api.conversations import checked_id
+from api.errors import ApiError
+
+blp = Blueprint(
+    "admin", __name__, url_prefix="/api/admin",
+    description="Erasure and retention; admin keys only.",
+)
+
+
+def require_admin() -> None:
+    if not principal().is_admin:
+        raise ApiError(403, "this needs an admin key")
+
+
+class RetentionIn(Schema):
+    class Meta:
+        unknown = RAISE
+
+    days = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=36500))
+
+
+class ErasedOut(Schema):
+    erased = fields.Boolean()
+    conversations = fields.Integer()
+    dead_letters = fields.Integer()
+    sessions = fields.Integer()
+
+
+@blp.route("/conversations/<conversation_id>")
+class ConversationErasure(MethodView):
+    @blp.response(200, ErasedOut)
+    def delete(self, conversation_id: str) -> dict[str, Any]:
+        """Erase one conversation from both tiers, with its summary and statistics."""
+        require_admin()
+        eraser = current_app.extensions["conversation"].eraser
+        if not eraser.erase_conversation(checked_id(conversation_id, "conversation")):
+            raise ApiError(404, "no such conversation")
+        return {"erased": True, "conversations": 1}
+
+
+@blp.route("/tenants/<tenant_id>")
+class TenantErasure(MethodView):
+    @blp.response(200, ErasedOut)
+    def delete(self, tenant_id: str) -> dict[str, Any]:
+        """Erase all of a tenant's conversations, dead letters and session records."""
+        require_admin()
+        report = current_app.extensions["conversation"].eraser.erase_tenant(
+            checked_id(tenant_id, "tenant"))
+        return {"erased": True, **report.__dict__}
+
+
+@blp.route("/tenants/<tenant_id>/retention")
+class TenantRetention(MethodView):
+    @blp.arguments(RetentionIn)
+    @blp.response(200, RetentionIn)
+    def put(self, body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+        """Keep a tenant's persisted conversations `days` days after their last message (0: for ever)."""
+        require_admin()
+        days = body["days"]
+        current_app.extensions["conversation"].repository.set_retention(
+            checked_id(tenant_id, "tenant"), days or None)
+        return {"days": days}

@@ -1,0 +1,31 @@
+"""Per-tenant retention: how many days persisted conversations are kept.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "tenant_retention",
+        sa.Column("tenant_id", sa.String(128), primary_key=True),
+        sa.Column("days", sa.Integer, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_conversations_tenant_last_message", "conversations",
+                    ["tenant_id", "last_message_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_conversations_tenant_last_message", "conversations")
+    op.drop_table("tenant_retention")

@@ -1,0 +1,129 @@
+"""Erasure and retention on real Redis and PostgreSQL: nothing is left behind in either tier."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from api import create_app
+from config.settings import Settings
+from conversation.adapters.sql_schema import (
+    conversation_stats,
+    conversations,
+    dead_letters,
+    messages,
+)
+from conversation.bootstrap import Container
+from conversation.domain.messages import NewMessage, Role
+from conversation.services.migration import ConversationMigrator
+from conversation.services.ports import Summary
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def container(settings: Settings):  # noqa: ANN201
+    container = Container(settings)
+    yield container
+    container.close()
+
+
+def save(container: Container, tenant: str, session: str, text: str, at: str | None = None) -> str:
+    return container.saver.save(NewMessage(
+        tenant_id=tenant, session_id=session, agent_id="bot", role=Role.USER, content=text,
+        message_id=text, created_at=at)).conversation_id
+
+
+def migrate(container: Container, tenant: str, session: str) -> None:
+    closed = container.active_store.close_session(tenant, session, "2026-11-24T12:00:00.000000Z")
+    ConversationMigrator(container.active_store, container.repository).migrate(
+        closed.conversation_id, closed.generation)
+
+
+def redis_traces(container: Container, *needles: str) -> list[str]:
+    """Every key of this test's prefix, or member of its sets, that mentions a needle."""
+    prefix = container.settings.redis_key_prefix
+    found = []
+    for key in container.redis.scan_iter(match=f"{prefix}*"):
+        name = key.decode()
+        kind = container.redis.type(key).decode()
+        members: list[bytes] = []
+        if kind == "set":
+            members = list(container.redis.smembers(key))
+        elif kind == "zset":
+            members = container.redis.zrange(key, 0, -1)
+        texts = [name, *(m.decode() for m in members)]
+        found += [t for t in texts if any(n in t for n in needles)]
+    return found
+
+
+def rows(container: Container, table, column, value) -> int:  # noqa: ANN001
+    with container.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(table).where(column == value))
+
+
+def test_erasing_a_conversation_leaves_nothing_in_either_tier(container) -> None:
+    tenant = f"erase-{container.settings.redis_key_prefix.strip(':')}"
+    persisted = save(container, tenant, "s-old", "old secret")
+    migrate(container, tenant, "s-old")
+    active = save(container, tenant, "s-new", "new secret")
+    container.active_store.save_summary(active, Summary("a summary of secrets", "x|y"))
+    kept = save(container, tenant, "s-kept", "unrelated")
+
+    for conversation_id in (persisted, active):
+        assert container.eraser.erase_conversation(conversation_id) is True
+        assert container.eraser.erase_conversation(conversation_id) is False
+    assert redis_traces(container, persisted, active, "s-new") == []
+    for conversation_id in (persisted, active):
+        assert rows(container, conversations, conversations.c.id, conversation_id) == 0
+        assert rows(container, messages, messages.c.conversation_id, conversation_id) == 0
+        assert rows(container, conversation_stats, conversation_stats.c.conversation_id,
+                    conversation_id) == 0
+    assert [m.content for m in container.active_store.messages(kept)] == ["unrelated"]
+
+
+def test_erasing_a_tenant_through_the_admin_api(container) -> None:
+    tenant = f"gone-{container.settings.redis_key_prefix.strip(':')}"
+    other = f"stays-{container.settings.redis_key_prefix.strip(':')}"
+    ids = [save(container, tenant, f"{tenant}-s{i}", f"secret {i}") for i in range(3)]
+    migrate(container, tenant, f"{tenant}-s0")
+    survivor = save(container, other, f"{other}-s", "mine")
+    with container.engine.begin() as connection:
+        connection.execute(dead_letters.insert().values(
+            task_name="conversation.save_message", queue="conversation.save",
+            kwargs={"tenant_id": tenant, "content": "secret"}, error="x",
+            created_at=datetime.now(UTC)))
+    client = create_app(container=container).test_client()
+    tenant_key = container.api_keys.create(tenant)
+    refused = client.delete(f"/api/admin/tenants/{tenant}",
+                            headers={"Authorization": f"Bearer {tenant_key}"})
+    assert refused.status_code == 403
+    admin = container.api_keys.create(None, admin=True)
+    response = client.delete(f"/api/admin/tenants/{tenant}",
+                             headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200
+    assert response.json["conversations"] == 3 and response.json["dead_letters"] == 1
+    assert redis_traces(container, tenant, *ids) == []
+    assert rows(container, conversations, conversations.c.tenant_id, tenant) == 0
+    assert rows(container, messages, messages.c.tenant_id, tenant) == 0
+    with container.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(dead_letters).where(
+            dead_letters.c.kwargs["tenant_id"].astext == tenant)) == 0
+    assert [m.content for m in container.active_store.messages(survivor)] == ["mine"]
+
+
+def test_retention_erases_only_what_expired(container) -> None:
+    tenant = f"ret-{container.settings.redis_key_prefix.strip(':')}"
+    now = datetime.now(UTC)
+    old = save(container, tenant, "r-old", "old", (now - timedelta(days=40)).isoformat())
+    migrate(container, tenant, "r-old")
+    recent = save(container, tenant, "r-new", "recent", (now - timedelta(days=2)).isoformat())
+    migrate(container, tenant, "r-new")
+    container.repository.set_retention(tenant, 30)
+    try:
+        assert container.eraser.purge_expired(now) == 1
+        assert container.repository.get_conversation(old) is None
+        assert container.repository.get_conversation(recent) is not None
+    finally:
+        container.repository.set_retention(tenant, None)
