@@ -1,0 +1,133 @@
+"""Session lifecycle with real workers: reconnects, a message after migration, and a worker
+killed while it holds the migration timer."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.settings import PROJECT_ROOT, Settings
+from conversation.bootstrap import Container
+from tests.workers import producer, running_worker, settings_env, stop, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def services(settings: Settings):  # noqa: ANN201
+    container = Container(settings)
+    app = producer(settings)
+    yield container, app
+    app.close()
+    container.close()
+
+
+def send(app, name: str, queue: str, **kwargs: object) -> None:  # noqa: ANN001
+    app.send_task(name, kwargs=kwargs, queue=queue)
+
+
+def say(app, session: str, text: str, **extra: object) -> None:  # noqa: ANN001
+    send(app, "conversation.save_message", "conversation.save", tenant_id="acme",
+         session_id=session, agent_id="bot", role="user", content=text,
+         message_id="".join(c if c.isalnum() else "-" for c in text), **extra)
+
+
+def test_reconnect_inside_the_grace_keeps_the_conversation_active(
+    services, test_var_dir: Path
+) -> None:
+    container, app = services
+    with running_worker(container.settings, test_var_dir / "w-reconnect.log"):
+        say(app, "rc-1", "hello")
+        conversation_id = wait_until(
+            lambda: container.active_store.session_conversation("acme", "rc-1"), what="saved")
+        send(app, "conversation.session_closed", "conversation.sessions",
+             tenant_id="acme", session_id="rc-1")
+        wait_until(lambda: (container.active_store.session_state("rc-1") or 0)
+                   and container.active_store.session_state("rc-1").closed_at, what="closed")
+        send(app, "conversation.session_opened", "conversation.sessions",
+             tenant_id="acme", session_id="rc-1")
+        wait_until(lambda: container.active_store.session_state("rc-1").closed_at is None,
+                   what="reopened")
+        time.sleep(container.settings.session_grace_seconds + 2)  # the timer fires, stale
+        assert container.active_store.get_conversation(conversation_id) is not None
+        assert container.repository.get_conversation(conversation_id) is None
+
+        # A close that nobody cancels migrates it.
+        send(app, "conversation.session_closed", "conversation.sessions",
+             tenant_id="acme", session_id="rc-1")
+        wait_until(lambda: container.repository.get_conversation(conversation_id),
+                   what="migrated after the second close")
+        # A reconnect after the grace finds a new conversation for new messages; the old one
+        # is still reachable by its id, in PostgreSQL.
+        send(app, "conversation.session_opened", "conversation.sessions",
+             tenant_id="acme", session_id="rc-1")
+        say(app, "rc-1", "late, for the old one", conversation_id=conversation_id)
+        say(app, "rc-1", "a new chat")
+        wait_until(lambda: len(container.repository.messages(conversation_id)) == 2,
+                   what="the late message in PostgreSQL")
+        new_id = wait_until(
+            lambda: container.active_store.session_conversation("acme", "rc-1"),
+            what="a new conversation")
+        assert new_id != conversation_id
+        assert [m.content for m in container.repository.messages(conversation_id)] == [
+            "hello", "late, for the old one"]
+        wait_until(lambda: [m.content for m in container.active_store.messages(new_id)]
+                   == ["a new chat"], what="the new chat")
+
+
+def _start_worker_group(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """A worker in its own process group, so kill -9 takes its pool processes too."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO",
+             "--pool", "prefork", "--concurrency", "2", "-Q", "conversation.sessions,"
+             "conversation.migration,conversation.save,conversation.stats",
+             "--hostname", f"doomed-{os.getpid()}@localhost", "--without-gossip",
+             "--without-mingle"],
+            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
+    services, test_var_dir: Path
+) -> None:
+    container, app = services
+    broker = redis.Redis.from_url(container.settings.broker_url or "")
+    doomed = _start_worker_group(container.settings, test_var_dir / "w-doomed.log")
+    try:
+        say(app, "kill-1", "before the crash")
+        conversation_id = wait_until(
+            lambda: container.active_store.session_conversation("acme", "kill-1"),
+            timeout=60, what="saved by the doomed worker")
+        send(app, "conversation.session_closed", "conversation.sessions",
+             tenant_id="acme", session_id="kill-1")
+
+        def timer_held() -> bool:
+            return any(b"conversation.migrate_conversation" in body
+                       for body in broker.hvals("unacked"))
+
+        wait_until(timer_held, timeout=30, what="the worker to hold the migration timer")
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(20)
+    finally:
+        if doomed.poll() is None:
+            os.killpg(doomed.pid, signal.SIGKILL)
+        stop(doomed)
+
+    with running_worker(container.settings, test_var_dir / "w-rescuer.log"):
+        # The timer is lost with the worker: the broker keeps it for its visibility timeout.
+        time.sleep(container.settings.session_grace_seconds * 2 + 1)
+        assert container.active_store.get_conversation(conversation_id) is not None
+        send(app, "conversation.cleanup", "conversation.stats")
+        wait_until(lambda: container.repository.get_conversation(conversation_id),
+                   timeout=30, what="cleanup to migrate the conversation")
+    assert [m.content for m in container.repository.messages(conversation_id)] == [
+        "before the crash"]
+    assert container.active_store.get_conversation(conversation_id) is None
