@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import redis
 
 from config.settings import PROJECT_ROOT, Settings
@@ -87,7 +88,12 @@ def wait_drained(broker: redis.Redis, queue: str, timeout: float = 600.0) -> Non
     raise TimeoutError(f"{queue} not drained in {timeout}s")
 
 
-def timed_ingest(settings: Settings, n: int, make_task: Callable[[int], tuple[str, dict]]) -> float:
+def timed_ingest(
+    settings: Settings,
+    n: int,
+    make_task: Callable[[int], tuple[str, dict]],
+    warmup: int = WARMUP,
+) -> float:
     """Tasks per second from the first publish to the queue drained, on a fresh worker."""
     from tests.workers import producer, running_worker
 
@@ -96,7 +102,7 @@ def timed_ingest(settings: Settings, n: int, make_task: Callable[[int], tuple[st
     log = settings.var_dir / "bench-worker.log"
     with running_worker(settings, log, concurrency=2, name="bench", app_module="bench.noop_app"):
         # Warm up: the worker's processes load tiktoken, connect, compile scripts.
-        for i in range(WARMUP):
+        for i in range(warmup):
             name, kwargs = make_task(-1 - i)
             app.send_task(name, kwargs=kwargs, queue="conversation.save")
         wait_drained(broker, "conversation.save")
@@ -268,6 +274,130 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
                ratio, "p50 <= 1.5x the round trip", ratio <= 1.5))
 
 
+def bench_bulk_ingest(servers: Servers, n: int) -> None:
+    """save_messages, 1,000 messages a task, through the broker to Redis, beside the no-op
+    per-task ceiling measured the same way."""
+    settings = servers.settings()
+    total = max(20_000, n * 5)
+    per_task = 1_000
+    noop_rate = timed_ingest(settings, min(n, 5_000), lambda i: ("bench.noop", {"i": i}))
+
+    def batch(i: int) -> tuple[str, dict]:
+        return "conversation.save_messages", {"messages": [
+            {"tenant_id": "bench", "session_id": f"bulk-{i}-{j % 20}", "agent_id": "bot",
+             "role": "user" if j % 2 else "assistant",
+             "content": f"Message {j} of batch {i}: where is my order?",
+             "message_id": f"b{i}-{j}"}
+            for j in range(per_task)
+        ]}
+
+    tasks_rate = timed_ingest(settings, total // per_task, batch, warmup=2)
+    rate = tasks_rate * per_task
+    client = redis.Redis.from_url(settings.redis_url or "")
+    stored = sum(client.llen(k) for k in client.scan_iter(f"{settings.redis_key_prefix}messages:*"))
+    expected = total + 2 * per_task + min(n, 5_000) * 0
+    assert stored >= total, f"expected at least {total} stored messages, found {stored}"
+    del expected
+    report(Row("bulk ingest: save_messages, 1,000 per task", f"{rate:,.0f} msg/s",
+               f"{noop_rate:,.0f} no-op tasks/s", rate / noop_rate,
+               ">= 20,000 msg/s and >= 20x the per-task ceiling",
+               rate >= 20_000 and rate / noop_rate >= 20))
+
+
+def bench_migration(servers: Servers, n: int) -> None:
+    """Redis -> PostgreSQL for long conversations, beside COPY, executemany and the ORM
+    writing the same rows."""
+    from sqlalchemy import delete, insert, text
+    from sqlalchemy.orm import Session, registry
+
+    from conversation.adapters.sql_repository import MESSAGE_COLUMNS, message_row
+    from conversation.adapters.sql_schema import conversations, messages
+    from conversation.bootstrap import Container
+    from conversation.domain.messages import NewMessage, Role
+
+    rows_total = 100_000
+    conversations_count = 10
+    per_conversation = rows_total // conversations_count
+    container = Container(servers.settings())
+    saver = container.saver
+    ids = []
+    for c in range(conversations_count):
+        for start in range(0, per_conversation, 1_000):
+            outcomes = saver.save_many([
+                NewMessage(tenant_id="bench", session_id=f"mig-{c}", agent_id="bot",
+                           role=Role.USER if i % 2 else Role.ASSISTANT,
+                           content=CONTENTS[i % len(CONTENTS)], message_id=f"m{i}",
+                           created_at=f"2026-01-01T00:{i // 60000 % 60:02d}:"
+                                      f"{i // 1000 % 60:02d}.{i % 1000:03d}000Z")
+                for i in range(start, start + 1_000)
+            ])
+        ids.append(outcomes[0].conversation_id)  # type: ignore[union-attr]
+    history = {cid: container.active_store.messages(cid) for cid in ids}
+    sessions = []
+    for c, cid in enumerate(ids):
+        closed = container.active_store.close_session("bench", f"mig-{c}",
+                                                      "2026-01-02T00:00:00.000000Z")
+        sessions.append((cid, closed.generation))  # type: ignore[union-attr]
+
+    started = time.perf_counter()
+    outcomes = container.migrator.migrate_many(sessions)
+    ours = rows_total / (time.perf_counter() - started)
+    assert all(o.messages == per_conversation for o in outcomes), outcomes
+
+    # The anchors write the same rows into a copy of the messages table.
+    rows = [message_row(cid, "bench", seq, m) for cid in ids for seq, m in enumerate(history[cid])]
+    engine = container.engine
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS bench_messages"))
+        connection.execute(text("CREATE TABLE bench_messages (LIKE messages INCLUDING ALL)"))
+
+    def timed(write) -> float:  # noqa: ANN001
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE bench_messages"))
+        began = time.perf_counter()
+        with engine.begin() as connection:
+            write(connection)
+        return rows_total / (time.perf_counter() - began)
+
+    def copy(connection) -> None:  # noqa: ANN001
+        cursor = connection.connection.driver_connection.cursor()
+        columns = ", ".join(MESSAGE_COLUMNS)
+        with cursor.copy(f"COPY bench_messages ({columns}) FROM STDIN") as out:
+            for r in rows:
+                out.write_row(tuple(
+                    orjson.dumps(r[c]).decode() if c == "metadata" and r[c] else r[c]
+                    for c in MESSAGE_COLUMNS))
+
+    from sqlalchemy import MetaData, Table
+
+    bench_table = Table("bench_messages", MetaData(), autoload_with=engine)
+
+    def executemany(connection) -> None:  # noqa: ANN001
+        connection.execute(insert(bench_table), rows)
+
+    class MessageRecord:
+        def __init__(self, **values: object) -> None:
+            self.__dict__.update(values)
+
+    registry().map_imperatively(MessageRecord, bench_table)
+
+    def orm(connection) -> None:  # noqa: ANN001
+        with Session(bind=connection) as session:
+            session.add_all([MessageRecord(**r) for r in rows])
+            session.flush()
+
+    copy_rate, executemany_rate, orm_rate = timed(copy), timed(executemany), timed(orm)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE bench_messages"))
+        connection.execute(delete(messages).where(messages.c.tenant_id == "bench"))
+        connection.execute(delete(conversations).where(conversations.c.tenant_id == "bench"))
+    container.close()
+    report(Row("migration Redis -> PostgreSQL, 10 x 10,000 messages", f"{ours:,.0f} msg/s",
+               f"COPY {copy_rate:,.0f}/s, executemany {executemany_rate:,.0f}/s, "
+               f"ORM {orm_rate:,.0f}/s", ours / orm_rate,
+               ">= 100,000 msg/s and >= 4x the ORM", ours >= 100_000 and ours >= 4 * orm_rate))
+
+
 def write_markdown(path: Path, n: int) -> None:
     lines = [
         "# Benchmarks",
@@ -291,6 +421,8 @@ SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
     "context-celery": bench_context_via_celery,
+    "bulk": bench_bulk_ingest,
+    "migration": bench_migration,
 }
 
 

@@ -6,7 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, create_engine, delete, func, or_, select
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation.adapters.sql_schema import (
@@ -128,28 +137,52 @@ MESSAGE_COLUMNS = (
 
 
 def copy_messages(
-    connection: Any, batch: Sequence[tuple[Conversation, Sequence[Message], Any]]
+    connection: Any,
+    batch: Sequence[tuple[Conversation, Sequence[Message], Any]],
+    new_ids: set[str],
 ) -> None:
-    """COPY the batch's messages into a staging table, then insert the new ones."""
+    """COPY the batch's messages in.
+
+    A conversation whose row this transaction created (`new_ids`) can have no message rows
+    yet (the foreign key), so its messages are copied straight into `messages`. The others
+    (a migration run again, say) go through a staging table and `INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING`: COPY's speed, with the idempotency COPY alone cannot give.
+    """
     cursor = connection.connection.driver_connection.cursor()
-    cursor.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS messages_staging "
-        "(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
     columns = ", ".join(MESSAGE_COLUMNS)
-    with cursor.copy(f"COPY messages_staging ({columns}) FROM STDIN") as copy:
+    fresh = [item for item in batch if item[0].id in new_ids]
+    known = [item for item in batch if item[0].id not in new_ids]
+    if fresh:
+        _copy_rows(cursor, "messages", columns, fresh)
+    if known:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS messages_staging "
+            "(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        _copy_rows(cursor, "messages_staging", columns, known)
+        cursor.execute(
+            f"INSERT INTO messages ({columns}) SELECT {columns} FROM messages_staging "
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor.execute("TRUNCATE messages_staging")
+
+
+def _copy_rows(
+    cursor: Any,
+    table: str,
+    columns: str,
+    batch: Sequence[tuple[Conversation, Sequence[Message], Any]],
+) -> None:
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        write = copy.write_row
         for conversation, history, _ in batch:
+            conversation_id, tenant_id = conversation.id, conversation.tenant_id
             for seq, m in enumerate(history):
-                copy.write_row((
-                    conversation.id, m.id, seq, conversation.tenant_id, m.role.value,
-                    m.content, m.name, m.tokens, m.encoding, m.agent_id, m.created_at,
+                write((
+                    conversation_id, m.id, seq, tenant_id, m.role.value, m.content, m.name,
+                    m.tokens, m.encoding, m.agent_id, m.created_at,
                     orjson.dumps(m.metadata).decode() if m.metadata else None,
                 ))
-    cursor.execute(
-        f"INSERT INTO messages ({columns}) SELECT {columns} FROM messages_staging "
-        "ON CONFLICT DO NOTHING"
-    )
-    cursor.execute("TRUNCATE messages_staging")
 
 
 class SqlHistory:
@@ -265,10 +298,12 @@ class SqlRepository:
             index_elements=[conversation_stats.c.conversation_id],
             set_={k: stats_upsert.excluded[k] for k in stats_rows[0] if k != "conversation_id"},
         )
+        # xmax = 0 on a returned row: this statement inserted it (it did not exist).
+        upsert = upsert.returning(conversations.c.id, literal_column("xmax = 0"))
         with self.engine.begin() as connection:
-            connection.execute(upsert)
+            new_ids = {row[0] for row in connection.execute(upsert) if row[1]}
             if any(history for _, history, _ in batch):
-                copy_messages(connection, batch)
+                copy_messages(connection, batch, new_ids)
             connection.execute(stats_upsert)
 
     def append_message(self, conversation_id: str, message: Message) -> bool:

@@ -1,0 +1,52 @@
+"""The PostgreSQL repository on a real server: idempotent batch writes, ordered reads."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from config.settings import Settings
+from conversation.adapters.sql_repository import SqlRepository, make_engine
+from conversation.domain.messages import Conversation, ConversationStatus, Message, Role
+from conversation.domain.stats import summarise_conversation
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def repository(settings: Settings):  # noqa: ANN201
+    engine = make_engine(settings.database_url or "")
+    yield SqlRepository(engine)
+    engine.dispose()
+
+
+def conversation_with(n: int) -> tuple[Conversation, list[Message]]:
+    conversation = Conversation(uuid.uuid4().hex, "acme", "s", "bot",
+                                "2026-01-01T00:00:00.000000Z", ConversationStatus.CLOSED)
+    history = [Message(f"m{i}", Role.USER if i % 2 == 0 else Role.ASSISTANT, f"text {i}",
+                       f"2026-01-01T00:00:{i:02d}.000000Z", 5, "cl100k_base",
+                       metadata={"i": i} if i == 3 else {})
+               for i in range(n)]
+    return conversation, history
+
+
+def test_writing_a_batch_twice_changes_nothing(repository) -> None:
+    """The second write takes the staging path (the conversations exist): no duplicates."""
+    batch = [conversation_with(n) for n in (3, 7, 1)]
+    items = [(c, h, summarise_conversation(h)) for c, h in batch]
+    repository.store_conversations(items)
+    repository.store_conversations(items)
+    longer = conversation_with(9)
+    repository.store_conversations([(batch[1][0], longer[1], summarise_conversation(longer[1]))])
+    for (conversation, history), expected in zip(batch, (3, 9, 1), strict=True):
+        stored = repository.messages(conversation.id)
+        assert [m.id for m in stored] == [f"m{i}" for i in range(expected)]
+    assert repository.messages(batch[1][0].id)[3].metadata == {"i": 3}
+
+
+def test_history_reads_newest_first_across_chunks(repository) -> None:
+    conversation, history = conversation_with(50)
+    repository.store_conversation(conversation, history, summarise_conversation(history))
+    tail = repository.history(conversation.id, expected=7)
+    assert tail.count() == 50 and tail.first().id == "m0"
+    assert [m.id for m in tail.newest_first()] == [f"m{i}" for i in reversed(range(50))]
