@@ -121,40 +121,55 @@ _RESOLVE_SESSION = _RESOLVE_FN + """
 return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 """
 
-# Standalone Redis only: the session and conversation steps in one round trip. Redis Cluster
-# cannot run it (the conversation's keys are known only inside the script, in another slot),
-# so there the same functions run as two scripts.
+# Standalone Redis only: the session and conversation steps in one script, for one or many
+# messages of one session. Redis Cluster cannot run it (the conversation's keys are known only
+# inside the script, in another slot), so there the same functions run as two scripts.
 _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 -- KEYS: session_mapping, session_state, active_sessions
 -- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
---       message_id, created_at, message_json, conversation_json
+--       conversation_json, create ('1': an explicit conversation may be created),
+--       the latest created_at of the messages, then (message_id, created_at, message_json)
+--       for each message, in order.
+-- Returns one status per message, then the conversation id; {-4, ''}: another tenant's session.
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[7])
+local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8])
 if resolved[1] == -2 then return {-4, ''} end
 local id = explicit
 if id == '' then id = resolved[2] end
-local conversation_json = ARGV[9]
+local conversation_json = ARGV[6]
 if id ~= ARGV[4] then
   local doc = cjson.decode(conversation_json)
   doc['id'] = id
   conversation_json = cjson.encode(doc)
 end
+local create = '0'
+if explicit == '' or ARGV[7] == '1' then create = '1' end
 local tag = '{' .. id .. '}'
-local status = append(prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag,
-  prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag, prefix .. 'migrated:' .. tag,
-  prefix .. 'conversation:' .. tenant .. ':' .. tag,
-  tenant, ARGV[6], ARGV[7], ARGV[8], conversation_json, explicit == '' and '1' or '0')
-if status >= 0 then
+local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
+local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
+local k_migrated = prefix .. 'migrated:' .. tag
+local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
+local statuses = {}
+local stored, saved = false, false
+for i = 9, #ARGV, 3 do
+  local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
+    tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
+  statuses[#statuses + 1] = status
+  if status >= 0 then stored = true end
+  if status == 1 then saved = true end
+end
+if stored then
   if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit, '') end
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
-  if status == 1 then
+  if saved then
     redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
   end
 end
-return {status, id}
+statuses[#statuses + 1] = id
+return statuses
 """
 
 _CLOSE_SESSION = """
@@ -460,31 +475,40 @@ class RedisActiveStore:
         """`save_in_session` for many messages in one pipelined round trip, in order.
 
         Each item is (conversation, message, explicit, create); a refused session is returned
-        in its place, so one bad message does not stop the others.
+        in its place, so one bad message does not stop the others. The messages of one
+        session (and conversation) run in one script call, in their order: the session is
+        resolved and the indexes touched once for them all.
         """
         if self.cluster:
             return [self._save_in_two_steps_or_refusal(*item) for item in items]
+        groups: dict[tuple[str, str, str, bool], list[int]] = {}
+        for index, (conversation, _, explicit, create) in enumerate(items):
+            key = (conversation.tenant_id, conversation.session_id,
+                   conversation.id if explicit else "", create)
+            groups.setdefault(key, []).append(index)
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for conversation, message, explicit, create in items:
+            for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
+                conversation = items[indexes[0]][0]
                 keys = [
-                    self.keys.session_mapping(conversation.session_id),
-                    self.keys.session_state(conversation.session_id),
+                    self.keys.session_mapping(session_id),
+                    self.keys.session_state(session_id),
                     self.keys.active_sessions,
                 ]
-                args = [
-                    conversation.tenant_id,
-                    conversation.session_id,
-                    conversation.id if explicit else "",
+                args: list[Any] = [
+                    tenant_id,
+                    session_id,
+                    explicit_id,
                     conversation.id,
                     self.keys.prefix,
-                    message.id,
-                    message.created_at,
-                    _dumps(message.to_dict()),
                     _dumps(conversation.to_dict()),
                     "1" if create else "0",
+                    max(items[i][1].created_at for i in indexes),
                 ]
+                for i in indexes:
+                    message = items[i][1]
+                    args += [message.id, message.created_at, _dumps(message.to_dict())]
                 pipe.evalsha(self._save_in_session.sha, len(keys), *keys, *args)
             return pipe.execute(raise_on_error=False)
 
@@ -494,17 +518,18 @@ class RedisActiveStore:
             # idempotent on their ids, so running the batch again is safe.
             self.client.script_load(_SAVE_IN_SESSION)
             replies = run()
-        results: list[tuple[AppendResult, str] | ForeignSession] = []
-        for (conversation, _, _, _), reply in zip(items, replies, strict=True):
+        results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
+        for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply
-            status, conversation_id = int(reply[0]), _text(reply[1])
-            if status == -4:
-                results.append(ForeignSession(
-                    f"session {conversation.session_id} belongs to another tenant"))
-            else:
-                results.append((_APPEND_RESULTS[status], conversation_id))
-        return results
+            if int(reply[0]) == -4:
+                for i in indexes:
+                    results[i] = ForeignSession(f"session {session_id} belongs to another tenant")
+                continue
+            conversation_id = _text(reply[-1])
+            for i, status in zip(indexes, reply[:-1], strict=True):
+                results[i] = (_APPEND_RESULTS[int(status)], conversation_id)
+        return [r for r in results if r is not None]
 
     def _save_in_two_steps_or_refusal(
         self, conversation: Conversation, message: Message, explicit: bool, create: bool
