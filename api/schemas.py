@@ -108,6 +108,6 @@ class StatsOut(Schema):
     from_ = fields.String(data_key="from", attribute="from", allow_none=True)
     to = fields.String(allow_none=True)
     group_by = fields.String()
-    active_now = fields.Integer()
+    active_now = fields.Integer(allow_none=True)
     totals = fields.Nested(MeasuresOut)
     series = fields.List(fields.Nested(PeriodOut))

@@ -13,6 +13,7 @@ from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
 from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
+from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.tokenizer import TiktokenCounter
@@ -85,8 +86,14 @@ class Container:
         return tokenizer_for(self.settings.default_encoding)
 
     @cached_property
+    def breaker(self) -> CircuitBreaker:
+        return CircuitBreaker()
+
+    @cached_property
     def active_store(self) -> RedisActiveStore:
-        return RedisActiveStore(self.redis, prefix=self.settings.redis_key_prefix)
+        """Behind a circuit breaker: with Redis down, the services use PostgreSQL."""
+        store = RedisActiveStore(self.redis, prefix=self.settings.redis_key_prefix)
+        return GuardedActiveStore(store, self.breaker)  # type: ignore[return-value]
 
     @cached_property
     def repository(self) -> SqlRepository:
@@ -146,6 +153,7 @@ class Container:
             self.active_store,
             CeleryScheduler(self.producer),
             grace_seconds=self.settings.session_grace_seconds,
+            repository=self.repository,
         )
 
     @cached_property

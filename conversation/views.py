@@ -14,6 +14,7 @@ from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.adapters.sql_schema import conversation_stats, conversations
 from conversation.domain.messages import Conversation, parse_timestamp, utc_timestamp
+from conversation.services.ports import ActiveStoreUnavailable
 
 GROUPS = ("day", "week", "month")
 
@@ -75,11 +76,13 @@ class ConversationViews:
 
     def full_conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """From whichever tier holds it: Redis while active, PostgreSQL once migrated."""
-        conversation = self.active.get_conversation(conversation_id)
+        try:
+            conversation = self.active.get_conversation(conversation_id)
+            history = self.active.messages(conversation_id) if conversation else []
+        except ActiveStoreUnavailable:
+            conversation = None  # Redis is down: what PostgreSQL holds
         tier = "redis"
-        if conversation is not None:
-            history = self.active.messages(conversation_id)
-        else:
+        if conversation is None:
             conversation = self.repository.get_conversation(conversation_id)
             if conversation is None:
                 return None
@@ -120,8 +123,12 @@ class ConversationViews:
     ) -> list[dict[str, Any]]:
         if filters.status not in (None, "active"):
             return []
+        try:
+            active = self.active.active_conversations(tenant_id)
+        except ActiveStoreUnavailable:
+            return []  # Redis is down: the list shows what PostgreSQL holds
         items = []
-        for conversation in self.active.active_conversations(tenant_id):
+        for conversation in active:
             key = (conversation.created_at, conversation.id)
             created = parse_timestamp(conversation.created_at)
             if (
@@ -143,8 +150,6 @@ class ConversationViews:
         limit: int,
         after: tuple[str, str] | None,
     ) -> list[dict[str, Any]]:
-        if filters.status == "active":
-            return []
         c = conversations.c
         query = select(conversations).where(c.tenant_id == tenant_id)
         if filters.status:
@@ -228,18 +233,21 @@ class ConversationViews:
             series = connection.execute(
                 select(period, *measures).where(*where).group_by(period).order_by(period)
             ).all()
-        active = [
-            c
-            for c in self.active.active_conversations(tenant_id)
-            if agent_id is None or c.agent_id == agent_id
-        ]
+        try:
+            active_now: int | None = len([
+                c
+                for c in self.active.active_conversations(tenant_id)
+                if agent_id is None or c.agent_id == agent_id
+            ])
+        except ActiveStoreUnavailable:
+            active_now = None  # unknown while Redis is down
         return {
             "tenant_id": tenant_id,
             "agent_id": agent_id,
             "from": start.isoformat() if start else None,
             "to": end.isoformat() if end else None,
             "group_by": group_by,
-            "active_now": len(active),
+            "active_now": active_now,
             "totals": _measures(totals),
             "series": [
                 {"period": row.period.date().isoformat(), **_measures(row)} for row in series

@@ -15,6 +15,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
 
@@ -25,6 +26,7 @@ from conversation.adapters.sql_schema import (
     messages,
     tenant_retention,
 )
+from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import (
     Conversation,
     ConversationStatus,
@@ -110,6 +112,24 @@ def _conversation(row: Any) -> Conversation:
     )
 
 
+def _insert_message(connection: Any, conversation_id: str, tenant_id: str, message: Message) -> bool:
+    """Append after the conversation's last position; False for a message id already there."""
+    next_seq = connection.scalar(
+        select(func.coalesce(func.max(messages.c.seq), -1) + 1).where(
+            messages.c.conversation_id == conversation_id
+        )
+    )
+    # RETURNING, not rowcount: the driver's rowcount for ON CONFLICT DO NOTHING is not
+    # reliable here (it said 1 for a skipped row).
+    inserted = connection.execute(
+        insert(messages)
+        .values(message_row(conversation_id, tenant_id, next_seq, message))
+        .on_conflict_do_nothing()
+        .returning(messages.c.id)
+    ).first()
+    return inserted is not None
+
+
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
     return {
         "conversation_id": conversation.id,
@@ -183,6 +203,69 @@ def _copy_rows(
                     m.tokens, m.encoding, m.agent_id, m.created_at,
                     orjson.dumps(m.metadata).decode() if m.metadata else None,
                 ))
+
+
+def absorb_outage_conversations(connection: Any, migrated: Sequence[Conversation]) -> None:
+    """Messages a session saved straight to PostgreSQL while Redis was down belong to the
+    conversation the session had in Redis: when that one is migrated, it takes them over, so
+    an outage does not split a conversation. (Saved directly = never migrated.)"""
+    sessions = {(c.tenant_id, c.session_id): c for c in migrated}
+    c = conversations.c
+    candidates = connection.execute(
+        select(c.id, c.tenant_id, c.session_id, c.created_at).where(
+            c.migrated_at.is_(None),
+            tuple_(c.tenant_id, c.session_id).in_(list(sessions)),
+        )
+    ).all()
+    for row in candidates:
+        owner = sessions[(row.tenant_id, row.session_id)]
+        if row.id == owner.id or row.created_at < parse_timestamp(owner.created_at):
+            continue
+        m = messages.c
+        duplicate = messages.alias("kept")
+        connection.execute(
+            delete(messages).where(
+                m.conversation_id == row.id,
+                select(duplicate.c.id)
+                .where(duplicate.c.conversation_id == owner.id, duplicate.c.id == m.id)
+                .exists(),
+            )
+        )
+        offset = connection.scalar(
+            select(func.coalesce(func.max(m.seq), -1) + 1).where(m.conversation_id == owner.id)
+        )
+        connection.execute(
+            messages.update()
+            .where(m.conversation_id == row.id)
+            .values(conversation_id=owner.id, seq=m.seq + offset)
+        )
+        connection.execute(delete(conversations).where(c.id == row.id))
+        _refresh_stats(connection, owner.id)
+
+
+def _refresh_stats(connection: Any, conversation_id: str) -> None:
+    """Recompute a persisted conversation's counters and stats row from its messages."""
+    row = connection.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+    history = [
+        _message(r)
+        for r in connection.execute(
+            select(messages).where(messages.c.conversation_id == conversation_id).order_by(*_ORDER)
+        )
+    ]
+    stats = summarise_conversation(history)
+    connection.execute(
+        conversations.update()
+        .where(conversations.c.id == conversation_id)
+        .values(message_count=stats.message_count, last_message_at=_ts(stats.ended_at))
+    )
+    stats_row = _stats_row(_conversation(row), stats)
+    stmt = insert(conversation_stats).values(stats_row)
+    connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[conversation_stats.c.conversation_id],
+            set_={k: stmt.excluded[k] for k in stats_row if k != "conversation_id"},
+        )
+    )
 
 
 class SqlHistory:
@@ -305,6 +388,7 @@ class SqlRepository:
             if any(history for _, history, _ in batch):
                 copy_messages(connection, batch, new_ids)
             connection.execute(stats_upsert)
+            absorb_outage_conversations(connection, [c for c, _, _ in batch])
 
     def append_message(self, conversation_id: str, message: Message) -> bool:
         """Append to a persisted conversation; False when the message id is already there."""
@@ -314,43 +398,88 @@ class SqlRepository:
             ).first()
             if conversation is None:
                 raise LookupError(f"conversation {conversation_id} is not persisted")
-            next_seq = connection.scalar(
-                select(func.coalesce(func.max(messages.c.seq), -1) + 1).where(
-                    messages.c.conversation_id == conversation_id
-                )
-            )
-            inserted = connection.execute(
-                insert(messages)
-                .values(message_row(conversation_id, conversation.tenant_id, next_seq, message))
-                .on_conflict_do_nothing()
-            ).rowcount
+            inserted = _insert_message(connection, conversation_id, conversation.tenant_id, message)
             if inserted:
-                history = [
-                    _message(r)
-                    for r in connection.execute(
-                        select(messages)
-                        .where(messages.c.conversation_id == conversation_id)
-                        .order_by(*_ORDER)
+                _refresh_stats(connection, conversation_id)
+        return inserted
+
+    def save_direct(
+        self, conversation: Conversation, message: Message, explicit: bool
+    ) -> tuple[str, bool]:
+        """Redis is down: the message goes to the session's conversation in PostgreSQL.
+
+        Without a conversation id, that is the session's newest conversation saved this way
+        and still open, or a new one. Counters are kept; the statistics row is computed when
+        the conversation closes.
+        """
+        c = conversations.c
+        with self.engine.begin() as connection:
+            # Serialise the session's direct saves, so two workers make one conversation.
+            connection.execute(
+                select(func.pg_advisory_xact_lock(func.hashtext(
+                    conversation.tenant_id + ":" + conversation.session_id)))
+            )
+            foreign = connection.scalar(
+                select(c.tenant_id).where(
+                    c.session_id == conversation.session_id, c.tenant_id != conversation.tenant_id
+                ).limit(1)
+            )
+            if foreign is not None:
+                raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
+            if explicit:
+                target = connection.execute(select(c.id, c.tenant_id).where(
+                    c.id == conversation.id)).first()
+                if target is not None and target.tenant_id != conversation.tenant_id:
+                    raise ForeignConversation(
+                        f"conversation {conversation.id} belongs to another tenant")
+                conversation_id = conversation.id if target is not None else None
+            else:
+                conversation_id = connection.scalar(
+                    select(c.id)
+                    .where(
+                        c.tenant_id == conversation.tenant_id,
+                        c.session_id == conversation.session_id,
+                        c.status == "active",
+                        c.migrated_at.is_(None),
                     )
-                ]
-                stats = summarise_conversation(history)
+                    .order_by(c.created_at.desc())
+                    .limit(1)
+                )
+            if conversation_id is None:
+                conversation_id = conversation.id
+                connection.execute(insert(conversations).values(
+                    id=conversation_id, tenant_id=conversation.tenant_id,
+                    session_id=conversation.session_id, agent_id=conversation.agent_id,
+                    status="active", created_at=parse_timestamp(message.created_at),
+                    message_count=0,
+                ).on_conflict_do_nothing())
+            inserted = _insert_message(connection, conversation_id, conversation.tenant_id, message)
+            if inserted:
                 connection.execute(
                     conversations.update()
-                    .where(conversations.c.id == conversation_id)
+                    .where(c.id == conversation_id)
                     .values(
-                        message_count=stats.message_count,
-                        last_message_at=_ts(stats.ended_at),
+                        message_count=c.message_count + 1,
+                        last_message_at=func.greatest(
+                            c.last_message_at, parse_timestamp(message.created_at)),
                     )
                 )
-                stats_row = _stats_row(_conversation(conversation), stats)
-                stmt = insert(conversation_stats).values(stats_row)
-                connection.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[conversation_stats.c.conversation_id],
-                        set_={k: stmt.excluded[k] for k in stats_row if k != "conversation_id"},
-                    )
-                )
-        return bool(inserted)
+        return conversation_id, inserted
+
+    def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
+        """Close the session's conversations saved directly during an outage."""
+        c = conversations.c
+        with self.engine.begin() as connection:
+            closed = list(connection.scalars(
+                conversations.update()
+                .where(c.tenant_id == tenant_id, c.session_id == session_id,
+                       c.status == "active", c.migrated_at.is_(None))
+                .values(status="closed", closed_at=parse_timestamp(closed_at))
+                .returning(c.id)
+            ))
+            for conversation_id in closed:
+                _refresh_stats(connection, conversation_id)
+        return closed
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         with self.engine.connect() as connection:

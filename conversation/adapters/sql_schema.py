@@ -39,6 +39,7 @@ conversations = Table(
     Index("ix_conversations_tenant_agent_created", "tenant_id", "agent_id", "created_at"),
     Index("ix_conversations_tenant_session", "tenant_id", "session_id"),
     Index("ix_conversations_tenant_last_message", "tenant_id", "last_message_at"),
+    Index("ix_conversations_session", "session_id"),
 )
 
 messages = Table(

@@ -18,6 +18,7 @@ from conversation.domain.errors import ConversationNotFound, ForeignConversation
 from conversation.domain.messages import Message, Role
 from conversation.services.ports import (
     ActiveStore,
+    ActiveStoreUnavailable,
     Repository,
     Summary,
     SummaryRequests,
@@ -95,16 +96,21 @@ class ContextBuilder:
     def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
         if session_id is None:
             raise ConversationNotFound("neither conversation_id nor session_id given")
-        found = self.active.session_conversation(
-            tenant_id, session_id
-        ) or self.repository.latest_conversation_for_session(tenant_id, session_id)
+        try:
+            found = self.active.session_conversation(tenant_id, session_id)
+        except ActiveStoreUnavailable:
+            found = None  # Redis is down: the session's conversation in PostgreSQL, if any
+        found = found or self.repository.latest_conversation_for_session(tenant_id, session_id)
         if found is None:
             raise ConversationNotFound(f"session {session_id} has no conversation")
         return found
 
     def _source(self, tenant_id: str, conversation_id: str) -> ActiveStore | Repository:
         """The tier that holds the conversation (Redis while active, then PostgreSQL)."""
-        owner = self.active.owner(conversation_id)
+        try:
+            owner = self.active.owner(conversation_id)
+        except ActiveStoreUnavailable:
+            owner = None  # Redis is down: serve what PostgreSQL has
         source: ActiveStore | Repository = self.active
         if owner is None:
             owner = self.repository.owner(conversation_id)
@@ -161,7 +167,10 @@ class ContextBuilder:
                     seen, summary, plan.budget, system_cost, encoding
                 )
             if pending and self.summary_requests is not None:
-                self.summary_requests.request(conversation_id, plan.budget)
+                try:
+                    self.summary_requests.request(conversation_id, plan.budget)
+                except Exception as exc:  # asking for a summary must not cost the context
+                    log.warning("could not ask for a summary of %s: %s", conversation_id, exc)
         kept = list(reversed(seen[: selection.kept]))
         if leading_system is not None:
             kept.insert(0, leading_system)

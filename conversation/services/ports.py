@@ -12,6 +12,13 @@ from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats
 
 
+class ActiveStoreUnavailable(ConnectionError):
+    """The active store (Redis) cannot be reached: the services fall back to PostgreSQL.
+
+    A ConnectionError, so a task that cannot fall back retries it like any transient failure.
+    """
+
+
 class AppendResult(Enum):
     SAVED = "saved"
     DUPLICATE = "duplicate"  # the message id was saved before
@@ -163,6 +170,16 @@ class Repository(Protocol):
     def messages(self, conversation_id: str) -> list[Message]: ...
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
+
+    def save_direct(
+        self, conversation: Conversation, message: Message, explicit: bool
+    ) -> tuple[str, bool]:
+        """Redis is down: save straight into PostgreSQL, in the session's active conversation
+        there (made if needed). Returns the conversation id and whether it was stored.
+        Raises ForeignSession / ForeignConversation."""
+
+    def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
+        """Close the session's conversations written during an outage."""
 
     def erase_conversation(self, conversation_id: str) -> bool: ...
 

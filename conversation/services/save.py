@@ -14,7 +14,13 @@ from conversation.domain.messages import (
     parse_timestamp,
     utc_timestamp,
 )
-from conversation.services.ports import ActiveStore, AppendResult, Repository, Tokenizer
+from conversation.services.ports import (
+    ActiveStore,
+    ActiveStoreUnavailable,
+    AppendResult,
+    Repository,
+    Tokenizer,
+)
 
 
 @dataclass(frozen=True)
@@ -81,14 +87,16 @@ class MessageSaver:
             )
             for command, message in zip(commands, messages, strict=True)
         ]
-        replies = self.active.save_many_in_session(
-            [
-                (conversation, message, command.conversation_id is not None, False)
-                for command, conversation, message in zip(
-                    commands, conversations, messages, strict=True
-                )
-            ]
-        )
+        items = [
+            (conversation, message, command.conversation_id is not None, False)
+            for command, conversation, message in zip(
+                commands, conversations, messages, strict=True
+            )
+        ]
+        try:
+            replies = self.active.save_many_in_session(items)
+        except ActiveStoreUnavailable:
+            return [self._save_direct(c, m, explicit) for c, m, explicit, _ in items]
         outcomes: list[SaveOutcome | DomainError] = []
         for conversation, message, reply in zip(conversations, messages, replies, strict=True):
             if isinstance(reply, DomainError):
@@ -99,6 +107,16 @@ class MessageSaver:
             except DomainError as refusal:
                 outcomes.append(refusal)
         return outcomes
+
+    def _save_direct(
+        self, conversation: Conversation, message: Message, explicit: bool
+    ) -> SaveOutcome | DomainError:
+        """Redis is down: the message goes straight to PostgreSQL, same idempotency and order."""
+        try:
+            conversation_id, stored = self.repository.save_direct(conversation, message, explicit)
+        except DomainError as refusal:
+            return refusal
+        return SaveOutcome(conversation_id, message.id, stored, "postgres")
 
     def _settle(
         self,

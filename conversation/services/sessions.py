@@ -9,22 +9,43 @@ from __future__ import annotations
 import logging
 
 from conversation.domain.messages import now_timestamp, parse_timestamp, utc_timestamp
-from conversation.services.ports import ActiveStore, ClosedSession, Scheduler
+from conversation.services.ports import (
+    ActiveStore,
+    ActiveStoreUnavailable,
+    ClosedSession,
+    Repository,
+    Scheduler,
+)
 
 log = logging.getLogger(__name__)
 
 
 class SessionLifecycle:
-    def __init__(self, active: ActiveStore, scheduler: Scheduler, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        active: ActiveStore,
+        scheduler: Scheduler,
+        grace_seconds: float,
+        repository: Repository | None = None,
+    ) -> None:
         self.active = active
         self.scheduler = scheduler
         self.grace_seconds = grace_seconds
+        self.repository = repository
 
     def close(
         self, tenant_id: str, session_id: str, closed_at: str | None = None
     ) -> ClosedSession | None:
         moment = utc_timestamp(parse_timestamp(closed_at)) if closed_at else now_timestamp()
-        closed = self.active.close_session(tenant_id, session_id, moment)
+        if self.repository is not None:
+            # Messages written to PostgreSQL during a Redis outage: their conversation ends
+            # with the session (a Redis conversation of the session absorbs it on migration).
+            self.repository.close_active(tenant_id, session_id, moment)
+        try:
+            closed = self.active.close_session(tenant_id, session_id, moment)
+        except ActiveStoreUnavailable:
+            log.warning("Redis is down: session %s closed in PostgreSQL only", session_id)
+            return None
         if closed is None:
             log.info("session %s has no active conversation: nothing to migrate", session_id)
             return None
@@ -35,4 +56,7 @@ class SessionLifecycle:
 
     def open(self, tenant_id: str, session_id: str) -> bool:
         """A reconnect: True when it cancelled a pending migration."""
-        return self.active.open_session(tenant_id, session_id)
+        try:
+            return self.active.open_session(tenant_id, session_id)
+        except ActiveStoreUnavailable:
+            return False  # nothing is pending in a store that is down

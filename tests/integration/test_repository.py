@@ -50,3 +50,11 @@ def test_history_reads_newest_first_across_chunks(repository) -> None:
     tail = repository.history(conversation.id, expected=7)
     assert tail.count() == 50 and tail.first().id == "m0"
     assert [m.id for m in tail.newest_first()] == [f"m{i}" for i in reversed(range(50))]
+
+
+def test_save_direct_is_idempotent(repository) -> None:
+    conversation, history = conversation_with(2)
+    first = repository.save_direct(conversation, history[0], False)
+    second = repository.save_direct(conversation, history[0], False)
+    assert first == (conversation.id, True)
+    assert second == (conversation.id, False)

@@ -1,4 +1,4 @@
-"""Per-tenant retention: how many days persisted conversations are kept.
+"""Per-tenant retention; indexes for retention and for sessions looked up in outages.
 
 Revision ID: 0002
 Revises: 0001
@@ -24,8 +24,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_conversations_tenant_last_message", "conversations",
                     ["tenant_id", "last_message_at"])
+    # Who owns a session, asked while Redis is down.
+    op.create_index("ix_conversations_session", "conversations", ["session_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_conversations_session", "conversations")
     op.drop_index("ix_conversations_tenant_last_message", "conversations")
     op.drop_table("tenant_retention")

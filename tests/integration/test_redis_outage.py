@@ -1,0 +1,85 @@
+"""Redis down: saves go to PostgreSQL, reads come from it, nothing is lost when Redis returns,
+and the conversation is whole again once migrated. Degraded mode is logged once."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from api import create_app
+from config.settings import Settings
+from conversation.bootstrap import Container
+from conversation.domain.messages import NewMessage, Role
+from conversation.embedded import EmbeddedRedis
+from conversation.services.migration import ConversationMigrator, MigrationStatus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(test_var_dir: Path):  # noqa: ANN201
+    """An active-store Redis of this test's own, with persistence, so it can be stopped."""
+    server = EmbeddedRedis(test_var_dir / "outage-redis", persist=True).start()
+    yield server
+    server.stop()
+
+
+def say(container: Container, text: str, at: str, **extra: object):  # noqa: ANN201
+    return container.saver.save(NewMessage(
+        tenant_id="acme", session_id="out-1", agent_id="bot",
+        role=Role.USER if text.startswith("q") else Role.ASSISTANT, content=text,
+        message_id=text, created_at=at, **extra))  # type: ignore[arg-type]
+
+
+def test_an_outage_loses_nothing_and_splits_nothing(
+    settings: Settings, own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    container = Container(replace(settings, redis_url=f"{own_redis.url}/0"))
+    container.breaker.retry_after = 0.2
+    try:
+        before = say(container, "q1", "2026-11-24T10:00:01Z")
+        say(container, "a1", "2026-11-24T10:00:02Z")
+        assert before.tier == "redis"
+
+        own_redis.stop()
+        with caplog.at_level(logging.WARNING, logger="conversation.degraded"):
+            during = [say(container, text, f"2026-11-24T10:00:0{i}Z")
+                      for i, text in ((3, "q2"), (4, "a2"))]
+            again = say(container, "a2", "2026-11-24T10:00:04Z")
+        assert [o.tier for o in during] == ["postgres", "postgres"]
+        assert during[0].conversation_id == during[1].conversation_id
+        assert (again.conversation_id, again.tier) == (during[1].conversation_id, "postgres")
+        assert again.stored is False  # idempotent in PostgreSQL too
+        entered = [r for r in caplog.records if "degraded mode" in r.getMessage()]
+        assert len(entered) == 1, "degraded mode is logged once, not per message"
+
+        context = container.context_builder.get_context(
+            tenant_id="acme", session_id="out-1", window="8k")
+        assert [m["content"] for m in context["messages"]] == ["q2", "a2"]
+        client = create_app(container=container).test_client()
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json["status"] == "degraded"
+        key = container.api_keys.create("acme")
+        full = client.get(f"/api/conversations/{during[0].conversation_id}/full",
+                          headers={"Authorization": f"Bearer {key}"})
+        assert [m["content"] for m in full.json["messages"]] == ["q2", "a2"]
+
+        own_redis.start()  # same port, same data: the AOF brings q1 and a1 back
+        container.breaker._retry_at = 0  # noqa: SLF001  (do not wait for the retry window)
+        after = say(container, "q3", "2026-11-24T10:00:05Z")
+        assert after.tier == "redis" and after.conversation_id == before.conversation_id
+
+        closed = container.active_store.close_session("acme", "out-1",
+                                                      "2026-11-24T10:01:00.000000Z")
+        container.sessions.repository.close_active("acme", "out-1", "2026-11-24T10:01:00.000000Z")
+        outcome = ConversationMigrator(container.active_store, container.repository).migrate(
+            closed.conversation_id, closed.generation)
+        assert outcome.status is MigrationStatus.MIGRATED
+        whole = container.repository.messages(before.conversation_id)
+        assert [m.content for m in whole] == ["q1", "a1", "q2", "a2", "q3"]
+        # The outage's conversation was absorbed: no second conversation for the session.
+        assert container.repository.get_conversation(during[0].conversation_id) is None
+    finally:
+        container.close()
