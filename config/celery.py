@@ -78,6 +78,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout,
+            # Look for overdue unacknowledged tasks every few seconds (one cheap sorted-set
+            # query) rather than kombu's default of about every 100 s, so a dead worker's
+            # tasks come back soon after their visibility timeout.
+            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "worker_hijack_root_logger": False,

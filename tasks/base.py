@@ -61,7 +61,7 @@ class DomainTask(Task):
     autoretry_for = TRANSIENT_ERRORS
     dont_autoretry_for = (InvalidPayload, DomainError)
     max_retries = 3
-    retry_backoff = 1
+    retry_backoff = 2  # up to 2, 4, 8 s with full jitter (Celery's), capped at 30 s
     retry_backoff_max = 30
     retry_jitter = True
     soft_time_limit = 120

@@ -28,6 +28,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "CELERY_RESULT_BACKEND": settings.result_backend or "",
             "DATABASE_URL": settings.database_url or "",
             "SESSION_GRACE_SECONDS": str(settings.session_grace_seconds),
+            "BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
             "CONVERSATION_VAR_DIR": str(settings.var_dir),
             "PYTHONUNBUFFERED": "1",
         }

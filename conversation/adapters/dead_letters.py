@@ -46,12 +46,36 @@ class DeadLetter:
         }
 
 
+# A dead letter keeps the whole payload (for replay) up to this size; beyond, a preview.
+MAX_RECORDED_BYTES = 256 * 1024
+MAX_RECORDED_DEPTH = 64
+
+
 def _json_safe(value: Any) -> Any:
     """Kwargs as JSON can hold them: a hostile payload must still be recorded, not crash us."""
     try:
-        return json.loads(json.dumps(value, default=repr, ensure_ascii=True))
+        text = json.dumps(value, default=repr, ensure_ascii=False)
     except (ValueError, RecursionError):
-        return repr(value)[:10_000]
+        text = json.dumps(repr(value)[:10_000], ensure_ascii=False)
+    # PostgreSQL's JSON refuses lone surrogates (invalid UTF-8): record them as U+FFFD.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > MAX_RECORDED_BYTES or _too_deep(value):
+        return {"_truncated": True, "bytes": len(text), "preview": text[:10_000]}
+    return json.loads(text)
+
+
+def _too_deep(value: Any, limit: int = MAX_RECORDED_DEPTH) -> bool:
+    """Deeper than any valid payload: kept as a preview, which every JSON reader can load."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 class DeadLetterOffice:

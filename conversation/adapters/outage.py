@@ -23,7 +23,7 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.Busy
 
 
 class CircuitBreaker:
-    def __init__(self, retry_after: float = 5.0) -> None:
+    def __init__(self, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         self._down_since: float | None = None
         self._retry_at = 0.0

@@ -40,12 +40,15 @@ class SessionLifecycle:
         if self.repository is not None:
             # Messages written to PostgreSQL during a Redis outage: their conversation ends
             # with the session (a Redis conversation of the session absorbs it on migration).
-            self.repository.close_active(tenant_id, session_id, moment)
-        try:
-            closed = self.active.close_session(tenant_id, session_id, moment)
-        except ActiveStoreUnavailable:
-            log.warning("Redis is down: session %s closed in PostgreSQL only", session_id)
-            return None
+            # Best effort: PostgreSQL being down must not stop the close in Redis.
+            try:
+                self.repository.close_active(tenant_id, session_id, moment)
+            except Exception as exc:
+                log.warning("could not close %s's outage conversations: %s", session_id, exc)
+        # With Redis down this raises (a ConnectionError): the task retries with backoff, and
+        # dead-letters for a replay if Redis stays down. Dropping the close would strand the
+        # session's conversation in Redis until the idle sweep.
+        closed = self.active.close_session(tenant_id, session_id, moment)
         if closed is None:
             log.info("session %s has no active conversation: nothing to migrate", session_id)
             return None
