@@ -83,6 +83,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # tasks come back soon after their visibility timeout.
             "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
+            # A worker killed while it held the restore lock blocks every restore until the
+            # lock expires: never for longer than the visibility timeout itself.
+            "unacked_mutex_expire": min(300, settings.broker_visibility_timeout),
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "worker_hijack_root_logger": False,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from config.settings import PROJECT_ROOT, Settings
 from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -21,7 +22,8 @@ def test_var_dir() -> Iterator[Path]:
     path = PROJECT_ROOT / "var" / f"test-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("KEEP_TEST_VAR"):  # KEEP_TEST_VAR=1 keeps the workers' logs
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,13 @@ def database_url(postgres_server: str) -> Iterator[str]:
 
 @pytest.fixture
 def settings(redis_server: str, database_url: str, test_var_dir: Path) -> Settings:
-    """Settings for one test: its own Redis key prefix, so tests never see each other's keys."""
+    """Settings for one test: its own Redis key prefix, so tests never see each other's keys,
+    and an empty broker and result backend (DBs 1 and 2): tasks a test left behind, or a
+    killed worker's unacknowledged ones, must not reach the next test's workers."""
+    for db in (1, 2):
+        client = redis.Redis.from_url(f"{redis_server}/{db}")
+        client.flushdb()
+        client.close()
     return Settings(
         redis_url=f"{redis_server}/0",
         redis_key_prefix=f"t{uuid.uuid4().hex[:8]}:",

@@ -50,20 +50,21 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
     for i, (role, content) in enumerate(turns):
         app.send_task(
             "conversation.save_message",
-            kwargs={"tenant_id": "acme", "session_id": "ws-1", "agent_id": "support-bot",
+            kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "agent_id": "support-bot",
                     "role": role, "content": content, "message_id": f"m-{i}",
                     "created_at": f"2026-11-24T10:00:{i:02d}Z"},
             queue="conversation.save",
         )
-    # A redelivered duplicate changes nothing.
+    # A redelivered duplicate changes nothing (whichever copy a worker runs first).
     app.send_task(
         "conversation.save_message",
-        kwargs={"tenant_id": "acme", "session_id": "ws-1", "agent_id": "support-bot",
-                "role": "user", "content": "Where is my order 1042?", "message_id": "m-1"},
+        kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "agent_id": "support-bot",
+                "role": "user", "content": "Where is my order 1042?", "message_id": "m-1",
+                "created_at": "2026-11-24T10:00:01Z"},
         queue="conversation.save",
     )
     conversation_id = wait_until(
-        lambda: container.active_store.session_conversation("acme", "ws-1"),
+        lambda: container.active_store.session_conversation("skeleton", "ws-1"),
         what="the session's conversation",
     )
     wait_until(lambda: container.active_store.message_count(conversation_id) == 5,
@@ -71,7 +72,7 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
 
     context = app.send_task(
         "conversation.get_context",
-        kwargs={"tenant_id": "acme", "session_id": "ws-1", "model": "gpt-4", "max_tokens": 40},
+        kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "model": "gpt-4", "max_tokens": 40},
         queue="conversation.context",
     ).get(timeout=30)
     assert context["conversation_id"] == conversation_id
@@ -82,7 +83,7 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
     assert context["tokens"] <= 40 or len(context["messages"]) == 1
 
     app.send_task("conversation.session_closed",
-                  kwargs={"tenant_id": "acme", "session_id": "ws-1"},
+                  kwargs={"tenant_id": "skeleton", "session_id": "ws-1"},
                   queue="conversation.sessions")
     wait_until(lambda: persisted_messages(container, conversation_id) == [c for _, c in turns],
                timeout=30, what="the conversation in PostgreSQL")
@@ -96,22 +97,22 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
     # The same context from PostgreSQL.
     from_postgres = app.send_task(
         "conversation.get_context",
-        kwargs={"tenant_id": "acme", "conversation_id": conversation_id, "model": "gpt-4",
+        kwargs={"tenant_id": "skeleton", "conversation_id": conversation_id, "model": "gpt-4",
                 "max_tokens": 40},
         queue="conversation.context",
     ).get(timeout=30)
     assert from_postgres["messages"] == context["messages"]
 
     client = create_app(container=container).test_client()
-    key = container.api_keys.create("acme")
+    key = container.api_keys.create("skeleton")
     headers = {"Authorization": f"Bearer {key}"}
     full = client.get(f"/api/conversations/{conversation_id}/full", headers=headers)
     assert full.status_code == 200
     assert full.json["tier"] == "postgres"
     assert [m["content"] for m in full.json["messages"]] == [c for _, c in turns]
-    listed = client.get("/api/conversations/list/acme?status=closed", headers=headers).json
+    listed = client.get("/api/conversations/list/skeleton?status=closed", headers=headers).json
     assert [item["id"] for item in listed["items"]] == [conversation_id]
-    stats = client.get("/api/conversations/stats/acme", headers=headers).json
+    stats = client.get("/api/conversations/stats/skeleton", headers=headers).json
     assert stats["totals"]["conversations"] == 1 and stats["totals"]["messages"] == 5
     assert stats["totals"]["first_response_seconds"]["median"] == 1.0
 
@@ -119,18 +120,21 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
 def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -> None:
     app, container = stack
     app.send_task("conversation.save_message",
-                  kwargs={"tenant_id": "acme:evil", "session_id": "ws-2", "agent_id": "a",
+                  kwargs={"tenant_id": "skeleton:evil", "session_id": "ws-2", "agent_id": "a",
                           "role": "wizard", "content": 42},
                   queue="conversation.save")
     app.send_task("conversation.save_message",
-                  kwargs={"tenant_id": "acme", "session_id": "ws-2", "agent_id": "a",
+                  kwargs={"tenant_id": "skeleton", "session_id": "ws-2", "agent_id": "a",
                           "role": "user", "content": "still here"},
                   queue="conversation.save")
 
     def letters() -> list:
         with container.engine.connect() as connection:
             return connection.execute(
-                select(dead_letters).where(dead_letters.c.task_name == "conversation.save_message")
+                select(dead_letters).where(
+                    dead_letters.c.task_name == "conversation.save_message",
+                    dead_letters.c.kwargs["session_id"].astext == "ws-2",
+                )
             ).all()
 
     rows = wait_until(letters, what="a dead letter")
@@ -138,6 +142,6 @@ def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -
     assert set(reasons) == {"tenant_id", "role", "content"}
     assert rows[0].attempts == 1 and rows[0].queue == "conversation.save"
     conversation_id = wait_until(
-        lambda: container.active_store.session_conversation("acme", "ws-2"),
+        lambda: container.active_store.session_conversation("skeleton", "ws-2"),
         what="the valid message")
     assert [m.content for m in container.active_store.messages(conversation_id)] == ["still here"]
