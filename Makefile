@@ -28,8 +28,9 @@ test: $(STAMP) lint ## The whole suite: import contracts, unit, integration and 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## Check the layer rules (import-linter contracts in setup.cfg)
+lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg) and pyflakes-level checks (ruff)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check --select F,E9 .
 
 bench: $(STAMP) ## Benchmarks beside their anchors; writes BENCHMARKS.md
 	$(BIN)/python -m bench

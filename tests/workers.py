@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,3 +99,26 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def start_worker_group(
+    settings: Settings, log_path: Path, queues: tuple[str, ...], name: str
+) -> subprocess.Popen[bytes]:
+    """A worker in a process group of its own, for tests that kill -9 it, pool and all.
+    Its caller waits for it by what it does, and always ends it with `kill_group`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--pool", "prefork",
+             "--concurrency", "2", "-Q", ",".join(queues), "--loglevel", "INFO",
+             "--hostname", f"{name}-{os.getpid()}@localhost", "--without-gossip",
+             "--without-mingle"],
+            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """kill -9 the worker and its pool processes (a crash, not a shutdown)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(STOP_TIMEOUT)

@@ -3,9 +3,7 @@ during ingest, PostgreSQL stopped during a migration, hostile payloads among goo
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,12 +12,18 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from config.settings import PROJECT_ROOT, Settings
+from config.settings import Settings
 from conversation.adapters.schema_migrations import upgrade
 from conversation.adapters.sql_schema import dead_letters, messages
 from conversation.bootstrap import Container
 from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.workers import producer, running_worker, settings_env, stop, wait_until
+from tests.workers import (
+    kill_group,
+    producer,
+    running_worker,
+    start_worker_group,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -78,26 +82,16 @@ def test_kill_9_a_worker_with_2000_messages_in_flight(broker_settings: Settings,
     container = Container(settings)
     app = producer(settings)
     sessions = [f"k9-{s}" for s in range(20)]
-    with open(test_var_dir / "w-killed.log", "ab") as log:
-        doomed = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--pool", "prefork",
-             "--concurrency", "2", "-Q", "conversation.save", "--loglevel", "WARNING",
-             "--hostname", f"k9-{os.getpid()}@localhost", "--without-gossip",
-             "--without-mingle"],
-            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    doomed = start_worker_group(settings, test_var_dir / "w-killed.log",
+                                ("conversation.save",), "k9")
     try:
         for i in range(2000):
             app.send_task("conversation.save_message", kwargs=payload(sessions[i % 20], i),
                           queue="conversation.save")
         wait_until(lambda: len(stored_ids(container, sessions)) >= 100, timeout=60,
                    what="the first messages saved")
-        os.killpg(doomed.pid, signal.SIGKILL)
-        doomed.wait(20)
     finally:
-        if doomed.poll() is None:
-            os.killpg(doomed.pid, signal.SIGKILL)
-        stop(doomed)
+        kill_group(doomed)
     assert len(stored_ids(container, sessions)) < 2000, "the kill came too late to test anything"
     # kombu's Redis transport takes a message off the queue (BRPOP) a moment before it files
     # it as unacknowledged: a kill -9 in that moment loses that one message. RabbitMQ has no

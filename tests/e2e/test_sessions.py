@@ -2,19 +2,21 @@
 killed while it holds the migration timer."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from config.settings import PROJECT_ROOT, Settings
+from config.settings import Settings
 from conversation.bootstrap import Container
-from tests.workers import producer, running_worker, settings_env, stop, wait_until
+from tests.workers import (
+    kill_group,
+    producer,
+    running_worker,
+    start_worker_group,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,26 +83,15 @@ def test_reconnect_inside_the_grace_keeps_the_conversation_active(
                    == ["a new chat"], what="the new chat")
 
 
-def _start_worker_group(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """A worker in its own process group, so kill -9 takes its pool processes too."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--loglevel", "INFO",
-             "--pool", "prefork", "--concurrency", "2", "-Q", "conversation.sessions,"
-             "conversation.migration,conversation.save,conversation.stats",
-             "--hostname", f"doomed-{os.getpid()}@localhost", "--without-gossip",
-             "--without-mingle"],
-            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
     services, test_var_dir: Path
 ) -> None:
     container, app = services
     broker = redis.Redis.from_url(container.settings.broker_url or "")
-    doomed = _start_worker_group(container.settings, test_var_dir / "w-doomed.log")
+    doomed = start_worker_group(
+        container.settings, test_var_dir / "w-doomed.log",
+        ("conversation.sessions", "conversation.migration", "conversation.save",
+         "conversation.stats"), "doomed")
     try:
         say(app, "kill-1", "before the crash")
         conversation_id = wait_until(
@@ -114,12 +105,8 @@ def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
                        for body in broker.hvals("unacked"))
 
         wait_until(timer_held, timeout=30, what="the worker to hold the migration timer")
-        os.killpg(doomed.pid, signal.SIGKILL)
-        doomed.wait(20)
     finally:
-        if doomed.poll() is None:
-            os.killpg(doomed.pid, signal.SIGKILL)
-        stop(doomed)
+        kill_group(doomed)
 
     with running_worker(container.settings, test_var_dir / "w-rescuer.log"):
         # The timer is lost with the worker: the broker keeps it for its visibility timeout.

@@ -4,19 +4,11 @@ from __future__ import annotations
 import pytest
 
 from api import create_app
-from config.settings import Settings
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def container(settings: Settings):  # noqa: ANN201
-    container = Container(settings)
-    yield container
-    container.close()
 
 
 @pytest.fixture
@@ -142,7 +134,7 @@ def test_stats_per_day_and_per_agent(client, container) -> None:
     assert stats["totals"]["first_response_seconds"]["median"] == 20.0
     assert stats["totals"]["satisfaction_avg"] == pytest.approx(13 / 3, abs=0.001)
     assert [p["period"] for p in stats["series"]] == ["2026-11-01", "2026-11-02", "2026-11-03"]
-    agent = client.get(f"/api/agents/support/stats", headers=auth(key)).json
+    agent = client.get("/api/agents/support/stats", headers=auth(key)).json
     assert agent["totals"]["conversations"] == 2 and agent["agent_id"] == "support"
 
 

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import func, select
 
 from api import create_app
-from config.settings import Settings
 from conversation.adapters.sql_schema import (
     conversation_stats,
     conversations,
@@ -20,13 +19,6 @@ from conversation.services.migration import ConversationMigrator
 from conversation.services.ports import Summary
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def container(settings: Settings):  # noqa: ANN201
-    container = Container(settings)
-    yield container
-    container.close()
 
 
 def save(container: Container, tenant: str, session: str, text: str, at: str | None = None) -> str:

@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def container(settings: Settings):  # noqa: ANN201
-    container = Container(settings)
-    yield container
-    container.close()
 
 
 @pytest.fixture(params=["one_round_trip", "cluster_two_steps"])
