@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
+
+from conversation.adapters.metrics import exposition
 
 blp = Blueprint("health", __name__)
 
@@ -32,3 +34,10 @@ def ready() -> Any:
     response = jsonify({"status": status, "checks": checks})
     response.status_code = 200 if ok else 503
     return response
+
+
+@blp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of every process of the service (multiprocess mode)."""
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)

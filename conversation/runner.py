@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,12 @@ class Runner:
             _say(f"embedded PostgreSQL {self.postgres.url} (data in {self.postgres.data_dir})")
         for name, value in endpoints.items():
             self.env.setdefault(name, value)
+        # Every process writes its metrics here; the API adds them up. Stale files of a
+        # previous run would be added too: start empty.
+        metrics = self.var_dir / "metrics"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
+        self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
         if self.grace_seconds is not None:
             self.env["SESSION_GRACE_SECONDS"] = str(self.grace_seconds)
         (self.var_dir / EMBEDDED_ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))

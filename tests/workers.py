@@ -32,9 +32,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
             "CONVERSATION_VAR_DIR": str(settings.var_dir),
             "PYTHONUNBUFFERED": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(settings)),
         }
     )
     return env
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where this test's workers write their metrics (prometheus multiprocess mode)."""
+    path = settings.var_dir / f"metrics-{settings.redis_key_prefix.strip(':')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def producer(settings: Settings) -> Celery:

@@ -17,6 +17,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from sqlalchemy import Engine, delete, func, select
 
 from config.celery import DEAD_LETTER_QUEUE, TASK_QUEUES
+from conversation.adapters.metrics import DEAD_LETTERS
 from conversation.adapters.sql_schema import dead_letters
 
 log = logging.getLogger("conversation.dead_letters")
@@ -92,6 +93,7 @@ class DeadLetterOffice:
     def send(self, letter: DeadLetter) -> None:
         """Every channel is tried; one failing does not stop the others."""
         letter = DeadLetter(**{**letter.__dict__, "kwargs": _json_safe(letter.kwargs)})
+        DEAD_LETTERS.labels(task=letter.task_name).inc()
         log.error(
             "dead letter: %s failed after %d attempt(s): %s",
             letter.task_name,

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from conversation.adapters.metrics import DEGRADED
 from conversation.services.ports import ActiveStoreUnavailable
 
 log = logging.getLogger("conversation.degraded")
@@ -40,6 +41,7 @@ class CircuitBreaker:
         with self._lock:
             if self._down_since is None:
                 self._down_since = time.monotonic()
+                DEGRADED.set(1)
                 log.error("active store (Redis) unreachable: degraded mode, saving to and "
                           "reading from PostgreSQL (%s: %s)", type(error).__name__, error)
             self._retry_at = time.monotonic() + self.retry_after
@@ -49,6 +51,7 @@ class CircuitBreaker:
             return
         with self._lock:
             if self._down_since is not None:
+                DEGRADED.set(0)
                 log.warning("active store (Redis) is back after %.1fs: degraded mode ends",
                             time.monotonic() - self._down_since)
                 self._down_since = None

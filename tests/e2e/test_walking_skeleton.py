@@ -138,6 +138,15 @@ def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -
             ).all()
 
     rows = wait_until(letters, what="a dead letter")
+    # The worker's counter, read as the API's /metrics reads every process's metrics.
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from tests.workers import metrics_dir
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir(container.settings)))
+    assert registry.get_sample_value(
+        "conversation_dead_letters_total", {"task": "conversation.save_message"}) >= 1
     reasons = rows[0].reasons
     assert set(reasons) == {"tenant_id", "role", "content"}
     assert rows[0].attempts == 1 and rows[0].queue == "conversation.save"

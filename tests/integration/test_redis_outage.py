@@ -61,6 +61,7 @@ def test_an_outage_loses_nothing_and_splits_nothing(
         client = create_app(container=container).test_client()
         ready = client.get("/ready")
         assert ready.status_code == 200 and ready.json["status"] == "degraded"
+        assert "conversation_degraded 1.0" in client.get("/metrics").get_data(as_text=True)
         key = container.api_keys.create("acme")
         full = client.get(f"/api/conversations/{during[0].conversation_id}/full",
                           headers={"Authorization": f"Bearer {key}"})
@@ -70,6 +71,7 @@ def test_an_outage_loses_nothing_and_splits_nothing(
         container.breaker._retry_at = 0  # noqa: SLF001  (do not wait for the retry window)
         after = say(container, "q3", "2026-11-24T10:00:05Z")
         assert after.tier == "redis" and after.conversation_id == before.conversation_id
+        assert "conversation_degraded 0.0" in client.get("/metrics").get_data(as_text=True)
 
         closed = container.active_store.close_session("acme", "out-1",
                                                       "2026-11-24T10:01:00.000000Z")

@@ -21,3 +21,23 @@ def active(container: Container, request: pytest.FixtureRequest) -> RedisActiveS
 @pytest.fixture
 def repository(container: Container) -> SqlRepository:
     return container.repository
+
+
+def test_a_broken_context_answers_empty_with_a_warning(container, caplog) -> None:  # noqa: ANN001
+    """The contract: a context failure never fails the caller."""
+    import logging
+
+    from conversation.domain.messages import NewMessage, Role
+
+    outcome = container.saver.save(NewMessage(
+        tenant_id="acme", session_id="broken", agent_id="bot", role=Role.USER,
+        content="hello", message_id="m1"))
+    # Corrupt the stored history, as a bad deploy or a manual edit might.
+    container.redis.rpush(container.active_store.keys.messages(outcome.conversation_id),
+                          b"{not json")
+    with caplog.at_level(logging.WARNING):
+        context = container.context_builder.get_context(
+            tenant_id="acme", conversation_id=outcome.conversation_id, window="8k")
+    assert context["messages"] == [] and context["tokens"] == 0
+    assert context["error"]
+    assert any("context failed" in r.getMessage() for r in caplog.records)
