@@ -2,8 +2,6 @@
 during ingest, PostgreSQL stopped during a migration, hostile payloads among good ones."""
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,34 +43,6 @@ def stored_ids(container: Container, sessions: list[str], tenant: str = "crash")
 
 def drained(broker: redis.Redis, queue: str) -> bool:
     return broker.llen(queue) == 0 and broker.hlen("unacked") == 0
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker_settings(request: pytest.FixtureRequest, settings: Settings):  # noqa: ANN201
-    """The same settings on each broker: Redis (the embedded one) and RabbitMQ, in a virtual
-    host of the test's own, when a RabbitMQ server runs here (127.0.0.1:5672)."""
-    # Unacknowledged tasks of a dead worker come back after the visibility timeout (Redis):
-    # short here.
-    settings = replace(settings, broker_visibility_timeout=3)
-    if request.param == "redis":
-        yield settings
-        return
-    vhost = f"conversation_test_{os.getpid()}"
-    if not _rabbitmq(["add_vhost", vhost]):
-        pytest.skip("no RabbitMQ server (127.0.0.1:5672) with rabbitmqctl on this machine")
-    try:
-        _rabbitmq(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
-        yield replace(settings, broker_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
-    finally:
-        _rabbitmq(["delete_vhost", vhost])
-
-
-def _rabbitmq(args: list[str]) -> bool:
-    try:
-        return subprocess.run(["rabbitmqctl", *args], capture_output=True,
-                              timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def test_kill_9_a_worker_with_2000_messages_in_flight(broker_settings: Settings,
