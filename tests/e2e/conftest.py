@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -20,7 +21,7 @@ def broker_settings(request: pytest.FixtureRequest, settings: Settings):  # noqa
     if request.param == "redis":
         yield settings
         return
-    vhost = f"conversation_test_{os.getpid()}"
+    vhost = f"conversation_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     if not _rabbitmq(["add_vhost", vhost]):
         pytest.skip("no RabbitMQ server (127.0.0.1:5672) with rabbitmqctl on this machine")
     try:
