@@ -55,7 +55,12 @@ class ConversationClient:
         metadata: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
-        self.send("conversation.save_message", _drop_none(locals() | {"self": None}))
+        self.send("conversation.save_message", _drop_none({
+            "tenant_id": tenant_id, "session_id": session_id, "agent_id": agent_id,
+            "role": role, "content": content, "message_id": message_id,
+            "conversation_id": conversation_id, "created_at": created_at,
+            "metadata": metadata, "name": name,
+        }))
 
     def save_messages(self, messages: list[dict[str, Any]]) -> None:
         self.send("conversation.save_messages", {"messages": messages})

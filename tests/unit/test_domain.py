@@ -67,3 +67,26 @@ def test_timestamps_are_fixed_width_utc_and_sort_as_instants() -> None:
     b = utc_timestamp(parse_timestamp("2026-01-01T10:30:00"))
     assert a == "2026-01-01T10:00:00.000000Z"
     assert a < b and len(a) == len(b)
+
+
+def test_the_client_publishes_by_name_to_the_contract_queues() -> None:
+    """conversation.client needs only celery: it names the task and its queue."""
+    from conversation.client import ConversationClient
+
+    class Recorder:
+        sent: list = []
+
+        def send_task(self, name, kwargs, queue, **options):  # noqa: ANN001, ANN201
+            self.sent.append((name, queue, kwargs))
+
+    app = Recorder()
+    client = ConversationClient(app)  # type: ignore[arg-type]
+    client.save_message(tenant_id="t", session_id="s", agent_id="a", role="user", content="hi")
+    client.session_closed(tenant_id="t", session_id="s")
+    assert app.sent == [
+        ("conversation.save_message", "conversation.save",
+         {"tenant_id": "t", "session_id": "s", "agent_id": "a", "role": "user",
+          "content": "hi"}),
+        ("conversation.session_closed", "conversation.sessions",
+         {"tenant_id": "t", "session_id": "s"}),
+    ]
