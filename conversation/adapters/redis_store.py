@@ -730,9 +730,6 @@ class RedisActiveStore:
                 removed += 1
         return removed
 
-    def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
-        return self.finish_migrations([(conversation, expected_count)])[0]
-
     def active_conversations(self, tenant_id: str) -> list[Conversation]:
         ids = sorted(_text(i) for i in self.client.smembers(self.keys.tenant_active(tenant_id)))
         if not ids:

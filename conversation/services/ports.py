@@ -111,13 +111,11 @@ class ActiveStore(Protocol):
 
     def messages(self, conversation_id: str) -> list[Message]: ...
 
-    def finish_migration(self, conversation: Conversation, expected_count: int) -> bool:
-        """Remove the conversation if it still holds exactly `expected_count` messages."""
-
     def load_for_migration(self, conversation_ids: Sequence[str]) -> list[MigrationLoad | None]:
         ...
 
-    def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]: ...
+    def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]:
+        """Remove each conversation that still holds exactly the given number of messages."""
 
     def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool: ...
 
