@@ -11,6 +11,7 @@ from celery import shared_task
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
 from conversation.domain.messages import NewMessage, Role
+from conversation.services.context import empty_context
 from tasks.base import DomainTask, InvalidPayload, validated
 from tasks.schemas import (
     GetContextSchema,
@@ -63,33 +64,24 @@ def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
     batch = validated(SaveMessagesSchema(), kwargs)["messages"]
     schema = _save_schema()
-    commands: list[NewMessage] = []
+    valid: list[tuple[dict[str, Any], NewMessage]] = []
     for item in batch:
         try:
             if not isinstance(item, dict):
                 raise InvalidPayload({"_schema": ["each message must be an object"]})
-            commands.append(_new_message(validated(schema, item)))
+            valid.append((item, _new_message(validated(schema, item))))
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
-    outcomes = container().saver.save_many(commands) if commands else []
+    outcomes = container().saver.save_many([c for _, c in valid]) if valid else []
     refused = 0
-    for command, outcome in zip(commands, outcomes, strict=True):
+    for (item, command), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, DomainError):
             refused += 1
-            self.dead_letter({"messages": [_as_payload(command)]}, outcome)
-    return {"saved": len(commands) - refused, "rejected": len(batch) - len(commands) + refused}
-
-
-def _as_payload(command: NewMessage) -> dict[str, Any]:
-    """A command as the save_message kwargs it came from, for its dead letter and replay."""
-    payload = {
-        "tenant_id": command.tenant_id, "session_id": command.session_id,
-        "agent_id": command.agent_id, "role": str(command.role), "content": command.content,
-        "message_id": command.message_id, "conversation_id": command.conversation_id,
-        "created_at": command.created_at, "metadata": command.metadata or None,
-        "name": command.name,
-    }
-    return {k: v for k, v in payload.items() if v is not None}
+            # With the id it was given here, so a replay stays idempotent.
+            self.dead_letter(
+                {"messages": [{**item, "message_id": command.message_id}]}, outcome
+            )
+    return {"saved": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False)
@@ -99,9 +91,8 @@ def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
         payload = validated(GetContextSchema(), kwargs)
     except InvalidPayload as exc:
         self.dead_letter(kwargs, exc)
-        return {"conversation_id": kwargs.get("conversation_id"), "messages": [],
-                "tokens": 0, "total_messages": 0, "truncated": False, "summary": None,
-                "summary_pending": False, "error": str(exc)}
+        # Still the contract's context object: an invalid request never fails the caller.
+        return empty_context(None, None, None, None, str(exc))
     return container().context_builder.get_context(**payload)
 
 

@@ -9,7 +9,7 @@ the common case appends; a late arrival is inserted where its time puts it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -311,6 +311,34 @@ def _dumps(data: dict[str, Any]) -> str:
     return orjson.dumps(data).decode()
 
 
+def _decode_messages(items: Sequence[bytes]) -> list[Message]:
+    """Stored messages, oldest first, with one JSON parse for them all: far cheaper than one
+    call per message."""
+    if not items:
+        return []
+    return [Message.from_dict(d) for d in orjson.loads(b"[" + b",".join(items) + b"]")]
+
+
+def _run_pipeline(client: Any, build: Callable[[Any], None], *scripts: str) -> list[Any]:
+    """Run a pipeline of EVALSHA calls (a pipeline given Script objects asks SCRIPT EXISTS on
+    every execute: a round trip more). If the server lost its script cache (a restart, SCRIPT
+    FLUSH), load the scripts and run it again: every script here is idempotent."""
+    def run() -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        build(pipe)
+        return pipe.execute(raise_on_error=False)
+
+    replies = run()
+    if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+        for script in scripts:
+            client.script_load(script)
+        replies = run()
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 class RedisHistory:
     """A conversation's list read from the tail: the count, the first message and the newest
     `expected` messages in one round trip, then further back in doubling chunks if needed."""
@@ -342,11 +370,8 @@ class RedisHistory:
         count, _, raw = self._prefetch()
         read = 0
         chunk = len(raw)
-        from_dict = Message.from_dict
         while True:
-            # One JSON parse for the whole chunk: far cheaper than one call per message.
-            for data in reversed(orjson.loads(b"[" + b",".join(raw) + b"]")):
-                yield from_dict(data)
+            yield from reversed(_decode_messages(raw))
             read += len(raw)
             if read >= count or not raw:
                 return
@@ -364,11 +389,12 @@ class RedisActiveStore:
         self._resolve = client.register_script(_RESOLVE_SESSION)
         self._save_in_session = client.register_script(_SAVE_IN_SESSION)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
-        self.cluster = not isinstance(client, redis.Redis)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
+        # Redis Cluster runs the session and conversation steps of a save apart.
+        self.cluster = not isinstance(client, redis.Redis)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -427,11 +453,12 @@ class RedisActiveStore:
         return [_session_state(state) for state in pipe.execute()]
 
     def session_conversation(self, tenant_id: str, session_id: str) -> str | None:
+        # The state hash carries the mapping's conversation id: the scripts set and clear both
+        # together, so one read answers.
         state = self.session_state(session_id)
         if state is None or state.tenant_id != tenant_id:
             return None
-        raw = self.client.get(self.keys.session_mapping(session_id))
-        return _text(raw) if raw else None
+        return state.conversation_id
 
     def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool:
         released = int(
@@ -487,8 +514,7 @@ class RedisActiveStore:
                    conversation.id if explicit else "", create)
             groups.setdefault(key, []).append(index)
 
-        def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
+        def build(pipe: Any) -> None:
             for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
                 conversation = items[indexes[0]][0]
                 keys = [
@@ -510,18 +536,10 @@ class RedisActiveStore:
                     message = items[i][1]
                     args += [message.id, message.created_at, _dumps(message.to_dict())]
                 pipe.evalsha(self._save_in_session.sha, len(keys), *keys, *args)
-            return pipe.execute(raise_on_error=False)
 
-        replies = run()
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            # The server lost its script cache (restart, SCRIPT FLUSH). Messages are
-            # idempotent on their ids, so running the batch again is safe.
-            self.client.script_load(_SAVE_IN_SESSION)
-            replies = run()
+        replies = _run_pipeline(self.client, build, _SAVE_IN_SESSION)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
         for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
             if int(reply[0]) == -4:
                 for i in indexes:
                     results[i] = ForeignSession(f"session {session_id} belongs to another tenant")
@@ -573,34 +591,26 @@ class RedisActiveStore:
             "1" if create else "0",
         ]
 
-        def append_and_index() -> list[Any]:
-            # EVALSHA directly: a pipeline given a Script object asks SCRIPT EXISTS on every
-            # execute, a whole extra round trip per message.
-            pipe = self.client.pipeline(transaction=False)
+        def build(pipe: Any) -> None:
             pipe.evalsha(self._append.sha, len(keys), *keys, *args)
             # The global indexes live in other slots: same round trip, own steps.
             pipe.sadd(self.keys.active_sessions, conversation.session_id)
             pipe.sadd(self.keys.tenant_active(conversation.tenant_id), conversation.id)
             pipe.zadd(self.keys.activity, {conversation.id: time.time()})
-            return pipe.execute()
 
-        try:
-            replies = append_and_index()
-        except redis.exceptions.NoScriptError:
-            # The server lost its script cache (restart, SCRIPT FLUSH): load it and go again.
-            self._append.sha = self.client.script_load(_APPEND)
-            replies = append_and_index()
+        replies = _run_pipeline(self.client, build, _APPEND)
         status = int(replies[0])
         if status in (-1, -2, -3):
             # Nothing was written: undo the index entries of a conversation that is not here.
             self.client.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
+            self.client.zrem(self.keys.activity, conversation.id)
         return _APPEND_RESULTS[status]
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
-        tenant = self.client.get(self.keys.owner(conversation_id))
+        tenant = self.owner(conversation_id)
         if tenant is None:
             return None
-        raw = self.client.get(self.keys.conversation(_text(tenant), conversation_id))
+        raw = self.client.get(self.keys.conversation(tenant, conversation_id))
         return Conversation.from_dict(orjson.loads(raw)) if raw else None
 
     def owner(self, conversation_id: str) -> str | None:
@@ -611,8 +621,7 @@ class RedisActiveStore:
         return RedisHistory(self.client, self.keys.messages(conversation_id), expected)
 
     def messages(self, conversation_id: str) -> list[Message]:
-        raw = self.client.lrange(self.keys.messages(conversation_id), 0, -1)
-        return [Message.from_dict(orjson.loads(item)) for item in raw]
+        return _decode_messages(self.client.lrange(self.keys.messages(conversation_id), 0, -1))
 
     def message_count(self, conversation_id: str) -> int:
         return int(self.client.llen(self.keys.messages(conversation_id)))
@@ -637,11 +646,7 @@ class RedisActiveStore:
             raw, items, stored_summary = replies[3 * index : 3 * index + 3]
             if not raw:
                 continue
-            history = (
-                [Message.from_dict(d) for d in orjson.loads(b"[" + b",".join(items) + b"]")]
-                if items
-                else []
-            )
+            history = _decode_messages(items)
             text, through = _get(stored_summary, "text"), _get(stored_summary, "through")
             summary = Summary(text, through) if text is not None and through is not None else None
             loaded[conversation_id] = (Conversation.from_dict(orjson.loads(raw)), history, summary)
@@ -661,20 +666,17 @@ class RedisActiveStore:
         return results
 
     def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]:
-        """`finish_migration` for many conversations in one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for conversation, expected in done:
-            keys = self.keys.conversation_keys(conversation.tenant_id, conversation.id)
-            args = [expected, conversation.tenant_id, MIGRATED_MARKER_SECONDS]
-            pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            self.client.script_load(_FINISH_MIGRATION)
-            return self.finish_migrations(done)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        """Remove each conversation that still holds exactly the given number of messages
+        (no message arrived after it was read), in one pipelined round trip."""
+        def build(pipe: Any) -> None:
+            for conversation, expected in done:
+                keys = self.keys.conversation_keys(conversation.tenant_id, conversation.id)
+                args = [expected, conversation.tenant_id, MIGRATED_MARKER_SECONDS]
+                pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
+
+        replies = _run_pipeline(self.client, build, _FINISH_MIGRATION)
         finished = [int(r) == 1 for r in replies]
+        pipe = self.client.pipeline(transaction=False)
         for (conversation, _), ok in zip(done, finished, strict=True):
             if ok:
                 pipe.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)

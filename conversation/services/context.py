@@ -68,7 +68,7 @@ class ContextBuilder:
                 exc,
                 extra={"tenant_id": tenant_id, "conversation_id": conversation_id},
             )
-            return _empty_context(conversation_id, model, window, max_tokens, str(exc))
+            return empty_context(conversation_id, model, window, max_tokens, str(exc))
 
     def _build(
         self,
@@ -156,6 +156,7 @@ class ContextBuilder:
 
         selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
         summary: Summary | None = None
+        summary_tokens = 0
         pending = False
         if plan.strategy == SUMMARY_BUFFER and not selection.exhausted:
             # Over budget: older messages are represented by the summary, when there is one.
@@ -163,8 +164,12 @@ class ContextBuilder:
             if summary is None:
                 pending = True
             else:
+                # Counted as a system message (it is sent as one), once per read.
+                summary_tokens = self.tokenizer.message_cost(
+                    "system", summary.text, None, encoding
+                )
                 selection, pending = self._select_after_summary(
-                    seen, summary, plan.budget, system_cost, encoding
+                    seen, summary, plan.budget - summary_tokens, system_cost, encoding
                 )
             if pending and self.summary_requests is not None:
                 try:
@@ -174,9 +179,6 @@ class ContextBuilder:
         kept = list(reversed(seen[: selection.kept]))
         if leading_system is not None:
             kept.insert(0, leading_system)
-        summary_tokens = (
-            self.tokenizer.message_cost("system", summary.text, None, encoding) if summary else 0
-        )
         return {
             "conversation_id": conversation_id,
             "model": plan.model,
@@ -199,11 +201,9 @@ class ContextBuilder:
         system_cost: int | None,
         encoding: str,
     ) -> tuple[TailSelection, bool]:
-        """The newest messages not covered by the summary, within the budget left beside it.
-
-        Pending when the budget ran out before reaching the covered ones: the summary lags.
-        """
-        summary_cost = self.tokenizer.message_cost("system", summary.text, None, encoding)
+        """The newest messages not covered by the summary, within `budget` (what the summary
+        leaves). Pending when the budget ran out before reaching the covered ones: the summary
+        lags."""
         # `seen` is newest first: the uncovered messages are those before the summary's last.
         uncovered = list(
             itertools.takewhile(
@@ -212,7 +212,7 @@ class ContextBuilder:
         )
         selection = select_tail(
             ((self._cost(m, encoding), m.role is Role.USER) for m in uncovered),
-            budget=budget - summary_cost,
+            budget=budget,
             system_cost=system_cost,
         )
         reached_covered = selection.exhausted and len(uncovered) < len(seen)
@@ -229,7 +229,7 @@ def _context_message(message: Message) -> dict[str, Any]:
     return {"role": _ROLE_TEXT[message.role], "content": message.content}
 
 
-def _empty_context(
+def empty_context(
     conversation_id: str | None,
     model: str | None,
     window: str | None,

@@ -3,7 +3,6 @@ and everything derived from it (summaries, statistics rows, markers, session rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,14 +47,11 @@ class Eraser:
             sessions=sessions,
         )
 
-    def retention_days(self) -> Mapping[str, int]:
-        return self.repository.retention()
-
     def purge_expired(self, now: datetime | None = None) -> int:
         """Erase persisted conversations older than their tenant's retention (0: keep all)."""
         now = now or datetime.now(UTC)
         erased = 0
-        for tenant_id, days in self.retention_days().items():
+        for tenant_id, days in self.repository.retention().items():
             if days <= 0:
                 continue
             cutoff = now - timedelta(days=days)

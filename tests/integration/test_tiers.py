@@ -41,3 +41,20 @@ def test_a_broken_context_answers_empty_with_a_warning(container, caplog) -> Non
     assert context["messages"] == [] and context["tokens"] == 0
     assert context["error"]
     assert any("context failed" in r.getMessage() for r in caplog.records)
+
+
+def test_saving_survives_a_lost_script_cache(container) -> None:  # noqa: ANN001
+    """A Redis restart or SCRIPT FLUSH empties the script cache: the store reloads and goes on."""
+    from conversation.domain.messages import NewMessage, Role
+
+    def say(text: str):  # noqa: ANN202
+        return container.saver.save(NewMessage(
+            tenant_id="acme", session_id="flush", agent_id="bot", role=Role.USER,
+            content=text, message_id=text))
+
+    first = say("before")
+    container.redis.script_flush()
+    second = say("after")
+    assert second.conversation_id == first.conversation_id and second.stored
+    assert [m.content for m in container.active_store.messages(first.conversation_id)] == [
+        "before", "after"]
