@@ -86,7 +86,8 @@ class PercentilesOut(Schema):
 
 
 class MeasuresOut(Schema):
-    conversations = fields.Integer()
+    conversations = fields.Integer(metadata={"description": "started in the period"})
+    closed = fields.Integer(metadata={"description": "closed in the period"})
     messages = fields.Integer()
     messages_in = fields.Integer()
     messages_out = fields.Integer()
@@ -95,11 +96,29 @@ class MeasuresOut(Schema):
     tokens_out = fields.Integer()
     duration_seconds = fields.Nested(PercentilesOut)
     first_response_seconds = fields.Nested(PercentilesOut)
+    resolution_seconds = fields.Nested(PercentilesOut)
     satisfaction_avg = fields.Float(allow_none=True)
+    rated = fields.Integer(metadata={"description": "conversations with a satisfaction score"})
 
 
 class PeriodOut(MeasuresOut):
     period = fields.String()
+
+
+class CountsOut(Schema):
+    conversations = fields.Integer()
+    closed = fields.Integer()
+    messages = fields.Integer()
+    tokens_in = fields.Integer()
+    tokens_out = fields.Integer()
+
+
+class AgentCountsOut(CountsOut):
+    agent_id = fields.String()
+
+
+class ModelCountsOut(CountsOut):
+    model = fields.String()
 
 
 class StatsOut(Schema):
@@ -108,6 +127,10 @@ class StatsOut(Schema):
     from_ = fields.String(data_key="from", attribute="from", allow_none=True)
     to = fields.String(allow_none=True)
     group_by = fields.String()
-    active_now = fields.Integer(allow_none=True)
+    active_now = fields.Integer(metadata={"description": "conversations in Redis now"})
+    active_as_of = fields.String(allow_none=True, metadata={
+        "description": "when the active snapshot was taken (every aggregate_stats run)"})
     totals = fields.Nested(MeasuresOut)
     series = fields.List(fields.Nested(PeriodOut))
+    agents = fields.List(fields.Nested(AgentCountsOut))
+    models = fields.List(fields.Nested(ModelCountsOut))

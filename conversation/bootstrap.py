@@ -16,12 +16,14 @@ from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequest
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
+from conversation.adapters.sql_stats import SqlStatistics
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.services.context import ContextBuilder
 from conversation.services.erasure import Eraser
 from conversation.services.migration import ConversationMigrator, DueMigrations
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
+from conversation.services.statistics import StatisticsAggregator
 from conversation.services.summaries import SummaryBuilder
 
 _tokenizers: dict[str, TiktokenCounter] = {}
@@ -172,6 +174,11 @@ class Container:
     @cached_property
     def eraser(self) -> Eraser:
         return Eraser(self.active_store, self.repository)
+
+    @cached_property
+    def statistics(self) -> StatisticsAggregator:
+        # Writes go to the primary; only the API's reads use the replica.
+        return StatisticsAggregator(self.active_store, SqlStatistics(self.engine))
 
     def close(self) -> None:
         for name in ("engine", "replica_engine"):

@@ -4,16 +4,18 @@ conversations in Redis. Statistics and lists read from the replica engine when o
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, literal, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
-from conversation.adapters.sql_schema import conversation_stats, conversations
+from conversation.adapters.sql_schema import ALL, conversations, stats_active, stats_daily
 from conversation.domain.messages import Conversation, parse_timestamp, utc_timestamp
+from conversation.domain.stats import Aggregate
 from conversation.services.ports import ActiveStoreUnavailable
 
 GROUPS = ("day", "week", "month")
@@ -190,7 +192,7 @@ class ConversationViews:
             for r in rows
         ]
 
-    # --- statistics -----------------------------------------------------------------------
+    # --- statistics ---------------------------------------------------------------------
 
     def stats(
         self,
@@ -201,81 +203,116 @@ class ConversationViews:
         group_by: str = "day",
         agent_id: str | None = None,
     ) -> dict[str, Any]:
-        """Closed conversations from PostgreSQL by period; active ones counted from Redis."""
-        s = conversation_stats.c
-        where = [s.tenant_id == tenant_id]
-        if agent_id:
-            where.append(s.agent_id == agent_id)
-        if start:
-            where.append(s.started_at >= start)
-        if end:
-            where.append(s.started_at < end)
-        measures = [
-            func.count().label("conversations"),
-            func.coalesce(func.sum(s.message_count), 0).label("messages"),
-            func.coalesce(func.sum(s.user_messages), 0).label("messages_in"),
-            func.coalesce(func.sum(s.assistant_messages), 0).label("messages_out"),
-            func.coalesce(func.sum(s.tokens_in), 0).label("tokens_in"),
-            func.coalesce(func.sum(s.tokens_out), 0).label("tokens_out"),
-            func.percentile_cont(0.5).within_group(s.duration).label("duration_median"),
-            func.percentile_cont(0.9).within_group(s.duration).label("duration_p90"),
-            func.percentile_cont(0.5)
-            .within_group(s.first_response_seconds)
-            .label("first_response_median"),
-            func.percentile_cont(0.9)
-            .within_group(s.first_response_seconds)
-            .label("first_response_p90"),
-            func.avg(s.satisfaction).label("satisfaction_avg"),
-        ]
-        period = func.date_trunc(literal(group_by), s.started_at, literal("UTC")).label("period")
+        """From the rollup (stats_daily) and the active snapshot (stats_active): a handful of
+        rows per day whatever the number of messages behind them."""
+        first_day, end_day = day_range(start, end)
+        agent = agent_id or ALL
+        d = stats_daily.c
+        in_range = [d.tenant_id == tenant_id]
+        if first_day:
+            in_range.append(d.day >= first_day)
+        if end_day:
+            in_range.append(d.day < end_day)
+        a = stats_active.c
+        active_where = [a.tenant_id == tenant_id] + ([a.agent_id == agent_id] if agent_id else [])
         with self.read_engine.connect() as connection:
-            totals = connection.execute(select(*measures).where(*where)).one()
-            series = connection.execute(
-                select(period, *measures).where(*where).group_by(period).order_by(period)
+            days = connection.execute(
+                select(stats_daily).where(*in_range, d.agent_id == agent, d.model == ALL)
             ).all()
-        try:
-            active_now: int | None = len([
-                c
-                for c in self.active.active_conversations(tenant_id)
-                if agent_id is None or c.agent_id == agent_id
-            ])
-        except ActiveStoreUnavailable:
-            active_now = None  # unknown while Redis is down
+            agents = [] if agent_id else connection.execute(
+                select(d.agent_id, *_sums(d))
+                .where(*in_range, d.agent_id != ALL, d.model == ALL)
+                .group_by(d.agent_id)
+            ).all()
+            models = connection.execute(
+                select(d.model, *_sums(d))
+                .where(*in_range, d.agent_id == agent, d.model != ALL)
+                .group_by(d.model)
+                .order_by(func.sum(d.started).desc(), d.model)
+            ).all()
+            active = connection.execute(select(stats_active).where(*active_where)).all()
+        totals = Aggregate()
+        periods: dict[date, Aggregate] = {}
+        for row in days:
+            totals.merge_row(row)
+            periods.setdefault(period_of(row.day, group_by), Aggregate()).merge_row(row)
+        active_by_agent: dict[str, tuple[int, int]] = {}
+        for row in active:
+            conversations_so_far, messages_so_far = active_by_agent.get(row.agent_id, (0, 0))
+            if (first_day is None or row.day >= first_day) and (end_day is None or row.day < end_day):
+                totals.add_active(row.conversations, row.messages)
+                periods.setdefault(period_of(row.day, group_by), Aggregate()).add_active(
+                    row.conversations, row.messages
+                )
+                active_by_agent[row.agent_id] = (
+                    conversations_so_far + row.conversations, messages_so_far + row.messages
+                )
         return {
             "tenant_id": tenant_id,
             "agent_id": agent_id,
             "from": start.isoformat() if start else None,
             "to": end.isoformat() if end else None,
             "group_by": group_by,
-            "active_now": active_now,
-            "totals": _measures(totals),
+            "active_now": sum(row.conversations for row in active),
+            "active_as_of": utc_timestamp(max(row.taken_at for row in active)) if active else None,
+            "totals": totals.measures(),
             "series": [
-                {"period": row.period.date().isoformat(), **_measures(row)} for row in series
+                {"period": period.isoformat(), **periods[period].measures()}
+                for period in sorted(periods)
+            ],
+            "agents": _top_agents(agents, active_by_agent),
+            "models": [
+                {"model": row.model, **_counts(row)} for row in models
             ],
         }
 
 
-def _measures(row: Any) -> dict[str, Any]:
-    conversations_count = int(row.conversations)
-    messages_count = int(row.messages)
+def day_range(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:
+    """The UTC days a range touches: `from`'s day, up to the day before `to` when `to` is a
+    midnight, else up to `to`'s day (statistics are kept per UTC day)."""
+    first = start.astimezone(UTC).date() if start else None
+    if end is None:
+        return first, None
+    end_utc = end.astimezone(UTC)
+    last = end_utc.date() if end_utc.time() == time() else end_utc.date() + timedelta(days=1)
+    return first, last
+
+
+def period_of(day: date, group_by: str) -> date:
+    if group_by == "week":
+        return day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+    if group_by == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _sums(d: Any) -> list[Any]:
+    return [
+        func.sum(getattr(d, name)).label(name)
+        for name in ("started", "closed", "messages", "tokens_in", "tokens_out")
+    ]
+
+
+def _counts(row: Any) -> dict[str, int]:
     return {
-        "conversations": conversations_count,
-        "messages": messages_count,
-        "messages_in": int(row.messages_in),
-        "messages_out": int(row.messages_out),
-        "messages_per_conversation": round(messages_count / conversations_count, 2)
-        if conversations_count
-        else None,
+        "conversations": int(row.started),
+        "closed": int(row.closed),
+        "messages": int(row.messages),
         "tokens_in": int(row.tokens_in),
         "tokens_out": int(row.tokens_out),
-        "duration_seconds": {"median": _round(row.duration_median), "p90": _round(row.duration_p90)},
-        "first_response_seconds": {
-            "median": _round(row.first_response_median),
-            "p90": _round(row.first_response_p90),
-        },
-        "satisfaction_avg": _round(row.satisfaction_avg),
     }
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)
+TOP_AGENTS = 10
+
+
+def _top_agents(rows: Sequence[Any], active: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The most used agents: conversations started in the range, active ones included."""
+    agents = {row.agent_id: _counts(row) for row in rows}
+    for agent_id, (conversations_count, messages_count) in active.items():
+        entry = agents.setdefault(agent_id, {"conversations": 0, "closed": 0, "messages": 0,
+                                             "tokens_in": 0, "tokens_out": 0})
+        entry["conversations"] += conversations_count
+        entry["messages"] += messages_count
+    ranked = sorted(agents.items(), key=lambda item: (-item[1]["conversations"], item[0]))
+    return [{"agent_id": agent_id, **counts} for agent_id, counts in ranked[:TOP_AGENTS]]

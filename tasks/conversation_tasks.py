@@ -130,10 +130,15 @@ def summarise(self: DomainTask, **kwargs: Any) -> None:
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.aggregate_stats")
-def aggregate_stats(self: DomainTask, **kwargs: Any) -> None:
-    """Roll up statistics (Celery beat)."""
+def aggregate_stats(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
+    """Recompute the statistics buckets that changed; snapshot active conversations (beat)."""
     validated(NoArgumentsSchema(), kwargs)
-    log.info("statistics are computed per conversation at migration; nothing to roll up yet")
+    report = container().statistics.aggregate()
+    log.info("statistics: %d bucket(s) recomputed, %s active conversation(s)%s", report.buckets,
+             report.active_conversations, " (another aggregator was running)" if report.skipped
+             else "")
+    return {"buckets": report.buckets, "active": report.active_conversations,
+            "skipped": report.skipped}
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.cleanup")

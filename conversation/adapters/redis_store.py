@@ -9,12 +9,11 @@ the common case appends; a late arrival is inserted where its time puts it.
 """
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
-
-import time
-import uuid
 
 import orjson
 import redis
@@ -742,6 +741,21 @@ class RedisActiveStore:
             pipe.get(self.keys.conversation(tenant_id, conversation_id))
         raws = pipe.execute()
         return [Conversation.from_dict(orjson.loads(raw)) for raw in raws if raw]
+
+    def active_snapshot(self) -> list[tuple[Conversation, int]]:
+        """Every active conversation of every tenant with its message count, for the
+        statistics rollup (a SCAN for the per-tenant indexes, then pipelined reads)."""
+        prefix = self.keys.tenant_active("")
+        snapshot: list[tuple[Conversation, int]] = []
+        for index_key in self.client.scan_iter(match=f"{prefix}*", count=1000):
+            tenant_id = _text(index_key)[len(prefix):]
+            conversations = self.active_conversations(tenant_id)
+            pipe = self.client.pipeline(transaction=False)
+            for conversation in conversations:
+                pipe.llen(self.keys.messages(conversation.id))
+            counts = pipe.execute() if conversations else []
+            snapshot.extend(zip(conversations, (int(c) for c in counts), strict=True))
+        return snapshot
 
     def summary(self, conversation_id: str) -> Summary | None:
         stored = self.client.hgetall(self.keys.summary(conversation_id))

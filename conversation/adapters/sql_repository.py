@@ -24,6 +24,9 @@ from conversation.adapters.sql_schema import (
     conversations,
     dead_letters,
     messages,
+    stats_active,
+    stats_changes,
+    stats_daily,
     tenant_retention,
 )
 from conversation.domain.errors import ForeignConversation, ForeignSession
@@ -143,8 +146,12 @@ def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str
         "duration": stats.duration_seconds,
         "first_response_seconds": stats.first_response_seconds,
         "satisfaction": stats.satisfaction,
-        "started_at": _ts(stats.started_at),
+        # A conversation with no message yet still belongs to the day it was made.
+        "started_at": _ts(stats.started_at or conversation.created_at),
         "ended_at": _ts(stats.ended_at),
+        "closed_at": _ts(conversation.closed_at),
+        "resolution_seconds": stats.resolution_seconds,
+        "model": stats.model,
     }
 
 
@@ -252,7 +259,7 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
             select(messages).where(messages.c.conversation_id == conversation_id).order_by(*_ORDER)
         )
     ]
-    stats = summarise_conversation(history)
+    stats = summarise_conversation(history, _iso(row.closed_at))
     connection.execute(
         conversations.update()
         .where(conversations.c.id == conversation_id)
@@ -568,6 +575,10 @@ class SqlRepository:
             connection.execute(
                 delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
             )
+            # The rollup goes now rather than at the next aggregation; after the deletes
+            # above, whose triggers noted the tenant's buckets as changed.
+            for table in (stats_daily, stats_active, stats_changes):
+                connection.execute(delete(table).where(table.c.tenant_id == tenant_id))
         return {"conversations": int(removed), "dead_letters": int(letters)}
 
     def conversation_ids(self, tenant_id: str) -> list[str]:

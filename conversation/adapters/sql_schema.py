@@ -5,6 +5,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -88,7 +89,11 @@ conversation_stats = Table(
     Column("satisfaction", Float),
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("resolution_seconds", Float),
+    Column("model", String(128), nullable=False, server_default="unknown"),
     Index("ix_conversation_stats_tenant_started", "tenant_id", "started_at"),
+    Index("ix_conversation_stats_tenant_closed", "tenant_id", "closed_at"),
     Index("ix_conversation_stats_tenant_agent_started", "tenant_id", "agent_id", "started_at"),
 )
 
@@ -129,4 +134,48 @@ tenant_retention = Table(
     Column("tenant_id", String(128), primary_key=True),
     Column("days", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Written by triggers on conversation_stats (migration 0003): the buckets to recompute.
+stats_changes = Table(
+    "stats_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("day", Date, nullable=False),
+)
+
+ALL = "*"  # agent_id / model of the rows that sum over all agents / all models
+
+stats_daily = Table(
+    "stats_daily",
+    metadata,
+    Column("tenant_id", String(128), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("agent_id", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    *[
+        Column(name, BigInteger, nullable=False, server_default="0")
+        for name in ("started", "closed", "messages", "messages_in", "messages_out",
+                     "tokens_in", "tokens_out", "rated")
+    ],
+    Column("satisfaction_sum", Float, nullable=False, server_default="0"),
+    *[
+        Column(name, JSONB, nullable=False, server_default="{}")
+        for name in ("duration", "first_response", "resolution")
+    ],
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "agent_id", "model", "day", name="pk_stats_daily"),
+)
+
+stats_active = Table(
+    "stats_active",
+    metadata,
+    Column("tenant_id", String(128), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("agent_id", String(128), nullable=False),
+    Column("conversations", Integer, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "agent_id", "day", name="pk_stats_active"),
 )

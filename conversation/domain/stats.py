@@ -1,10 +1,25 @@
-"""Per-conversation statistics, computed from its messages (pure)."""
+"""Statistics (pure): one conversation's figures, and their sums over a bucket of conversations.
+
+Definitions (the README repeats them for the CRM):
+- messages in: user messages; messages out: assistant messages (system and tool messages count
+  in `messages` only); tokens in/out likewise, as counted at save time.
+- duration: first message to last message.
+- first response: first user message to the first assistant message at or after it.
+- resolution: first message to the session's close (conversations that never closed have none).
+- satisfaction: the last numeric `metadata.satisfaction` any message carried (the upstream's
+  rating, on the scale it uses).
+- model: the last `metadata.model` an assistant (else any) message named; "unknown" if none.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from conversation.domain.messages import Message, Role, parse_timestamp
+from conversation.domain.sketch import QuantileSketch
+
+UNKNOWN_MODEL = "unknown"
 
 
 @dataclass(frozen=True)
@@ -19,15 +34,20 @@ class ConversationStats:
     satisfaction: float | None
     started_at: str | None
     ended_at: str | None
+    resolution_seconds: float | None = None
+    model: str = UNKNOWN_MODEL
 
 
-def summarise_conversation(messages: Sequence[Message]) -> ConversationStats:
-    """Counts, tokens, duration, first-response time and the last satisfaction score given.
+def _model(messages: Sequence[Message]) -> str:
+    named = [m for m in messages if m.metadata and isinstance(m.metadata.get("model"), str)]
+    answers = [m for m in named if m.role is Role.ASSISTANT] or named
+    return str(answers[-1].metadata["model"])[:128] if answers else UNKNOWN_MODEL
 
-    Tokens in are what users sent, tokens out what assistants answered. The first response is
-    the delay from the first user message to the first assistant message after it. Satisfaction
-    is the last numeric `metadata.satisfaction` seen (the upstream's rating of the conversation).
-    """
+
+def summarise_conversation(
+    messages: Sequence[Message], closed_at: str | None = None
+) -> ConversationStats:
+    """The figures of one conversation (definitions in the module docstring)."""
     user = [m for m in messages if m.role is Role.USER]
     assistant = [m for m in messages if m.role is Role.ASSISTANT]
     started = parse_timestamp(messages[0].created_at) if messages else None
@@ -45,6 +65,9 @@ def summarise_conversation(messages: Sequence[Message]) -> ConversationStats:
         score = message.metadata.get("satisfaction") if message.metadata else None
         if isinstance(score, int | float) and not isinstance(score, bool):
             satisfaction = float(score)
+    resolution = None
+    if closed_at and started:
+        resolution = max(0.0, (parse_timestamp(closed_at) - started).total_seconds())
     return ConversationStats(
         message_count=len(messages),
         user_messages=len(user),
@@ -56,4 +79,95 @@ def summarise_conversation(messages: Sequence[Message]) -> ConversationStats:
         satisfaction=satisfaction,
         started_at=messages[0].created_at if messages else None,
         ended_at=messages[-1].created_at if messages else None,
+        resolution_seconds=resolution,
+        model=_model(messages),
     )
+
+
+@dataclass
+class Aggregate:
+    """Sums and sketches over conversations: a rollup bucket, or many merged.
+
+    A conversation counts in the bucket of the day it started (its messages, tokens, duration,
+    first response, satisfaction) and in that of the day it closed (closed, resolution).
+    """
+
+    started: int = 0
+    closed: int = 0
+    messages: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    rated: int = 0
+    satisfaction_sum: float = 0.0
+    duration: QuantileSketch = field(default_factory=QuantileSketch)
+    first_response: QuantileSketch = field(default_factory=QuantileSketch)
+    resolution: QuantileSketch = field(default_factory=QuantileSketch)
+
+    SKETCHES = ("duration", "first_response", "resolution")
+    COUNTS = ("started", "closed", "messages", "messages_in", "messages_out", "tokens_in",
+              "tokens_out", "rated", "satisfaction_sum")
+
+    def add_started(self, stats: ConversationStats) -> None:
+        self.started += 1
+        self.messages += stats.message_count
+        self.messages_in += stats.user_messages
+        self.messages_out += stats.assistant_messages
+        self.tokens_in += stats.tokens_in
+        self.tokens_out += stats.tokens_out
+        if stats.satisfaction is not None:
+            self.rated += 1
+            self.satisfaction_sum += stats.satisfaction
+        self.duration.add(stats.duration_seconds)
+        self.first_response.add(stats.first_response_seconds)
+
+    def add_closed(self, stats: ConversationStats) -> None:
+        self.closed += 1
+        self.resolution.add(stats.resolution_seconds)
+
+    def add_active(self, conversations: int, messages: int) -> None:
+        """Conversations still in Redis: they have started, and hold messages."""
+        self.started += conversations
+        self.messages += messages
+
+    def merge_row(self, row: Any) -> None:
+        """Add a stored rollup row (attributes named as the fields, sketches as counts)."""
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+        for name in self.SKETCHES:
+            getattr(self, name).merge(getattr(row, name) or {})
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTS}
+        row.update({name: getattr(self, name).counts for name in self.SKETCHES})
+        return row
+
+    def measures(self) -> dict[str, Any]:
+        return {
+            "conversations": self.started,
+            "closed": self.closed,
+            "messages": self.messages,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "messages_per_conversation": round(self.messages / self.started, 2)
+            if self.started
+            else None,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "duration_seconds": _percentiles(self.duration),
+            "first_response_seconds": _percentiles(self.first_response),
+            "resolution_seconds": _percentiles(self.resolution),
+            "satisfaction_avg": round(self.satisfaction_sum / self.rated, 3)
+            if self.rated
+            else None,
+            "rated": self.rated,
+        }
+
+
+def _percentiles(sketch: QuantileSketch) -> dict[str, float | None]:
+    median, p90 = sketch.quantile(0.5), sketch.quantile(0.9)
+    return {
+        "median": None if median is None else round(median, 3),
+        "p90": None if p90 is None else round(p90, 3),
+    }

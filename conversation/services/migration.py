@@ -82,7 +82,7 @@ class ConversationMigrator:
             if not batch:
                 break
             self.repository.store_conversations(
-                [(c, m, summarise_conversation(m)) for c, m, _ in batch]
+                [(c, m, summarise_conversation(m, c.closed_at)) for c, m, _ in batch]
             )
             # Redis keys go only after the commit, and only where no message came in meanwhile;
             # those that changed go round again (every step is idempotent).

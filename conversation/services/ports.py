@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Protocol
 
@@ -121,6 +121,9 @@ class ActiveStore(Protocol):
 
     def active_conversations(self, tenant_id: str) -> list[Conversation]: ...
 
+    def active_snapshot(self) -> list[tuple[Conversation, int]]:
+        """Every active conversation with its message count."""
+
     def closed_sessions_before(self, moment: float, limit: int) -> list[str]: ...
 
     def idle_conversations(self, before: float, limit: int) -> list[str]: ...
@@ -222,3 +225,11 @@ class Locks(Protocol):
     def acquire(self, name: str, seconds: int) -> str | None: ...
 
     def release(self, name: str, token: str) -> None: ...
+
+
+class StatisticsStore(Protocol):
+    def recompute_changed(self) -> int | None:
+        """Recompute the rollup buckets changed since the last pass (None: another holds it)."""
+
+    def replace_active(self, counts: dict[tuple[str, date, str], tuple[int, int]]) -> None:
+        """Replace the active snapshot: (tenant, day, agent) -> (conversations, messages)."""

@@ -127,13 +127,16 @@ def test_stats_per_day_and_per_agent(client, container) -> None:
              created_at=f"2026-11-0{i + 1}T10:00:{10 * (i + 1):02d}Z",
              metadata={"satisfaction": 4 + i % 2})
         migrate(container, tenant, session)
+    container.statistics.aggregate()
     stats = client.get(f"/api/conversations/stats/{tenant}?group_by=day",
                        headers=auth(key)).json
     assert stats["totals"]["conversations"] == 3
     assert stats["totals"]["messages"] == 6
-    assert stats["totals"]["first_response_seconds"]["median"] == 20.0
+    assert stats["totals"]["first_response_seconds"]["median"] == pytest.approx(20.0, rel=0.01)
     assert stats["totals"]["satisfaction_avg"] == pytest.approx(13 / 3, abs=0.001)
-    assert [p["period"] for p in stats["series"]] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    # All three closed on the 24th: that day's period shows them closing.
+    assert [(p["period"], p["conversations"], p["closed"]) for p in stats["series"]] == [
+        ("2026-11-01", 1, 0), ("2026-11-02", 1, 0), ("2026-11-03", 1, 0), ("2026-11-24", 0, 3)]
     agent = client.get("/api/agents/support/stats", headers=auth(key)).json
     assert agent["totals"]["conversations"] == 2 and agent["agent_id"] == "support"
 

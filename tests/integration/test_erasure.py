@@ -12,6 +12,9 @@ from conversation.adapters.sql_schema import (
     conversations,
     dead_letters,
     messages,
+    stats_active,
+    stats_changes,
+    stats_daily,
 )
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
@@ -80,6 +83,9 @@ def test_erasing_a_tenant_through_the_admin_api(container) -> None:
     other = f"stays-{container.settings.redis_key_prefix.strip(':')}"
     ids = [save(container, tenant, f"{tenant}-s{i}", f"secret {i}") for i in range(3)]
     migrate(container, tenant, f"{tenant}-s0")
+    container.statistics.aggregate()
+    assert rows(container, stats_daily, stats_daily.c.tenant_id, tenant) > 0
+    assert rows(container, stats_active, stats_active.c.tenant_id, tenant) > 0
     survivor = save(container, other, f"{other}-s", "mine")
     with container.engine.begin() as connection:
         connection.execute(dead_letters.insert().values(
@@ -99,6 +105,8 @@ def test_erasing_a_tenant_through_the_admin_api(container) -> None:
     assert redis_traces(container, tenant, *ids) == []
     assert rows(container, conversations, conversations.c.tenant_id, tenant) == 0
     assert rows(container, messages, messages.c.tenant_id, tenant) == 0
+    for derived in (stats_daily, stats_active, stats_changes):
+        assert rows(container, derived, derived.c.tenant_id, tenant) == 0
     with container.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(dead_letters).where(
             dead_letters.c.kwargs["tenant_id"].astext == tenant)) == 0
