@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
@@ -11,6 +11,8 @@ from marshmallow import RAISE, Schema, fields, validate
 from api.auth import principal
 from api.conversations import checked_id
 from api.errors import ApiError
+from api.schemas import RangeQuery
+from conversation.export import FORMATS, encode, export_records
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/api/admin",
@@ -71,3 +73,30 @@ class TenantRetention(MethodView):
         current_app.extensions["conversation"].repository.set_retention(
             checked_id(tenant_id, "tenant"), days or None)
         return {"days": days}
+
+
+class ExportQuery(RangeQuery):
+    format = fields.String(load_default="jsonl", validate=validate.OneOf(FORMATS))
+
+
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+@blp.route("/export/<tenant_id>")
+class TenantExport(MethodView):
+    @blp.arguments(ExportQuery, location="query", unknown=RAISE)
+    @blp.response(200, content_type="application/x-ndjson")
+    @blp.alt_response(200, content_type="text/csv")
+    def get(self, query: dict[str, Any], tenant_id: str) -> Response:
+        """A tenant's conversations created in [from, to) with their messages, one message per
+        line (CSV or JSON Lines), streamed."""
+        require_admin()
+        container = current_app.extensions["conversation"]
+        records = export_records(container.replica_engine, container.active_store,
+                                 checked_id(tenant_id, "tenant"), query["from_"], query["to"])
+        fmt = query["format"]
+        return Response(
+            stream_with_context(encode(records, fmt)),
+            mimetype=MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{tenant_id}.{fmt}"'},
+        )

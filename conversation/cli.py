@@ -129,6 +129,26 @@ def cmd_retention_list(ns: argparse.Namespace) -> None:
     print(json.dumps(_container().repository.retention()))
 
 
+def cmd_export(ns: argparse.Namespace) -> None:
+    from conversation.export import encode, export_records
+
+    container = _container()
+    records = export_records(container.replica_engine, container.active_store, ns.tenant_id,
+                             ns.start, ns.end)
+    with open(ns.output, "wb") if ns.output else sys.stdout.buffer as out:
+        for chunk in encode(records, ns.format):
+            out.write(chunk)
+
+
+def _aware_datetime(value: str) -> Any:
+    from conversation.domain.messages import parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 date or time: {value!r}") from None
+
+
 def cmd_simulate(ns: argparse.Namespace) -> None:
     from conversation.simulator import simulate
 
@@ -220,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retention_set)
     p = retention.add_parser("list", help="the retention of every tenant that has one")
     p.set_defaults(func=cmd_retention_list)
+
+    p = sub.add_parser("export", help="a tenant's conversations and messages, streamed")
+    p.add_argument("--tenant", dest="tenant_id", required=True)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
+    p.add_argument("--from", dest="start", type=_aware_datetime,
+                   help="conversations created at or after (ISO-8601)")
+    p.add_argument("--to", dest="end", type=_aware_datetime,
+                   help="conversations created before (ISO-8601)")
+    p.add_argument("--output", "-o", help="a file (default: standard output)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("simulate", help="play agents against the running service, by task name")
     p.add_argument("--tenants", type=int, default=2)

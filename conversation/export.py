@@ -1,0 +1,118 @@
+"""A tenant's conversations and messages as CSV or JSONL, streamed: one message per line, the
+conversation's fields repeated, so memory stays constant whatever the size of the export.
+
+Persisted conversations come from PostgreSQL (the read replica when set) through a server-side
+cursor; the tenant's active conversations follow from Redis, one conversation at a time.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.sql_schema import conversations, messages
+from conversation.domain.messages import parse_timestamp, utc_timestamp
+from conversation.services.ports import ActiveStoreUnavailable
+
+FORMATS = ("csv", "jsonl")
+COLUMNS = (
+    "conversation_id", "session_id", "agent_id", "status", "conversation_created_at",
+    "closed_at", "message_id", "role", "name", "content", "tokens", "created_at", "metadata",
+)
+ROWS_PER_FETCH = 200  # rows held at once: messages can be 200,000 characters
+
+
+def export_records(
+    read_engine: Engine,
+    active: RedisActiveStore,
+    tenant_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every message of the tenant's conversations created in [start, end), in order."""
+    c, m = conversations.c, messages.c
+    query = (
+        select(c.id, c.session_id, c.agent_id, c.status, c.created_at, c.closed_at,
+               m.id.label("message_id"), m.role, m.name, m.content, m.tokens,
+               m.created_at.label("message_created_at"), m.metadata)
+        .join(messages, m.conversation_id == c.id)
+        .where(c.tenant_id == tenant_id)
+        .order_by(c.created_at, c.id, m.created_at, m.seq)
+    )
+    if start:
+        query = query.where(c.created_at >= start)
+    if end:
+        query = query.where(c.created_at < end)
+    persisted: set[str] = set()
+    with read_engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=ROWS_PER_FETCH)
+        for row in result.execute(query):
+            persisted.add(row.id)
+            yield {
+                "conversation_id": row.id, "session_id": row.session_id,
+                "agent_id": row.agent_id, "status": row.status,
+                "conversation_created_at": utc_timestamp(row.created_at),
+                "closed_at": utc_timestamp(row.closed_at) if row.closed_at else None,
+                "message_id": row.message_id, "role": row.role, "name": row.name,
+                "content": row.content, "tokens": row.tokens,
+                "created_at": utc_timestamp(row.message_created_at),
+                "metadata": row.metadata or {},
+            }
+    yield from _active_records(active, tenant_id, start, end, persisted)
+
+
+def _active_records(
+    active: RedisActiveStore,
+    tenant_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    persisted: set[str],
+) -> Iterator[dict[str, Any]]:
+    try:
+        candidates = active.active_conversations(tenant_id)
+    except ActiveStoreUnavailable:
+        return  # Redis is down: what PostgreSQL holds is exported
+    for conversation in candidates:
+        created = parse_timestamp(conversation.created_at)
+        if conversation.id in persisted or (start and created < start) or (end and created >= end):
+            continue
+        for message in active.messages(conversation.id):
+            yield {
+                "conversation_id": conversation.id, "session_id": conversation.session_id,
+                "agent_id": conversation.agent_id, "status": str(conversation.status),
+                "conversation_created_at": conversation.created_at,
+                "closed_at": conversation.closed_at, "message_id": message.id,
+                "role": str(message.role), "name": message.name, "content": message.content,
+                "tokens": message.tokens, "created_at": message.created_at,
+                "metadata": message.metadata or {},
+            }
+
+
+def as_jsonl(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for record in records:
+        yield orjson.dumps(record) + b"\n"
+
+
+def as_csv(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({**record, "metadata": orjson.dumps(record["metadata"]).decode()})
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+def encode(records: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    return as_csv(records) if fmt == "csv" else as_jsonl(records)
