@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -55,19 +56,28 @@ def _database_url(server: str, name: str) -> str:
     return f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-@pytest.fixture(scope="session")
-def database_url(postgres_server: str) -> Iterator[str]:
-    """A database of this run's own, migrated to head by Alembic."""
+@contextmanager
+def migrated_database(server: str, purpose: str) -> Iterator[str]:
+    """A database of its own on the server, migrated to head by Alembic, dropped afterwards."""
     from conversation.adapters.schema_migrations import upgrade
 
-    name = f"conversation_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(postgres_server, autocommit=True) as connection:
+    name = f"conversation_{purpose}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(postgres_server, name)
-    upgrade(url)
-    yield url
-    with psycopg.connect(postgres_server, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = _database_url(server, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """The run's own database."""
+    with migrated_database(postgres_server, "test") as url:
+        yield url
 
 
 @pytest.fixture
