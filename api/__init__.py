@@ -9,13 +9,16 @@ from flask_smorest import Api
 
 from api import admin, agents, conversations, errors, health, ratelimit
 from api.auth import authenticate
+from api.schemas import ErrorOut
 from config.settings import Settings
 from conversation.bootstrap import Container
 from conversation.views import ConversationViews
 
 
 class ServiceApi(Api):
-    """flask-smorest, with the contract's error body instead of its own."""
+    """flask-smorest, with the contract's error body instead of its own (in the document too)."""
+
+    ERROR_SCHEMA = ErrorOut
 
     def handle_http_exception(self, error: Any) -> Any:
         return errors.handle_http_exception(error)

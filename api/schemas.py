@@ -134,3 +134,15 @@ class StatsOut(Schema):
     series = fields.List(fields.Nested(PeriodOut))
     agents = fields.List(fields.Nested(AgentCountsOut))
     models = fields.List(fields.Nested(ModelCountsOut))
+
+
+class ErrorDetailOut(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Raw(allow_none=True)
+
+
+class ErrorOut(Schema):
+    """The contract's error body: `{"error": {"code", "message", "details"}}`."""
+
+    error = fields.Nested(ErrorDetailOut, required=True)

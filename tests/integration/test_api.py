@@ -200,3 +200,33 @@ def test_requests_past_the_rate_limit_get_429(container) -> None:
     other = container.api_keys.create(tenant)
     assert create_app(container=container).test_client().get(
         f"/api/conversations/list/{tenant}", headers=auth(other)).status_code == 200
+
+
+def test_pages_stay_stable_while_new_data_arrives(client, container) -> None:
+    """New conversations, new messages and a move to PostgreSQL between two pages: every
+    conversation that existed is listed exactly once, in order."""
+    tenant = tenant_name(container, "pages")
+    key = container.api_keys.create(tenant)
+    ids = [save(container, tenant, f"p{i}", f"m{i}", created_at=f"2026-11-0{i + 1}T10:00:00Z")
+           for i in range(6)]  # newest last
+    for i in (0, 1):
+        migrate(container, tenant, f"p{i}")
+
+    first = client.get(f"/api/conversations/list/{tenant}?limit=2", headers=auth(key)).json
+    assert [item["id"] for item in first["items"]] == [ids[5], ids[4]]
+    # Meanwhile: two new conversations, a new message on a listed one, and page 2's newest
+    # conversation moves from Redis to PostgreSQL.
+    newcomers = [save(container, tenant, f"n{i}", f"new {i}") for i in range(2)]
+    save(container, tenant, "p5", "another message on a listed conversation")
+    migrate(container, tenant, "p3")
+
+    seen = [item["id"] for item in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = client.get(f"/api/conversations/list/{tenant}?limit=2&cursor={cursor}",
+                          headers=auth(key)).json
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == list(reversed(ids))  # nothing twice, nothing skipped, newcomers not mixed in
+    fresh = client.get(f"/api/conversations/list/{tenant}?limit=2", headers=auth(key)).json
+    assert {item["id"] for item in fresh["items"]} == set(newcomers)
