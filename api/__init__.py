@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.extensions["conversation"] = container
     app.extensions["conversation_views"] = ConversationViews(
-        container.active_store, container.repository, container.replica_engine
+        container.active_store, container.repository, container.replica_engine,
+        container.stats_cache,
     )
     api = ServiceApi(app)
     api.spec.components.security_scheme(

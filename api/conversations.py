@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
@@ -24,6 +24,11 @@ def views() -> ConversationViews:
     return current_app.extensions["conversation_views"]  # type: ignore[no-any-return]
 
 
+def json_response(payload: bytes) -> Response:
+    """Already-serialised JSON (the statistics cache keeps answers as bytes)."""
+    return Response(payload, mimetype="application/json")
+
+
 def checked_id(value: str, what: str) -> str:
     if not IDENTIFIER_PATTERN.match(value):
         raise ApiError(404, f"no such {what}")
@@ -34,12 +39,15 @@ def checked_id(value: str, what: str) -> str:
 class TenantStats(MethodView):
     @blp.arguments(StatsQuery, location="query", unknown=RAISE)
     @blp.response(200, StatsOut)
-    def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
-        """Statistics of a tenant's conversations over a range, by day, week or month."""
+    def get(self, query: dict[str, Any], tenant_id: str) -> Response:
+        """Statistics of a tenant's conversations over a range, by day, week or month.
+
+        From the rollup aggregate_stats keeps (every minute): an answer is as fresh as the
+        last run, which `active_as_of` tells."""
         require_tenant(checked_id(tenant_id, "tenant"))
-        return views().stats(
+        return json_response(views().stats_json(
             tenant_id, start=query["from_"], end=query["to"], group_by=query["group_by"]
-        )
+        ))
 
 
 @blp.route("/list/<tenant_id>")

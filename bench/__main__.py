@@ -415,11 +415,31 @@ def write_markdown(path: Path, n: int) -> None:
         "| area | ours | anchor | ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
+    fresh = {}
     for row in ROWS:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
-        lines.append(f"| {row.area} | {row.ours} | {row.anchor} | {ratio} | {row.target} | {met} |")
+        fresh[row.area] = f"| {row.area} | {row.ours} | {row.anchor} | {ratio} | {row.target} | {met} |"
+    # A partial run (--only) replaces its own rows and keeps the others' last figures.
+    kept = [line for line in _table_rows(path) if line.split(" | ")[0][2:] not in fresh]
+    lines += kept + list(fresh.values())
+    if kept:
+        lines += ["", "Rows from earlier runs are kept when a run measures only some sections "
+                  "(`--only`); the date above is the latest run's."]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _table_rows(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines()
+            if line.startswith("| ") and not line.startswith(("| area ", "|---"))]
+
+
+def bench_stats(servers: Servers, n: int) -> None:
+    from bench.stats import bench_stats as run
+
+    run(servers, n, report, Row)
 
 
 SECTIONS: dict[str, Callable[[Servers, int], None]] = {
@@ -428,6 +448,7 @@ SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "context-celery": bench_context_via_celery,
     "bulk": bench_bulk_ingest,
     "migration": bench_migration,
+    "stats": bench_stats,
 }
 
 

@@ -14,6 +14,7 @@ from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
 from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
+from conversation.adapters.read_cache import StatsCache
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.sql_stats import SqlStatistics
@@ -176,9 +177,17 @@ class Container:
         return Eraser(self.active_store, self.repository)
 
     @cached_property
+    def stats_cache(self) -> StatsCache:
+        # Behind the same breaker as the active store: while Redis is down, no cache.
+        cache = StatsCache(self.redis, self.settings.redis_key_prefix)
+        return GuardedActiveStore(cache, self.breaker)  # type: ignore[return-value]
+
+    @cached_property
     def statistics(self) -> StatisticsAggregator:
         # Writes go to the primary; only the API's reads use the replica.
-        return StatisticsAggregator(self.active_store, SqlStatistics(self.engine))
+        return StatisticsAggregator(
+            self.active_store, SqlStatistics(self.engine), self.stats_cache
+        )
 
     def close(self) -> None:
         for name in ("engine", "replica_engine"):

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import orjson
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, func, or_, select
 
+from conversation.adapters.read_cache import StatsCache
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.adapters.sql_schema import ALL, conversations, stats_active, stats_daily
@@ -69,10 +72,12 @@ class ConversationViews:
         active: RedisActiveStore,
         repository: SqlRepository,
         read_engine: Engine,
+        stats_cache: StatsCache | None = None,
     ) -> None:
         self.active = active
         self.repository = repository
         self.read_engine = read_engine
+        self.stats_cache = stats_cache
 
     # --- one conversation -----------------------------------------------------------------
 
@@ -193,6 +198,36 @@ class ConversationViews:
         ]
 
     # --- statistics ---------------------------------------------------------------------
+
+    def stats_json(
+        self,
+        tenant_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        group_by: str = "day",
+        agent_id: str | None = None,
+    ) -> bytes:
+        """`stats` as JSON, from the cache while the rollup has not changed."""
+        query = "|".join((agent_id or "", start.isoformat() if start else "",
+                          end.isoformat() if end else "", group_by))
+        cached = generation = None
+        if self.stats_cache is not None:
+            try:
+                generation, cached = self.stats_cache.get(tenant_id, query)
+            except (ActiveStoreUnavailable, RedisError):
+                generation = None  # Redis is down: compute every time
+        if cached is not None:
+            return cached
+        payload = orjson.dumps(
+            self.stats(tenant_id, start=start, end=end, group_by=group_by, agent_id=agent_id)
+        )
+        if self.stats_cache is not None and generation is not None:
+            try:
+                self.stats_cache.put(tenant_id, query, generation, payload)
+            except (ActiveStoreUnavailable, RedisError):
+                pass  # the answer stands; only the cache missed it
+        return payload
 
     def stats(
         self,

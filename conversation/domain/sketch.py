@@ -15,28 +15,31 @@ _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
 # Values below a millisecond count as zero: no measure here is that fine.
 _SMALLEST = 1e-3
-ZERO = "z"
+ZERO = -(2**31)  # the zero bucket's index, below every other
 
 
-def bucket_of(value: float) -> str:
+def bucket_of(value: float) -> int:
     if value < _SMALLEST:
         return ZERO
-    return str(math.ceil(math.log(value) / _LOG_GAMMA))
+    return math.ceil(math.log(value) / _LOG_GAMMA)
 
 
-def bucket_value(bucket: str) -> float:
+def bucket_value(bucket: int) -> float:
     if bucket == ZERO:
         return 0.0
-    return 2 * _GAMMA ** int(bucket) / (_GAMMA + 1)
+    return 2 * _GAMMA**bucket / (_GAMMA + 1)
 
 
 class QuantileSketch:
-    """Counts per bucket; add values, merge other sketches, ask nearest-rank quantiles."""
+    """Counts per bucket; add values, merge other sketches, ask nearest-rank quantiles.
+
+    Stored as JSON, whose keys are strings: `to_json` and `merge_json` convert.
+    """
 
     __slots__ = ("counts",)
 
-    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
-        self.counts: dict[str, int] = dict(counts or {})
+    def __init__(self, counts: Mapping[int, int] | None = None) -> None:
+        self.counts: dict[int, int] = dict(counts or {})
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> QuantileSketch:
@@ -51,23 +54,39 @@ class QuantileSketch:
         bucket = bucket_of(value)
         self.counts[bucket] = self.counts.get(bucket, 0) + 1
 
-    def merge(self, counts: Mapping[str, int]) -> None:
+    def merge(self, counts: Mapping[int, int]) -> None:
+        mine = self.counts
         for bucket, count in counts.items():
-            self.counts[bucket] = self.counts.get(bucket, 0) + count
+            mine[bucket] = mine.get(bucket, 0) + count
+
+    def merge_json(self, counts: Mapping[str, int]) -> None:
+        mine = self.counts
+        for key, count in counts.items():
+            bucket = int(key)
+            mine[bucket] = mine.get(bucket, 0) + count
+
+    def to_json(self) -> dict[str, int]:
+        return {str(bucket): count for bucket, count in self.counts.items()}
 
     def __len__(self) -> int:
         return sum(self.counts.values())
 
     def quantile(self, q: float) -> float | None:
         """The nearest-rank quantile (the ceil(q * n)-th smallest value), None when empty."""
+        return self.quantiles(q)[0]
+
+    def quantiles(self, *qs: float) -> list[float | None]:
+        """Several nearest-rank quantiles (ascending qs) in one pass over the buckets."""
         total = len(self)
         if total == 0:
-            return None
-        rank = max(1, math.ceil(q * total))
+            return [None] * len(qs)
+        ranks = [max(1, math.ceil(q * total)) for q in qs]
+        answers: list[float | None] = []
         seen = 0
-        ordered = sorted(self.counts, key=lambda b: -math.inf if b == ZERO else int(b))
-        for bucket in ordered:
+        for bucket in sorted(self.counts):
             seen += self.counts[bucket]
-            if seen >= rank:
-                return bucket_value(bucket)
-        return bucket_value(ordered[-1])  # pragma: no cover - rank never exceeds the total
+            while len(answers) < len(ranks) and seen >= ranks[len(answers)]:
+                answers.append(bucket_value(bucket))
+            if len(answers) == len(ranks):
+                break
+        return answers

@@ -136,11 +136,11 @@ class Aggregate:
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(row, name))
         for name in self.SKETCHES:
-            getattr(self, name).merge(getattr(row, name) or {})
+            getattr(self, name).merge_json(getattr(row, name) or {})
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTS}
-        row.update({name: getattr(self, name).counts for name in self.SKETCHES})
+        row.update({name: getattr(self, name).to_json() for name in self.SKETCHES})
         return row
 
     def measures(self) -> dict[str, Any]:
@@ -166,7 +166,7 @@ class Aggregate:
 
 
 def _percentiles(sketch: QuantileSketch) -> dict[str, float | None]:
-    median, p90 = sketch.quantile(0.5), sketch.quantile(0.9)
+    median, p90 = sketch.quantiles(0.5, 0.9)
     return {
         "median": None if median is None else round(median, 3),
         "p90": None if p90 is None else round(p90, 3),

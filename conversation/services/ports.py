@@ -233,3 +233,8 @@ class StatisticsStore(Protocol):
 
     def replace_active(self, counts: dict[tuple[str, date, str], tuple[int, int]]) -> None:
         """Replace the active snapshot: (tenant, day, agent) -> (conversations, messages)."""
+
+
+class CachedAnswers(Protocol):
+    def invalidate(self) -> None:
+        """Answers computed from the rollup before now are stale."""

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from datetime import date
 
 from conversation.domain.messages import parse_timestamp
-from conversation.services.ports import ActiveStore, ActiveStoreUnavailable, StatisticsStore
+from conversation.services.ports import (
+    ActiveStore,
+    ActiveStoreUnavailable,
+    CachedAnswers,
+    StatisticsStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +29,12 @@ class AggregationReport:
 
 
 class StatisticsAggregator:
-    def __init__(self, active: ActiveStore, store: StatisticsStore) -> None:
+    def __init__(
+        self, active: ActiveStore, store: StatisticsStore, answers: CachedAnswers | None = None
+    ) -> None:
         self.active = active
         self.store = store
+        self.answers = answers
 
     def aggregate(self) -> AggregationReport:
         buckets = 0
@@ -37,7 +45,13 @@ class StatisticsAggregator:
             buckets += done
             if done == 0:
                 break
-        return AggregationReport(buckets, self.snapshot_active())
+        report = AggregationReport(buckets, self.snapshot_active())
+        if self.answers is not None:
+            try:
+                self.answers.invalidate()
+            except ActiveStoreUnavailable:
+                pass  # no cache is served while Redis is down either
+        return report
 
     def snapshot_active(self) -> int | None:
         """Count the conversations still in Redis by tenant, day started and agent."""

@@ -2,6 +2,8 @@
 aggregate_stats on real PostgreSQL and Redis, read through the API."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -168,3 +170,24 @@ def test_a_second_aggregator_skips_while_one_runs(container: Container, known: s
     assert not report.skipped and report.buckets == 1
     totals = stats(container, f"/api/conversations/stats/{known}")["totals"]
     assert (totals["conversations"], totals["closed"]) == (5, 4)
+
+
+def test_answers_are_cached_per_rollup_generation_and_survive_redis_down(
+    container: Container, known: str
+) -> None:
+    path = f"/api/conversations/stats/{known}"
+    before = stats(container, path)["totals"]["messages"]
+    with container.engine.begin() as connection:  # a change the rollup has not seen yet
+        connection.execute(text(
+            "UPDATE stats_daily SET messages = messages + 100 WHERE tenant_id = :t"
+            " AND agent_id = '*' AND model = '*'"), {"t": known})
+    assert stats(container, path)["totals"]["messages"] == before  # the cached answer
+    container.stats_cache.invalidate()  # what each aggregate_stats run does
+    assert stats(container, path)["totals"]["messages"] == before + 200  # two days' rows
+
+    down = Container(dataclasses.replace(container.settings, redis_url="redis://127.0.0.1:1/0"))
+    try:
+        answer = stats(down, path)
+        assert answer["totals"]["messages"] == before + 200  # computed, not cached
+    finally:
+        down.close()
