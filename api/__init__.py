@@ -7,7 +7,7 @@ from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from flask_smorest import Api
 
-from api import admin, agents, conversations, errors, health, ratelimit
+from api import admin, agents, conversations, errors, health, ratelimit, timing
 from api.auth import authenticate
 from api.schemas import ErrorOut
 from config.settings import Settings
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         "swagger_ui_static",
         lambda filename: send_from_directory(swagger_ui_path, filename),
     )
+    timing.register(app)
     app.before_request(authenticate)
     app.before_request(ratelimit.enforce)
     errors.register(app)

@@ -5,7 +5,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from conversation.adapters.metrics import exposition
+from conversation.adapters.dispatch import queue_depths
+from conversation.adapters.metrics import LiveGauges, exposition
 
 blp = Blueprint("health", __name__)
 
@@ -39,5 +40,8 @@ def ready() -> Any:
 @blp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics of every process of the service (multiprocess mode)."""
-    body, content_type = exposition()
+    container = current_app.extensions["conversation"]
+    live = LiveGauges(lambda: queue_depths(container.producer),
+                      lambda: container.active_store.active_session_count())
+    body, content_type = exposition(live)
     return Response(body, content_type=content_type)

@@ -13,6 +13,7 @@ from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
 from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
+from conversation.adapters.metrics import observe_migration
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.read_cache import StatsCache
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
@@ -161,7 +162,7 @@ class Container:
 
     @cached_property
     def migrator(self) -> ConversationMigrator:
-        return ConversationMigrator(self.active_store, self.repository)
+        return ConversationMigrator(self.active_store, self.repository, observe_migration)
 
     @cached_property
     def due_migrations(self) -> DueMigrations:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
 
+from conversation.adapters.metrics import CONTEXT_SECONDS, MESSAGES_SAVED, MIGRATIONS
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
 from conversation.domain.messages import NewMessage, Role
@@ -25,6 +27,12 @@ from tasks.schemas import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _saved_label(outcome: Any) -> str:
+    if isinstance(outcome, DomainError):
+        return "refused"
+    return "saved" if outcome.stored else "duplicate"
 
 
 def _new_message(payload: dict[str, Any]) -> NewMessage:
@@ -56,7 +64,8 @@ def _save_schema() -> SaveMessageSchema:
 def save_message(self: DomainTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
     payload = validated(_save_schema(), kwargs)
-    container().saver.save(_new_message(payload))
+    outcome = container().saver.save(_new_message(payload))
+    MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.save_messages")
@@ -73,6 +82,8 @@ def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
     outcomes = container().saver.save_many([c for _, c in valid]) if valid else []
+    for outcome in outcomes:
+        MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
     refused = 0
     for (item, command), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, DomainError):
@@ -93,7 +104,10 @@ def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
         self.dead_letter(kwargs, exc)
         # Still the contract's context object: an invalid request never fails the caller.
         return empty_context(None, None, None, None, str(exc))
-    return container().context_builder.get_context(**payload)
+    began = time.perf_counter()
+    context = container().context_builder.get_context(**payload)
+    CONTEXT_SECONDS.labels(context.get("window") or "none").observe(time.perf_counter() - began)
+    return context
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.session_closed")
@@ -118,6 +132,8 @@ def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
         payload["conversation_id"], payload["generation"]
     )
     log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
+    if outcome.status.value != "migrated":  # migrations themselves are counted as they land
+        MIGRATIONS.labels(outcome.status.value).inc()
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.summarise")

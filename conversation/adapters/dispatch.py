@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from config.celery import MIGRATION_QUEUE, SUMMARY_QUEUE
+from config.celery import DEAD_LETTER_QUEUE, MIGRATION_QUEUE, SUMMARY_QUEUE, WORK_QUEUES
 from conversation.adapters.redis_store import RedisKeys
 
 # A context read asks for a summary at most this often per conversation.
@@ -46,3 +46,23 @@ class CelerySummaryRequests:
             kwargs={"conversation_id": conversation_id, "budget": budget},
             queue=SUMMARY_QUEUE,
         )
+
+
+def queue_depths(app: Any) -> dict[str, int]:
+    """Messages waiting in each of the service's queues and the DLQ, on Redis or RabbitMQ
+    alike (a passive declare; a queue that does not exist yet holds nothing)."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1)
+        for queue in (*WORK_QUEUES, DEAD_LETTER_QUEUE):
+            channel = connection.channel()
+            try:
+                depths[queue] = int(channel.queue_declare(queue=queue, passive=True)[1])
+            except Exception:  # NOT_FOUND: never declared, so empty
+                depths[queue] = 0
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # RabbitMQ closed it already on NOT_FOUND
+                    pass
+    return depths

@@ -742,6 +742,9 @@ class RedisActiveStore:
         raws = pipe.execute()
         return [Conversation.from_dict(orjson.loads(raw)) for raw in raws if raw]
 
+    def active_session_count(self) -> int:
+        return int(self.client.scard(self.keys.active_sessions))
+
     def active_snapshot(self) -> list[tuple[Conversation, int]]:
         """Every active conversation of every tenant with its message count, for the
         statistics rollup (a SCAN for the per-tenant indexes, then pipelined reads)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -29,10 +29,17 @@ class MigrationOutcome:
     status: MigrationStatus
     conversation_id: str
     messages: int = 0
+    closed_at: str | None = None
 
 
 class ConversationMigrator:
-    def __init__(self, active: ActiveStore, repository: Repository) -> None:
+    def __init__(
+        self,
+        active: ActiveStore,
+        repository: Repository,
+        on_migrated: Callable[[MigrationOutcome], None] = lambda outcome: None,
+    ) -> None:
+        self.on_migrated = on_migrated  # metrics: every migration, whichever path asked for it
         self.active = active
         self.repository = repository
 
@@ -97,7 +104,7 @@ class ConversationMigrator:
                         conversation.session_id, conversation.id, state.generation
                     )
                 outcomes[conversation.id] = MigrationOutcome(
-                    MigrationStatus.MIGRATED, conversation.id, len(history)
+                    MigrationStatus.MIGRATED, conversation.id, len(history), conversation.closed_at
                 )
             if retry:
                 # The messages that arrived bumped nothing we check again: migrate as found.
@@ -106,6 +113,8 @@ class ConversationMigrator:
         for conversation_id, _ in pending:
             outcomes[conversation_id] = MigrationOutcome(MigrationStatus.BUSY, conversation_id)
         migrated = [o for o in outcomes.values() if o.status is MigrationStatus.MIGRATED]
+        for outcome in migrated:
+            self.on_migrated(outcome)
         if migrated:
             log.info(
                 "migrated %d conversation(s), %d messages",

