@@ -93,15 +93,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (it sends `enable_events` to the workers), so they cost nothing otherwise.
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+        # Beat HA: celery-redbeat keeps the schedule in Redis behind a lock, so any number of
+        # beat processes can run and only the lock holder sends. The holder renews the lock
+        # every loop (a third of the lock's life at most); if it dies, another takes over
+        # once the lock expires (BEAT_LOCK_SECONDS).
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_key_prefix": f"{settings.redis_key_prefix}redbeat:",
+        "redbeat_lock_timeout": settings.beat_lock_seconds,
+        "beat_max_loop_interval": max(1, min(5, settings.beat_lock_seconds // 3)),
         "beat_schedule": {
             "aggregate-stats": {
                 "task": "conversation.aggregate_stats",
-                "schedule": timedelta(seconds=60),
+                "schedule": timedelta(seconds=settings.beat_interval_seconds),
                 "options": {"queue": STATS_QUEUE},
             },
             "cleanup": {
                 "task": "conversation.cleanup",
-                "schedule": timedelta(seconds=60),
+                "schedule": timedelta(seconds=settings.beat_interval_seconds),
                 "options": {"queue": STATS_QUEUE},
             },
         },

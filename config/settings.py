@@ -93,6 +93,10 @@ class Settings:
     database_replica_url: str | None = None
     session_grace_seconds: int = 30
     idle_timeout_seconds: int = 24 * 3600
+    # How often beat sends aggregate_stats and cleanup.
+    beat_interval_seconds: int = 60
+    # Beat HA (celery-redbeat): a dead beat's lock passes to another after this long.
+    beat_lock_seconds: int = 30
     max_message_chars: int = 200_000
     broker_visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     api_host: str = "127.0.0.1"
@@ -131,6 +135,8 @@ class Settings:
             database_replica_url=url("DATABASE_REPLICA_URL") or database_url,
             session_grace_seconds=_int(env, "SESSION_GRACE_SECONDS", 30),
             idle_timeout_seconds=_int(env, "IDLE_TIMEOUT_SECONDS", 24 * 3600),
+            beat_interval_seconds=_int(env, "BEAT_INTERVAL_SECONDS", 60),
+            beat_lock_seconds=_int(env, "BEAT_LOCK_SECONDS", 30),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", 200_000),
             broker_visibility_timeout=_int(
                 env, "BROKER_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT

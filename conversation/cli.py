@@ -36,8 +36,8 @@ def cmd_worker(ns: argparse.Namespace) -> None:
 def cmd_beat(ns: argparse.Namespace) -> None:
     settings = Settings.from_env()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    _celery("beat", "--loglevel", ns.loglevel,
-            "--schedule", str(settings.var_dir / "celerybeat-schedule"))
+    # The schedule lives in Redis (celery-redbeat): run as many beats as you like.
+    _celery("beat", "--loglevel", ns.loglevel)
 
 
 def cmd_flower(ns: argparse.Namespace) -> None:

@@ -29,6 +29,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "CELERY_RESULT_BACKEND": settings.result_backend or "",
             "DATABASE_URL": settings.database_url or "",
             "SESSION_GRACE_SECONDS": str(settings.session_grace_seconds),
+            "BEAT_INTERVAL_SECONDS": str(settings.beat_interval_seconds),
+            "BEAT_LOCK_SECONDS": str(settings.beat_lock_seconds),
             "BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
             "CONVERSATION_VAR_DIR": str(settings.var_dir),
             "PYTHONUNBUFFERED": "1",
