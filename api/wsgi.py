@@ -2,5 +2,7 @@
 from __future__ import annotations
 
 from api import create_app
+from config.logging import configure_logging
 
+configure_logging()
 app = create_app()

@@ -54,6 +54,8 @@ class Runner:
         shutil.rmtree(metrics, ignore_errors=True)
         metrics.mkdir(parents=True)
         self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
+        # Readable lines in a terminal; production (deploy/) logs JSON, the default.
+        self.env.setdefault("LOG_FORMAT", "console")
         if self.grace_seconds is not None:
             self.env["SESSION_GRACE_SECONDS"] = str(self.grace_seconds)
         (self.var_dir / EMBEDDED_ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery, signals
+
+from config.logging import bind_task, configure_logging, unbind_task
 from tasks.serialization import use_fast_json
 
 use_fast_json()
@@ -15,3 +18,20 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 app = Celery("conversation")
 app.config_from_object("tasks.celeryconfig")
 app.autodiscover_tasks(["tasks"], related_name="conversation_tasks", force=True)
+
+
+
+@signals.setup_logging.connect
+def _structured_logs(loglevel: Any = None, **_: Any) -> None:
+    """Connected, so Celery leaves logging to us: structlog, JSON unless LOG_FORMAT=console."""
+    configure_logging(level=loglevel)
+
+
+@signals.task_prerun.connect
+def _bind(task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any) -> None:
+    bind_task(task_id or "", getattr(task, "name", ""), kwargs if isinstance(kwargs, dict) else {})
+
+
+@signals.task_postrun.connect
+def _unbind(**_: Any) -> None:
+    unbind_task()

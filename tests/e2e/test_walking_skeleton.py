@@ -2,6 +2,7 @@
 a real worker, Redis, the close with a short grace, PostgreSQL, and the HTTP API."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def persisted_messages(container: Container, conversation_id: str) -> list[str]:
         )
 
 
-def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
+def test_save_context_close_migrate_and_read_through_the_api(
+    stack, test_var_dir: Path, request: pytest.FixtureRequest
+) -> None:
     app, container = stack
     turns = [
         ("system", "You are the support agent of ACME."),
@@ -142,6 +145,15 @@ def test_save_context_close_migrate_and_read_through_the_api(stack) -> None:
     exposition = client.get("/metrics").get_data(as_text=True)
     assert 'conversation_queue_depth{queue="conversation.dlq"}' in exposition
     assert "conversation_active_sessions 0.0" in exposition
+
+    # The worker logs JSON lines, each with the identity of the task that wrote it.
+    worker_log = test_var_dir / f"worker-{request.node.name}.log"
+    lines = [json.loads(line) for line in worker_log.read_text().splitlines()
+             if line.startswith("{")]
+    migrated = [line for line in lines if line.get("conversation_id") == conversation_id
+                and line["event"].startswith("migration of")]
+    assert migrated and migrated[0]["task"] == "conversation.migrate_conversation"
+    assert migrated[0]["task_id"] and migrated[0]["level"] == "info"
 
 
 def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -> None:

@@ -1,0 +1,50 @@
+"""Structured logs: JSON lines carrying the task's identity; a readable form for terminals."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from config.logging import bind_task, configure_logging, unbind_task
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+    unbind_task()
+
+
+def test_json_lines_carry_the_task_context(restored_logging, capsys) -> None:  # noqa: ANN001
+    configure_logging("json", "INFO")
+    bind_task("t-1", "conversation.save_message",
+              {"tenant_id": "acme", "session_id": "s-1", "content": "secret"})
+    logging.getLogger("conversation.services.save").info("saved %d message(s)", 3)
+    unbind_task()
+    logging.getLogger("conversation.services.save").warning("after the task")
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["event"] == "saved 3 message(s)" and first["level"] == "info"
+    assert (first["task_id"], first["task"], first["tenant_id"], first["session_id"]) == (
+        "t-1", "conversation.save_message", "acme", "s-1")
+    assert "content" not in first  # payloads are not logged, identities are
+    assert "task_id" not in second and second["level"] == "warning"
+
+
+def test_console_lines_are_readable_and_a_bad_format_is_refused(
+    restored_logging, capsys  # noqa: ANN001
+) -> None:
+    configure_logging("console", "INFO")
+    bind_task("t-2", "conversation.cleanup", {"messages": [{}, {}]})
+    logging.getLogger("x").info("hello")
+    line = capsys.readouterr().err.strip()
+    assert "hello" in line and "task_id=t-2" in line and "batch=2" in line
+    assert not line.startswith("{")
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        configure_logging("xml")
