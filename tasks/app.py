@@ -1,6 +1,7 @@
 """The Celery app. Its configuration is read lazily, so importing this connects to nothing."""
 from __future__ import annotations
 
+import os
 import sys
 
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from celery import Celery, signals
 
 from config.logging import bind_task, configure_logging, unbind_task
+from conversation.adapters.metrics import serve_worker_metrics
 from tasks.serialization import use_fast_json
 
 use_fast_json()
@@ -25,6 +27,14 @@ app.autodiscover_tasks(["tasks"], related_name="conversation_tasks", force=True)
 def _structured_logs(loglevel: Any = None, **_: Any) -> None:
     """Connected, so Celery leaves logging to us: structlog, JSON unless LOG_FORMAT=console."""
     configure_logging(level=loglevel)
+
+
+@signals.worker_init.connect
+def _metrics_endpoint(**_: Any) -> None:
+    """METRICS_PORT set: this worker serves its processes' metrics (deploy/k8s does)."""
+    port = os.environ.get("METRICS_PORT")
+    if port:
+        serve_worker_metrics(int(port))
 
 
 @signals.task_prerun.connect

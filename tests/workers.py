@@ -63,6 +63,7 @@ def running_worker(
     queues: tuple[str, ...] = WORK_QUEUES,
     name: str = "test",
     app_module: str = "tasks.app",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a worker, wait until it answers a ping, and always stop it."""
     app = producer(settings)
@@ -72,7 +73,8 @@ def running_worker(
             [sys.executable, "-m", "celery", "-A", app_module, "worker", "--loglevel", "INFO",
              "--pool", "prefork", "--concurrency", str(concurrency), "-Q", ",".join(queues),
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
-            cwd=PROJECT_ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT, env={**settings_env(settings), **(extra_env or {})}, stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -109,3 +109,19 @@ def exposition(live: Collector | None = None) -> tuple[bytes, str]:
         extra.register(live)
         body += generate_latest(extra)
     return body, CONTENT_TYPE_LATEST
+
+
+def serve_worker_metrics(port: int) -> None:
+    """Serve /metrics of every process of this worker (its pool children write to
+    PROMETHEUS_MULTIPROC_DIR) on `port`: where workers run apart from the API (containers),
+    Prometheus scrapes each worker directly."""
+    from prometheus_client import start_http_server
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry = REGISTRY
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+    start_http_server(port, registry=registry)
+    log.info("worker metrics on port %d", port)

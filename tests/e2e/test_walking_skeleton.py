@@ -3,6 +3,8 @@ a real worker, Redis, the close with a short grace, PostgreSQL, and the HTTP API
 from __future__ import annotations
 
 import json
+import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,29 @@ def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -
         lambda: container.active_store.session_conversation("skeleton", "ws-2"),
         what="the valid message")
     assert [m.content for m in container.active_store.messages(conversation_id)] == ["still here"]
+
+
+def test_a_worker_serves_its_own_metrics_when_asked(settings: Settings, test_var_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """METRICS_PORT: the worker's main process serves what its pool children count (the way
+    workers in containers are scraped, apart from the API)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "metrics").mkdir()  # as an emptyDir volume is, in deploy/k8s
+    env = {"METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    app = producer(settings)
+    try:
+        with running_worker(settings, test_var_dir / "worker-metrics.log", extra_env=env):
+            app.send_task("conversation.save_message", queue="conversation.save", kwargs={
+                "tenant_id": "skeleton", "session_id": "ws-metrics", "agent_id": "a",
+                "role": "user", "content": "count me"})
+
+            def saved() -> bool:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    body = r.read().decode()
+                return 'conversation_messages_saved_total{outcome="saved"} 1.0' in body
+
+            wait_until(saved, what="the worker's metrics to count the message")
+    finally:
+        app.close()

@@ -1,0 +1,91 @@
+"""deploy/: the Kubernetes manifests validate against the Kubernetes API schemas
+(kubernetes-validate, offline, strict: unknown fields fail), the compose file passes
+`docker compose config`, and both run a consumer for every queue of the service."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from config.celery import WORK_QUEUES
+from config.settings import PROJECT_ROOT
+
+DEPLOY = PROJECT_ROOT / "deploy"
+KUBERNETES_VERSION = "1.30.0"
+
+
+def manifests() -> list[tuple[Path, dict]]:
+    documents = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        documents += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def consumed_queues(commands: list[list[str]]) -> set[str]:
+    queues: set[str] = set()
+    for command in commands:
+        if "worker" in command and "--queues" in command:
+            queues |= set(command[command.index("--queues") + 1].split(","))
+    return queues
+
+
+def test_every_manifest_is_valid_kubernetes() -> None:
+    documents = manifests()
+    kinds = {doc["kind"] for _, doc in documents}
+    assert {"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler",
+            "Job"} <= kinds
+    for path, doc in documents:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.name}: {doc['kind']} {doc['metadata']['name']}: {exc.message}")
+
+
+def test_an_invalid_manifest_is_caught() -> None:
+    _, deployment = next((p, d) for p, d in manifests() if d["kind"] == "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}  # a typo
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_kubernetes_and_compose_consume_every_queue() -> None:
+    k8s_commands = [
+        container["args"]
+        for _, doc in manifests() if doc["kind"] == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    ]
+    assert consumed_queues(k8s_commands) == set(WORK_QUEUES)
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    compose_commands = [s["command"] for s in compose["services"].values() if "command" in s]
+    assert consumed_queues(compose_commands) == set(WORK_QUEUES)
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, timeout=30
+    ).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_docker_compose_config_accepts_the_compose_file(tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    compose_file = DEPLOY / "docker-compose.yml"
+    checked = subprocess.run([*command, "-f", str(compose_file), "config", "-q"],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    # And it does refuse a broken file, so the check above means something.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(compose_file.read_text().replace("    command: [\"beat\"]",
+                                                       "    comand: [\"beat\"]", 1))
+    refused = subprocess.run([*command, "-f", str(broken), "config", "-q"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
