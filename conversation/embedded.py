@@ -64,6 +64,7 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     persist: bool = True
+    extra_args: tuple[str, ...] = ()  # e.g. ("--cluster-enabled", "yes") for a cluster node
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -86,6 +87,7 @@ class EmbeddedRedis:
             # The active store must never evict a conversation to make room.
             "--maxmemory-policy", "noeviction",
             "--databases", "16",
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         _wait_for_port(self.port, self.process, "redis-server", log)

