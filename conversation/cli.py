@@ -25,12 +25,26 @@ def _celery(*args: str) -> None:
 
 # --- processes ------------------------------------------------------------------------------
 
+# Context reads wait on Redis and PostgreSQL: threads serve many at once in one process.
+# Saves count tokens and validate (CPU), migrations and summaries too: processes, one per core.
+IO_BOUND_QUEUES = frozenset({"conversation.context"})
+THREADS_PER_WORKER = 16
+
+
+def pool_for(queues: str, pool: str, concurrency: int) -> tuple[str, int]:
+    """`auto`: threads for a worker that only reads contexts, prefork otherwise."""
+    if pool == "auto":
+        names = {q.strip() for q in queues.split(",") if q.strip()}
+        pool = "threads" if names and names <= IO_BOUND_QUEUES else "prefork"
+    if not concurrency:
+        concurrency = THREADS_PER_WORKER if pool == "threads" else (os.cpu_count() or 1)
+    return pool, concurrency
+
+
 def cmd_worker(ns: argparse.Namespace) -> None:
-    args = ["worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", ns.pool,
-            "--hostname", ns.hostname]
-    if ns.concurrency:
-        args += ["--concurrency", str(ns.concurrency)]
-    _celery(*args)
+    pool, concurrency = pool_for(ns.queues, ns.pool, ns.concurrency)
+    _celery("worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", pool,
+            "--concurrency", str(concurrency), "--hostname", ns.hostname)
 
 
 def cmd_beat(ns: argparse.Namespace) -> None:
@@ -172,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="a Celery worker")
     p.add_argument("--queues", default=",".join(WORK_QUEUES))
-    p.add_argument("--concurrency", type=int, default=0)
-    p.add_argument("--pool", default="prefork")
+    p.add_argument("--concurrency", type=int, default=0,
+                   help="default: 16 threads, or one process per core")
+    p.add_argument("--pool", default="auto", choices=("auto", "prefork", "threads", "solo"),
+                   help="auto: threads for conversation.context alone, else prefork")
     p.add_argument("--hostname", default="conversation@%h")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)

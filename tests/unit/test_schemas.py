@@ -65,3 +65,4 @@ def test_get_context_needs_a_target_and_a_known_window() -> None:
 def test_migration_generation_must_be_a_non_negative_integer() -> None:
     found = reasons({"conversation_id": "c1", "generation": "1"}, MigrateConversationSchema())
     assert "generation" in found
+
