@@ -12,6 +12,7 @@ from api.auth import authenticate
 from api.schemas import ErrorOut
 from config.settings import Settings
 from conversation.bootstrap import Container
+from conversation.search import ConversationSearch
 from conversation.views import ConversationViews
 
 
@@ -42,6 +43,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.extensions["conversation_views"] = ConversationViews(
         container.active_store, container.repository, container.replica_engine,
         container.stats_cache,
+    )
+    app.extensions["conversation_search"] = ConversationSearch(
+        container.replica_engine, container.active_store, container.settings.search_languages
     )
     api = ServiceApi(app)
     api.spec.components.security_scheme(

@@ -10,8 +10,17 @@ from marshmallow import RAISE
 
 from api.auth import principal, require_tenant
 from api.errors import ApiError
-from api.schemas import ConversationOut, ConversationPageOut, ListQuery, StatsOut, StatsQuery
+from api.schemas import (
+    ConversationOut,
+    ConversationPageOut,
+    ListQuery,
+    SearchPageOut,
+    SearchQuery,
+    StatsOut,
+    StatsQuery,
+)
 from conversation.domain.messages import IDENTIFIER_PATTERN
+from conversation.search import BadSearchCursor, ConversationSearch, SearchFilters
 from conversation.views import BadCursor, ConversationViews, ListFilters
 
 blp = Blueprint(
@@ -67,6 +76,24 @@ class TenantConversations(MethodView):
         try:
             return views().list_conversations(tenant_id, filters, query["limit"], query["cursor"])
         except BadCursor as exc:
+            raise ApiError(400, str(exc), {"cursor": [str(exc)]}) from None
+
+
+@blp.route("/search/<tenant_id>")
+class TenantSearch(MethodView):
+    @blp.arguments(SearchQuery, location="query", unknown=RAISE)
+    @blp.response(200, SearchPageOut)
+    def get(self, query: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+        """Full-text search over a tenant's messages (language-aware, ranked, highlighted),
+        and the active conversations that contain every word."""
+        require_tenant(checked_id(tenant_id, "tenant"))
+        search: ConversationSearch = current_app.extensions["conversation_search"]
+        filters = SearchFilters(start=query["from_"], end=query["to"],
+                                agent_id=query["agent_id"])
+        try:
+            return search.search(tenant_id, query["q"], filters, query["limit"],
+                                 query["cursor"])
+        except BadSearchCursor as exc:
             raise ApiError(400, str(exc), {"cursor": [str(exc)]}) from None
 
 

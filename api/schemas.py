@@ -45,6 +45,13 @@ class ListQuery(RangeQuery):
     cursor = fields.String(load_default=None, validate=validate.Length(max=600))
 
 
+class SearchQuery(RangeQuery):
+    q = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    agent_id = fields.String(load_default=None, validate=Identifier)
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=100))
+
+
 class MessageOut(Schema):
     id = fields.String()
     role = fields.String()
@@ -146,3 +153,28 @@ class ErrorOut(Schema):
     """The contract's error body: `{"error": {"code", "message", "details"}}`."""
 
     error = fields.Nested(ErrorDetailOut, required=True)
+
+
+class SearchHitOut(Schema):
+    conversation_id = fields.String()
+    message_id = fields.String()
+    session_id = fields.String()
+    agent_id = fields.String()
+    status = fields.String()
+    role = fields.String()
+    created_at = fields.String()
+    rank = fields.Float(allow_none=True, metadata={"description": "null for active ones"})
+    snippet = fields.String(metadata={"description": "plain text around the matches"})
+    highlights = fields.List(fields.List(fields.Integer()), metadata={
+        "description": "[start, end) character spans of the matches in `snippet`"})
+    tier = fields.String()
+
+
+class SearchPageOut(Schema):
+    query = fields.String()
+    items = fields.List(fields.Nested(SearchHitOut), metadata={
+        "description": "persisted messages, best match first"})
+    next_cursor = fields.String(allow_none=True)
+    active = fields.List(fields.Nested(SearchHitOut), metadata={
+        "description": "conversations still in Redis whose messages hold every word (the "
+                       "newest such message each; first page only)"})

@@ -113,6 +113,8 @@ class Settings:
     # "extractive": LexRank, offline.
     summary_model: str = "extractive"
     summary_language: str = "english"
+    # Text search configurations messages are indexed in (PostgreSQL's names).
+    search_languages: tuple[str, ...] = ("english", "spanish")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +153,10 @@ class Settings:
             log_level=env.get("LOG_LEVEL") or "INFO",
             summary_model=env.get("SUMMARY_MODEL") or "extractive",
             summary_language=env.get("SUMMARY_LANGUAGE") or "english",
+            search_languages=tuple(
+                name.strip() for name in (env.get("SEARCH_LANGUAGES") or "english,spanish")
+                .split(",") if name.strip()
+            ),
         )
 
     def require(self, name: str) -> str:

@@ -81,10 +81,15 @@ def cmd_run(ns: argparse.Namespace) -> None:
 # --- operators ------------------------------------------------------------------------------
 
 def cmd_db_upgrade(ns: argparse.Namespace) -> None:
-    from conversation.adapters.schema_migrations import upgrade
+    from conversation.adapters.schema_migrations import set_search_languages, upgrade
 
-    upgrade(Settings.from_env().require("database_url"), ns.revision)
+    settings = Settings.from_env()
+    upgrade(settings.require("database_url"), ns.revision)
     print(f"database upgraded to {ns.revision}", file=sys.stderr)
+    if ns.revision == "head" and set_search_languages(settings.require("database_url"),
+                                                       settings.search_languages):
+        print(f"messages re-indexed for search in {', '.join(settings.search_languages)}",
+              file=sys.stderr)
 
 
 def cmd_apikey_create(ns: argparse.Namespace) -> None:

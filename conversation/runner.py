@@ -61,11 +61,12 @@ class Runner:
         (self.var_dir / EMBEDDED_ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))
 
     def prepare_database(self) -> str:
-        from conversation.adapters.schema_migrations import upgrade
+        from conversation.adapters.schema_migrations import set_search_languages, upgrade
         from conversation.bootstrap import Container
 
         settings = Settings.from_env(self.env)
         upgrade(settings.require("database_url"))
+        set_search_languages(settings.require("database_url"), settings.search_languages)
         container = Container(settings)
         try:
             return container.api_keys.create(DEMO_TENANT, label="make run demo key")

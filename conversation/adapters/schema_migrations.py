@@ -3,10 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+from collections.abc import Sequence
+
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
-from conversation.adapters.sql_repository import sqlalchemy_url
+from conversation.adapters.search_sql import (
+    FUNCTION,
+    INDEX,
+    checked_languages,
+    search_function_sql,
+)
+from conversation.adapters.sql_repository import make_engine, sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,3 +31,37 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+def indexed_languages(database_url: str) -> tuple[str, ...]:
+    """The languages the search function indexes now, in order."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            body = connection.scalar(text(
+                f"SELECT prosrc FROM pg_proc WHERE proname = '{FUNCTION}'"))
+    finally:
+        engine.dispose()
+    return tuple(re.findall(r"to_tsvector\('([a-z_]+)'", body or ""))
+
+
+def set_search_languages(database_url: str, languages: Sequence[str]) -> bool:
+    """Index messages in these languages: redefine the search function and rebuild its index
+    (a full pass over messages: run it when the languages change, not on every start).
+    False when they were already the indexed ones."""
+    wanted = checked_languages(languages)
+    if indexed_languages(database_url) == wanted:
+        return False
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            known = set(connection.scalars(text("SELECT cfgname FROM pg_ts_config")))
+            unknown = [name for name in wanted if name not in known]
+            if unknown:
+                raise ValueError(f"PostgreSQL has no text search configuration {unknown}; "
+                                 f"it has {sorted(known)}")
+            connection.execute(text(search_function_sql(wanted)))
+            connection.execute(text(f"REINDEX INDEX {INDEX}"))
+    finally:
+        engine.dispose()
+    return True

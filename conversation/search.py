@@ -1,0 +1,184 @@
+"""Conversation search: "find me the conversation where the customer said X".
+
+Persisted messages through PostgreSQL's full-text search (ranked, language-aware, highlighted,
+on the read replica when set); the tenant's active conversations in Redis by plain word
+matching (few, and not indexed), listed apart on the first page.
+"""
+from __future__ import annotations
+
+import base64
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.search_sql import (
+    FUNCTION,
+    START_MARK,
+    STOP_MARK,
+    query_sql,
+    split_highlights,
+)
+from conversation.domain.messages import parse_timestamp, utc_timestamp
+from conversation.services.ports import ActiveStoreUnavailable
+
+SNIPPET_CHARS = 160
+MAX_OFFSET = 10_000  # deep pages of a ranked search are not worth their cost
+
+
+class BadSearchCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    start: datetime | None = None
+    end: datetime | None = None
+    agent_id: str | None = None
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = base64.urlsafe_b64decode(cursor.encode()).decode()
+        offset = int(value[1:]) if value.startswith("o") else -1
+    except (ValueError, UnicodeDecodeError):
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadSearchCursor("cursor is not one this API gave out")
+    return offset
+
+
+def _fold(value: str) -> str:
+    """Lower case without accents: "Canción" matches "cancion"."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+class ConversationSearch:
+    def __init__(self, read_engine: Engine, active: RedisActiveStore,
+                 languages: tuple[str, ...]) -> None:
+        self.read_engine = read_engine
+        self.active = active
+        self.languages = languages
+        self._query = query_sql(languages)
+
+    def search(self, tenant_id: str, q: str, filters: SearchFilters, limit: int,
+               cursor: str | None) -> dict[str, Any]:
+        offset = _offset(cursor)
+        items = self._persisted(tenant_id, q, filters, limit + 1, offset)
+        more = len(items) > limit
+        return {
+            "query": q,
+            "items": items[:limit],
+            "next_cursor": _cursor(offset + limit) if more and offset + limit <= MAX_OFFSET
+            else None,
+            "active": self._active(tenant_id, q, filters, limit) if offset == 0 else [],
+        }
+
+    def _persisted(self, tenant_id: str, q: str, filters: SearchFilters, limit: int,
+                   offset: int) -> list[dict[str, Any]]:
+        conditions = ["m.tenant_id = :tenant", f"{FUNCTION}(m.content) @@ query.q"]
+        params: dict[str, Any] = {
+            "tenant": tenant_id, "q": q, "limit": limit, "offset": offset,
+            "headline_config": self.languages[0],
+            "headline_options": f"StartSel={START_MARK}, StopSel={STOP_MARK}, MaxWords=30, "
+                                'MinWords=12, MaxFragments=2, FragmentDelimiter=" … "',
+        }
+        if filters.start:
+            conditions.append("m.created_at >= :start")
+            params["start"] = filters.start
+        if filters.end:
+            conditions.append("m.created_at < :end")
+            params["end"] = filters.end
+        if filters.agent_id:
+            conditions.append("c.agent_id = :agent")
+            params["agent"] = filters.agent_id
+        # Rank and page first; headlines (costly) only for the page's rows.
+        statement = text(f"""
+            WITH query AS (SELECT ({self._query}) AS q),
+            hits AS (
+                SELECT m.conversation_id, m.id, m.role, m.created_at, m.content,
+                       c.session_id, c.agent_id, c.status,
+                       ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
+                FROM messages m JOIN conversations c ON c.id = m.conversation_id, query
+                WHERE {" AND ".join(conditions)}
+                ORDER BY rank DESC, m.created_at DESC, m.conversation_id, m.id
+                LIMIT :limit OFFSET :offset
+            )
+            SELECT hits.*, ts_headline(CAST(:headline_config AS regconfig), hits.content,
+                                       query.q, :headline_options) AS headline
+            FROM hits, query
+            ORDER BY hits.rank DESC, hits.created_at DESC, hits.conversation_id, hits.id
+        """)
+        with self.read_engine.connect() as connection:
+            rows = connection.execute(statement, params).all()
+        results = []
+        for row in rows:
+            snippet, spans = split_highlights(row.headline or "")
+            results.append({
+                "conversation_id": row.conversation_id, "message_id": row.id,
+                "session_id": row.session_id, "agent_id": row.agent_id,
+                "status": row.status, "role": row.role,
+                "created_at": utc_timestamp(row.created_at),
+                "rank": round(float(row.rank), 6), "snippet": snippet,
+                "highlights": [list(span) for span in spans], "tier": "postgres",
+            })
+        return results
+
+    def _active(self, tenant_id: str, q: str, filters: SearchFilters,
+                limit: int) -> list[dict[str, Any]]:
+        words = [_fold(w) for w in q.replace('"', " ").split()
+                 if w and not w.startswith("-") and w.lower() != "or"]
+        if not words:
+            return []
+        try:
+            conversations = self.active.active_conversations(tenant_id)
+            found: list[dict[str, Any]] = []
+            for conversation in conversations:
+                if filters.agent_id and conversation.agent_id != filters.agent_id:
+                    continue
+                for message in reversed(self.active.messages(conversation.id)):
+                    created = parse_timestamp(message.created_at)
+                    if (filters.start and created < filters.start) or (
+                            filters.end and created >= filters.end):
+                        continue
+                    folded = _fold(message.content)
+                    if all(word in folded for word in words):
+                        found.append(_active_hit(conversation, message, folded, words))
+                        break  # one hit per conversation: the newest
+                if len(found) >= limit:
+                    break
+        except ActiveStoreUnavailable:
+            return []  # Redis is down: PostgreSQL's answer stands alone
+        return found
+
+
+def _active_hit(conversation: Any, message: Any, folded: str,
+                words: list[str]) -> dict[str, Any]:
+    """A snippet around the first match; folding keeps lengths for most text, and the spans
+    are recomputed on the snippet itself."""
+    first = min(folded.find(word) for word in words)
+    start = max(0, first - SNIPPET_CHARS // 3)
+    snippet = message.content[start:start + SNIPPET_CHARS]
+    folded_snippet = _fold(snippet)
+    spans = []
+    for word in words:
+        at = folded_snippet.find(word)
+        if at >= 0 and len(folded_snippet) == len(snippet):
+            spans.append([at, at + len(word)])
+    return {
+        "conversation_id": conversation.id, "message_id": message.id,
+        "session_id": conversation.session_id, "agent_id": conversation.agent_id,
+        "status": str(conversation.status), "role": str(message.role),
+        "created_at": message.created_at, "rank": None, "snippet": snippet,
+        "highlights": sorted(spans), "tier": "redis",
+    }
