@@ -4,6 +4,7 @@ REDIS_CLUSTER=true does), plus the context and statistics paths."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,12 +19,27 @@ from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
-from conversation.embedded import EmbeddedRedis
+from conversation.embedded import EmbeddedRedis, free_port
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
 
 pytestmark = pytest.mark.integration
 
 MASTERS = 3
+
+
+def cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (port + 10,000) is free too, so at most 55,535."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55_535 and port not in taken:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10_000))
+                except OSError:
+                    continue
+            taken.add(port)
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def redis_cli() -> str:
@@ -32,8 +48,9 @@ def redis_cli() -> str:
 
 @pytest.fixture(scope="module")
 def cluster_url(test_var_dir: Path) -> Iterator[str]:
+    taken: set[int] = set()
     nodes = [
-        EmbeddedRedis(test_var_dir / f"cluster-{i}", persist=False,
+        EmbeddedRedis(test_var_dir / f"cluster-{i}", port=cluster_port(taken), persist=False,
                       extra_args=("--cluster-enabled", "yes",
                                   "--cluster-config-file", "nodes.conf",
                                   "--cluster-node-timeout", "2000"))
