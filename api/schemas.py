@@ -137,6 +137,8 @@ class StatsOut(Schema):
     active_now = fields.Integer(metadata={"description": "conversations in Redis now"})
     active_as_of = fields.String(allow_none=True, metadata={
         "description": "when the active snapshot was taken (every aggregate_stats run)"})
+    dead_letters = fields.Integer(metadata={
+        "description": "payloads of this tenant (and agent) dead-lettered in the range"})
     totals = fields.Nested(MeasuresOut)
     series = fields.List(fields.Nested(PeriodOut))
     agents = fields.List(fields.Nested(AgentCountsOut))

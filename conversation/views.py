@@ -16,7 +16,13 @@ from sqlalchemy import Engine, and_, func, or_, select
 from conversation.adapters.read_cache import StatsCache
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
-from conversation.adapters.sql_schema import ALL, conversations, stats_active, stats_daily
+from conversation.adapters.sql_schema import (
+    ALL,
+    conversations,
+    dead_letters,
+    stats_active,
+    stats_daily,
+)
 from conversation.domain.messages import Conversation, parse_timestamp, utc_timestamp
 from conversation.domain.stats import Aggregate
 from conversation.services.ports import ActiveStoreUnavailable
@@ -266,6 +272,9 @@ class ConversationViews:
                 .order_by(func.sum(d.started).desc(), d.model)
             ).all()
             active = connection.execute(select(stats_active).where(*active_where)).all()
+            dead_letter_count = connection.scalar(
+                _dead_letters_query(tenant_id, agent_id, start, end)
+            )
         totals = Aggregate()
         periods: dict[date, Aggregate] = {}
         for row in days:
@@ -290,6 +299,7 @@ class ConversationViews:
             "group_by": group_by,
             "active_now": sum(row.conversations for row in active),
             "active_as_of": utc_timestamp(max(row.taken_at for row in active)) if active else None,
+            "dead_letters": int(dead_letter_count or 0),
             "totals": totals.measures(),
             "series": [
                 {"period": period.isoformat(), **periods[period].measures()}
@@ -300,6 +310,24 @@ class ConversationViews:
                 {"model": row.model, **_counts(row)} for row in models
             ],
         }
+
+
+def _dead_letters_query(
+    tenant_id: str, agent_id: str | None, start: datetime | None, end: datetime | None
+) -> Any:
+    """Dead letters of the tenant (and agent) in the range: their payload names them, alone
+    or as a batch's first message."""
+    kwargs = dead_letters.c.kwargs
+    where = [or_(kwargs["tenant_id"].astext == tenant_id,
+                 kwargs["messages"][0]["tenant_id"].astext == tenant_id)]
+    if agent_id:
+        where.append(or_(kwargs["agent_id"].astext == agent_id,
+                         kwargs["messages"][0]["agent_id"].astext == agent_id))
+    if start:
+        where.append(dead_letters.c.created_at >= start)
+    if end:
+        where.append(dead_letters.c.created_at < end)
+    return select(func.count()).select_from(dead_letters).where(*where)
 
 
 def day_range(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:

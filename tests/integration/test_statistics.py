@@ -3,13 +3,14 @@ aggregate_stats on real PostgreSQL and Redis, read through the API."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
 
 from api import create_app
 from conversation.adapters.sql_schema import messages as messages_table
-from conversation.adapters.sql_schema import stats_daily
+from conversation.adapters.sql_schema import dead_letters, stats_daily
 from conversation.adapters.sql_stats import AGGREGATOR_LOCK
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
@@ -78,7 +79,14 @@ def percentiles(measure: dict) -> tuple[float, float]:
 
 
 def test_the_metrics_of_known_conversations(container: Container, known: str) -> None:
+    with container.engine.begin() as connection:  # one dead letter of this tenant's, one not
+        for tenant in (known, "someone-else"):
+            connection.execute(dead_letters.insert().values(
+                task_name="conversation.save_message", queue="conversation.save",
+                kwargs={"tenant_id": tenant, "role": "wizard"}, error="invalid",
+                created_at=datetime.now(UTC)))
     result = stats(container, f"/api/conversations/stats/{known}?group_by=day")
+    assert result["dead_letters"] == 1
     totals = result["totals"]
     assert (totals["conversations"], totals["closed"]) == (4, 3)
     assert (totals["messages"], totals["messages_in"], totals["messages_out"]) == (12, 4, 5)
