@@ -7,7 +7,7 @@ from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from flask_smorest import Api
 
-from api import admin, agents, conversations, errors, health, ratelimit, timing
+from api import admin, agents, conversations, dashboard, errors, health, ratelimit, timing
 from api.auth import authenticate
 from api.schemas import ErrorOut
 from config.settings import Settings
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api.register_blueprint(agents.blp)
     api.register_blueprint(admin.blp)
     app.register_blueprint(health.blp)
+    app.register_blueprint(dashboard.blp)
     # The docs page's scripts come from the swagger-ui-bundle wheel: no CDN, works offline.
     app.add_url_rule(
         "/static/swagger-ui/<path:filename>",

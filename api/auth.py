@@ -7,7 +7,7 @@ from api.errors import ApiError
 from conversation.adapters.api_keys import Principal
 
 PUBLIC_PATHS = ("/health", "/ready", "/metrics", "/api/openapi.json", "/api/docs", "/dashboard",
-                "/static/")
+                "/static/", "/favicon.ico")
 
 
 def authenticate() -> None:

@@ -130,6 +130,7 @@ def run(grace_seconds: int | None = None) -> int:
         api = f"http://{settings.api_host}:{settings.api_port}"
         _say("running; Ctrl-C stops everything")
         _say(f"API       {api}  (docs {api}/api/docs, health {api}/health)")
+        _say(f"dashboard {api}/dashboard  (tenant '{DEMO_TENANT}', the demo key below)")
         _say(f"Flower    http://127.0.0.1:{settings.flower_port}")
         _say(f"broker    {settings.broker_url}")
         _say(f"demo key  tenant '{DEMO_TENANT}': {api_key}")
