@@ -40,9 +40,9 @@ def test_reads_use_the_replica_and_writes_the_primary(replicated: Container) -> 
     container = replicated
     tenant = f"rep-{container.settings.redis_key_prefix.strip(':')}"
     conversation_id = container.saver.save(NewMessage(
-        tenant_id=tenant, session_id="s1", agent_id="bot", role=Role.USER, content="hello", message_id="m1",
+        tenant_id=tenant, session_id=f"{tenant}-s1", agent_id="bot", role=Role.USER, content="hello", message_id="m1",
         created_at="2026-11-20T10:00:00Z")).conversation_id
-    closed = container.active_store.close_session(tenant, "s1", "2026-11-20T10:05:00Z")
+    closed = container.active_store.close_session(tenant, f"{tenant}-s1", "2026-11-20T10:05:00Z")
     assert closed is not None
     ConversationMigrator(container.active_store, container.repository).migrate(
         closed.conversation_id, closed.generation)

@@ -7,6 +7,7 @@ import dataclasses
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def repository(cluster_container: Container) -> SqlRepository:
 def test_the_keys_are_spread_over_the_masters(cluster_container: Container) -> None:
     for i in range(30):
         cluster_container.saver.save(NewMessage(
-            tenant_id="acme", session_id=f"spread-{i}", agent_id="bot", role=Role.USER,
+            tenant_id="acme", session_id=f"spread-{i}-{uuid.uuid4().hex[:6]}", agent_id="bot", role=Role.USER,
             content="hello", message_id=f"m{i}"))
     client = cluster_container.redis
     per_node = [client.dbsize(target_nodes=node) for node in client.get_primaries()]
@@ -110,15 +111,16 @@ def test_the_keys_are_spread_over_the_masters(cluster_container: Container) -> N
 def test_context_statistics_and_migration_on_the_cluster(cluster_container: Container) -> None:
     container = cluster_container
     tenant = f"cl-{container.settings.redis_key_prefix.strip(':')}"
+    session = f"{tenant}-s"  # sessions are global: one of this test's own
     for i, role in enumerate((Role.USER, Role.ASSISTANT, Role.USER)):
         outcome = container.saver.save(NewMessage(
-            tenant_id=tenant, session_id="s", agent_id="bot", role=role,
+            tenant_id=tenant, session_id=session, agent_id="bot", role=role,
             content=f"turn {i}", message_id=f"t{i}", created_at=f"2026-11-20T10:00:0{i}Z"))
     context = container.context_builder.get_context(
-        tenant_id=tenant, session_id="s", window="8k")
+        tenant_id=tenant, session_id=session, window="8k")
     assert [m["content"] for m in context["messages"]] == ["turn 0", "turn 1", "turn 2"]
     container.statistics.aggregate()  # the active snapshot scans every master
-    closed = container.active_store.close_session(tenant, "s", "2026-11-20T10:01:00Z")
+    closed = container.active_store.close_session(tenant, session, "2026-11-20T10:01:00Z")
     assert closed is not None
     outcome = container.migrator.migrate(closed.conversation_id, closed.generation)
     assert outcome.messages == 3
