@@ -442,6 +442,12 @@ def bench_stats(servers: Servers, n: int) -> None:
     run(servers, n, report, Row)
 
 
+def bench_search(servers: Servers, n: int) -> None:
+    from bench.search import bench_search as run
+
+    run(servers, n, report, Row)
+
+
 SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
@@ -449,6 +455,7 @@ SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "bulk": bench_bulk_ingest,
     "migration": bench_migration,
     "stats": bench_stats,
+    "search": bench_search,
 }
 
 
