@@ -41,7 +41,9 @@ def simulate(
     turns: int = 5,
     close: bool = True,
     seed: int | None = None,
+    around: datetime | None = None,
 ) -> dict[str, Any]:
+    """Sessions start up to two hours before `around` (default: now)."""
     rng = random.Random(seed)
     app = Celery("conversation-simulator", set_as_current=False)
     app.config_from_object(celery_config(settings))
@@ -54,7 +56,7 @@ def simulate(
         tenant = tenant_ids[s % len(tenant_ids)]
         session = f"sim-{uuid.uuid4().hex[:10]}"
         agent = rng.choice(AGENTS)
-        clock = datetime.now(UTC) - timedelta(minutes=rng.randint(1, 120))
+        clock = (around or datetime.now(UTC)) - timedelta(minutes=rng.randint(1, 120))
         for turn in range(turns):
             i = rng.randrange(len(QUESTIONS))
             for role, text in (("user", QUESTIONS[i].format(n=1000 + s)), ("assistant", ANSWERS[i])):

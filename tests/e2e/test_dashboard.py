@@ -14,6 +14,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,10 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
 
     settings, base = stack
     # Traffic through the broker, as upstream services send it, plus a planted phrase.
-    report = simulate(settings, tenants=1, sessions=SESSIONS, turns=3, seed=11)
+    # Yesterday mid-morning (UTC), so no conversation straddles midnight whenever this runs.
+    yesterday = datetime.now(UTC).replace(hour=10, minute=30) - timedelta(days=1)
+    report = simulate(settings, tenants=1, sessions=SESSIONS, turns=3, seed=11,
+                      around=yesterday)
     app = producer(settings)
     client = ConversationClient(app)
     client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
@@ -138,6 +142,19 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
             page.wait_for_function(
                 f"document.querySelectorAll('#list li').length === {expected['conversations']}",
                 timeout=10_000)
+
+            # And a day's bar lists the conversations started that day.
+            day_bar = page.locator("#chart-volume .bars .point path").first.bounding_box()
+            assert day_bar is not None
+            x, y = day_bar["x"] + day_bar["width"] / 2, day_bar["y"] + day_bar["height"] * 0.75
+            page.mouse.move(x, y)
+            page.mouse.click(x, y)
+            page.wait_for_function("document.getElementById('list-title')"
+                                   ".textContent.startsWith('Started ')", timeout=10_000)
+            day = page.text_content("#list-title").removeprefix("Started ")
+            started = next(p["conversations"] for p in stats["series"] if p["period"] == day)
+            page.wait_for_function(
+                f"document.querySelectorAll('#list li').length === {started}", timeout=10_000)
 
             page.fill("#search-q", "blue giraffe")
             page.click("#search-form button")
