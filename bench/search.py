@@ -63,10 +63,14 @@ def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callabl
     with engine.begin() as connection:
         for statement in SEED:
             connection.execute(text(statement))
+    seeded = time.perf_counter() - began
+    began = time.perf_counter()
+    assert container.search_indexer.index_pending(max_passes=100) >= CONVERSATIONS
+    indexing = time.perf_counter() - began
     with engine.begin() as connection:
-        connection.execute(text("ANALYZE messages"))
-    print(f"search: seeded and indexed {CONVERSATIONS * PER_CONVERSATION:,} messages in "
-          f"{time.perf_counter() - began:.1f} s", flush=True)
+        connection.execute(text("ANALYZE"))
+    print(f"search: seeded {CONVERSATIONS * PER_CONVERSATION:,} messages in {seeded:.1f} s, "
+          f"indexed them (conversation.index_search) in {indexing:.1f} s", flush=True)
     search = ConversationSearch(engine, container.active_store,
                                 container.settings.search_languages)
 

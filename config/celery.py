@@ -35,6 +35,7 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.migrate_conversation": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,
     "conversation.cleanup": STATS_QUEUE,
+    "conversation.index_search": STATS_QUEUE,
     "conversation.summarise": SUMMARY_QUEUE,
 }
 
@@ -110,6 +111,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "cleanup": {
                 "task": "conversation.cleanup",
+                "schedule": timedelta(seconds=settings.beat_interval_seconds),
+                "options": {"queue": STATS_QUEUE},
+            },
+            # Search vectors of the conversations migrated since (internal task).
+            "index-search": {
+                "task": "conversation.index_search",
                 "schedule": timedelta(seconds=settings.beat_interval_seconds),
                 "options": {"queue": STATS_QUEUE},
             },

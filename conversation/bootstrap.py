@@ -17,6 +17,7 @@ from conversation.adapters.metrics import observe_migration
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.read_cache import StatsCache
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.search_sql import SearchIndexer
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.sql_stats import SqlStatistics
 from conversation.adapters.tokenizer import TiktokenCounter
@@ -176,6 +177,10 @@ class Container:
     @cached_property
     def eraser(self) -> Eraser:
         return Eraser(self.active_store, self.repository)
+
+    @cached_property
+    def search_indexer(self) -> SearchIndexer:
+        return SearchIndexer(self.engine)
 
     @cached_property
     def stats_cache(self) -> StatsCache:

@@ -1,7 +1,8 @@
 """Conversation search: "find me the conversation where the customer said X".
 
 Persisted messages through PostgreSQL's full-text search (ranked, language-aware, highlighted,
-on the read replica when set); the tenant's active conversations in Redis by plain word
+on the read replica when set; indexed by `conversation.index_search`, the not yet indexed
+computed on the fly); the tenant's active conversations in Redis by plain word
 matching (few, and not indexed), listed apart on the first page.
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ class ConversationSearch:
 
     def _persisted(self, tenant_id: str, q: str, filters: SearchFilters, limit: int,
                    offset: int) -> list[dict[str, Any]]:
-        conditions = ["m.tenant_id = :tenant", f"{FUNCTION}(m.content) @@ query.q"]
+        filters_sql = []
         params: dict[str, Any] = {
             "tenant": tenant_id, "q": q, "limit": limit, "offset": offset,
             "headline_config": self.languages[0],
@@ -94,24 +95,38 @@ class ConversationSearch:
                                 'MinWords=12, MaxFragments=2, FragmentDelimiter=" … "',
         }
         if filters.start:
-            conditions.append("m.created_at >= :start")
+            filters_sql.append("AND m.created_at >= :start")
             params["start"] = filters.start
         if filters.end:
-            conditions.append("m.created_at < :end")
+            filters_sql.append("AND m.created_at < :end")
             params["end"] = filters.end
         if filters.agent_id:
-            conditions.append("c.agent_id = :agent")
+            filters_sql.append("AND c.agent_id = :agent")
             params["agent"] = filters.agent_id
-        # Rank and page first; headlines (costly) only for the page's rows.
+        extra = " ".join(filters_sql)
+        columns = ("m.conversation_id, m.id, m.role, m.created_at, m.content, c.session_id, "
+                   "c.agent_id, c.status")
+        # Indexed messages through the GIN index; those the indexer has not reached yet (just
+        # migrated) by computing their vectors here. Rank and page first; headlines (costly)
+        # only for the page's rows.
         statement = text(f"""
             WITH query AS (SELECT ({self._query}) AS q),
             hits AS (
-                SELECT m.conversation_id, m.id, m.role, m.created_at, m.content,
-                       c.session_id, c.agent_id, c.status,
-                       ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
+                SELECT {columns}, ts_rank_cd(s.vector, query.q) AS rank
+                FROM message_search s
+                JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
+                JOIN conversations c ON c.id = s.conversation_id, query
+                WHERE s.tenant_id = :tenant AND s.vector @@ query.q {extra}
+                UNION ALL
+                SELECT {columns}, ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
                 FROM messages m JOIN conversations c ON c.id = m.conversation_id, query
-                WHERE {" AND ".join(conditions)}
-                ORDER BY rank DESC, m.created_at DESC, m.conversation_id, m.id
+                WHERE m.conversation_id IN (SELECT conversation_id FROM search_pending)
+                  AND m.tenant_id = :tenant
+                  AND NOT EXISTS (SELECT 1 FROM message_search s
+                                  WHERE s.conversation_id = m.conversation_id
+                                    AND s.message_id = m.id)
+                  AND {FUNCTION}(m.content) @@ query.q {extra}
+                ORDER BY rank DESC, created_at DESC, conversation_id, id
                 LIMIT :limit OFFSET :offset
             )
             SELECT hits.*, ts_headline(CAST(:headline_config AS regconfig), hits.content,

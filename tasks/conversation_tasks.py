@@ -167,3 +167,13 @@ def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
              "%d expired erased", report.checked, report.migrated, report.idle, expired)
     return {"checked": report.checked, "migrated": report.migrated, "idle": report.idle,
             "expired": expired}
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.index_search")
+def index_search(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
+    """Compute the search vectors of newly persisted messages (internal; Celery beat)."""
+    validated(NoArgumentsSchema(), kwargs)
+    indexed = container().search_indexer.index_pending()
+    log.info("search: %s conversation(s) indexed", "another indexer was running"
+             if indexed is None else indexed)
+    return {"conversations": indexed}

@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from conversation.adapters.search_sql import (
     FUNCTION,
-    INDEX,
     checked_languages,
+    reindex_everything,
     search_function_sql,
 )
 from conversation.adapters.sql_repository import make_engine, sqlalchemy_url
@@ -46,9 +46,9 @@ def indexed_languages(database_url: str) -> tuple[str, ...]:
 
 
 def set_search_languages(database_url: str, languages: Sequence[str]) -> bool:
-    """Index messages in these languages: redefine the search function and rebuild its index
-    (a full pass over messages: run it when the languages change, not on every start).
-    False when they were already the indexed ones."""
+    """Index messages in these languages: redefine the search function and queue every
+    conversation for the indexer (which recomputes the vectors in the background; meanwhile
+    the search computes them on the fly). False when they were already the indexed ones."""
     wanted = checked_languages(languages)
     if indexed_languages(database_url) == wanted:
         return False
@@ -61,7 +61,7 @@ def set_search_languages(database_url: str, languages: Sequence[str]) -> bool:
                 raise ValueError(f"PostgreSQL has no text search configuration {unknown}; "
                                  f"it has {sorted(known)}")
             connection.execute(text(search_function_sql(wanted)))
-            connection.execute(text(f"REINDEX INDEX {INDEX}"))
+            reindex_everything(connection)
     finally:
         engine.dispose()
     return True

@@ -2,17 +2,23 @@
 
 `message_search_vector(content)` concatenates the content's tsvector in each configured
 language (english and spanish by default), so "cancelaciones" and "cancelled" both find their
-stems; a GIN index on that expression serves every query. Changing the languages redefines the
-function and rebuilds the index (`conversation db search-languages`).
+stems. The vectors live in `message_search` behind a GIN index, filled off the write path by
+`SearchIndexer` from the conversations a trigger noted in `search_pending` (migration 0004).
+Changing the languages redefines the function and queues every conversation again.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine, text
 
 DEFAULT_LANGUAGES = ("english", "spanish")
 FUNCTION = "message_search_vector"
-INDEX = "ix_messages_search"
+# One indexer at a time; another run (two beats, a manual one) skips.
+INDEXER_LOCK = 0x5345_4152  # "SEAR"
+PENDING_PER_PASS = 2_000
 _LANGUAGE = re.compile(r"^[a-z_]{1,63}$")
 # Marks ts_headline puts around a match: control characters no message text uses, turned into
 # offsets before anything reaches a browser (no HTML in the API's answers).
@@ -31,14 +37,6 @@ def search_function_sql(languages: Sequence[str]) -> str:
                           for name in checked_languages(languages))
     return (f"CREATE OR REPLACE FUNCTION {FUNCTION}(content text) RETURNS tsvector "
             f"LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {vectors} $$")
-
-
-def create_index_sql() -> str:
-    return f"CREATE INDEX IF NOT EXISTS {INDEX} ON messages USING gin ({FUNCTION}(content))"
-
-
-def drop_sql() -> list[str]:
-    return [f"DROP INDEX IF EXISTS {INDEX}", f"DROP FUNCTION IF EXISTS {FUNCTION}(text)"]
 
 
 def query_sql(languages: Sequence[str]) -> str:
@@ -66,3 +64,64 @@ def split_highlights(headline: str) -> tuple[str, list[tuple[int, int]]]:
             text.append(char)
             length += 1
     return "".join(text), spans
+
+
+class SearchIndexer:
+    """Computes the vectors of the conversations noted in `search_pending`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def index_pending(self, max_passes: int = 20) -> int | None:
+        """Index what is pending, in passes; the number of conversations indexed, or None
+        when another indexer holds the lock."""
+        done = 0
+        for _ in range(max_passes):
+            indexed = self._pass()
+            if indexed is None:
+                return None if done == 0 else done
+            done += indexed
+            if indexed == 0:
+                break
+        return done
+
+    def _pass(self) -> int | None:
+        """One REPEATABLE READ transaction: the pending rows read, the messages indexed and
+        the rows deleted are one snapshot; anything noted meanwhile waits for the next pass."""
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                if not connection.scalar(text(f"SELECT pg_try_advisory_xact_lock({INDEXER_LOCK})")):
+                    return None
+                pending = connection.execute(text(
+                    "SELECT id, conversation_id FROM search_pending ORDER BY id LIMIT :n"),
+                    {"n": PENDING_PER_PASS}).all()
+                if not pending:
+                    return 0
+                conversation_ids = sorted({row.conversation_id for row in pending})
+                connection.execute(text(f"""
+                    INSERT INTO message_search
+                        (conversation_id, message_id, tenant_id, created_at, vector)
+                    SELECT m.conversation_id, m.id, m.tenant_id, m.created_at,
+                           {FUNCTION}(m.content)
+                    FROM messages m
+                    WHERE m.conversation_id = ANY(:ids)
+                      AND NOT EXISTS (SELECT 1 FROM message_search s
+                                      WHERE s.conversation_id = m.conversation_id
+                                        AND s.message_id = m.id)
+                    ON CONFLICT DO NOTHING
+                """), {"ids": conversation_ids})
+                connection.execute(text("DELETE FROM search_pending WHERE id = ANY(:ids)"),
+                                   {"ids": [row.id for row in pending]})
+        return len(conversation_ids)
+
+    def pending(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.scalar(text("SELECT count(*) FROM search_pending")) or 0)
+
+
+def reindex_everything(connection: Any) -> None:
+    """After the languages changed: drop every vector and queue every conversation."""
+    connection.execute(text("TRUNCATE message_search"))
+    connection.execute(text("INSERT INTO search_pending (conversation_id) "
+                            "SELECT id FROM conversations"))

@@ -3,6 +3,7 @@ paged, filtered, with the active conversations in Redis beside the persisted one
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from api import create_app
 from conversation.adapters.schema_migrations import indexed_languages, set_search_languages
@@ -126,3 +127,33 @@ def test_the_indexed_languages_follow_the_configuration(container, corpus) -> No
         set_search_languages(url, ["english", "spanish"])
     assert [h["conversation_id"] for h in search(container, corpus["tenant"],
                                                  "q=lentas").json["items"]] == [corpus["es"]]
+
+
+def test_the_indexer_moves_vectors_off_the_write_path(container, corpus) -> None:
+    """Migration writes no vector; the indexer does, and the answers stay the same."""
+    tenant = corpus["tenant"]
+    before = search(container, tenant, "q=cancel").json["items"]
+    with container.engine.connect() as connection:
+        pending = connection.scalar(text(
+            "SELECT count(*) FROM search_pending WHERE conversation_id = ANY(:ids)"),
+            {"ids": [corpus["en"], corpus["es"]]})
+    assert pending >= 2  # noted by the trigger, not indexed by the migration
+    assert container.search_indexer.index_pending() >= 2
+    with container.engine.connect() as connection:
+        vectors = connection.scalar(text(
+            "SELECT count(*) FROM message_search WHERE tenant_id = :t"), {"t": tenant})
+    assert vectors == 4  # every persisted message of the tenant, once
+    assert container.search_indexer.pending() == 0
+    after = search(container, tenant, "q=cancel").json["items"]
+    assert [(h["message_id"], h["snippet"]) for h in after] == [
+        (h["message_id"], h["snippet"]) for h in before]
+    # A late message on an indexed conversation is found at once, and indexed once.
+    container.repository.append_message(corpus["es"], container.saver.build_message(
+        NewMessage(tenant_id=tenant, session_id="es", agent_id="soporte", role=Role.USER,
+                   content="Y además quiero un reembolso", message_id="late-1")))
+    assert [h["message_id"] for h in search(container, tenant, "q=reembolso").json["items"]] == [
+        "late-1"]
+    container.search_indexer.index_pending()
+    with container.engine.connect() as connection:
+        assert connection.scalar(text(
+            "SELECT count(*) FROM message_search WHERE tenant_id = :t"), {"t": tenant}) == 5
