@@ -5,6 +5,8 @@ from functools import cached_property
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from celery import Celery
 from sqlalchemy import Engine
 
@@ -44,6 +46,12 @@ def redis_client(url: str, *, cluster: bool = False) -> Any:
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
         "health_check_interval": 30,
+        # After a Redis restart the pool's sockets are dead: the first command on one fails.
+        # Retry it twice on a fresh connection (50-200 ms apart) before calling Redis down, so
+        # a restart is not mistaken for an outage (which would fail the task's retries fast
+        # while the circuit breaker is open).
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
     if cluster:
         from redis.cluster import RedisCluster

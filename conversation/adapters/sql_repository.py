@@ -549,13 +549,15 @@ class SqlRepository:
     # --- erasure and retention ------------------------------------------------------------
 
     def erase_conversation(self, conversation_id: str) -> bool:
-        """Delete the conversation; its messages and stats row go with it (ON DELETE CASCADE)."""
+        """Delete the conversation (its stats row cascades), then its messages (their search
+        vectors cascade). The conversation first: an append holding its row lock finishes
+        before, and its message is then deleted too; one starting after finds no conversation."""
         with self.engine.begin() as connection:
-            return bool(
-                connection.execute(
-                    delete(conversations).where(conversations.c.id == conversation_id)
-                ).rowcount
-            )
+            removed = connection.execute(
+                delete(conversations).where(conversations.c.id == conversation_id)
+            ).rowcount
+            connection.execute(delete(messages).where(messages.c.conversation_id == conversation_id))
+        return bool(removed)
 
     def erase_tenant(self, tenant_id: str) -> dict[str, int]:
         """Delete all of a tenant's conversations (with messages and stats), its dead letters
@@ -564,6 +566,7 @@ class SqlRepository:
             removed = connection.execute(
                 delete(conversations).where(conversations.c.tenant_id == tenant_id)
             ).rowcount
+            connection.execute(delete(messages).where(messages.c.tenant_id == tenant_id))
             letters = connection.execute(
                 delete(dead_letters).where(
                     or_(

@@ -43,15 +43,11 @@ conversations = Table(
     Index("ix_conversations_session", "session_id"),
 )
 
+# No foreign key to conversations (migration 0005): erasure deletes messages explicitly.
 messages = Table(
     "messages",
     metadata,
-    Column(
-        "conversation_id",
-        String(128),
-        ForeignKey("conversations.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    Column("conversation_id", String(128), nullable=False),
     Column("id", String(128), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("tenant_id", String(128), nullable=False),

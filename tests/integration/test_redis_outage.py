@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from api import create_app
 from config.settings import Settings
@@ -73,6 +74,9 @@ def test_an_outage_loses_nothing_and_splits_nothing(
         assert after.tier == "redis" and after.conversation_id == before.conversation_id
         assert "conversation_degraded 0.0" in client.get("/metrics").get_data(as_text=True)
 
+        # The outage's messages got their search vectors meanwhile: absorbing them must
+        # carry the vectors along (their key changes conversation).
+        assert container.search_indexer.index_pending() is not None
         closed = container.active_store.close_session("acme", "out-1",
                                                       "2026-11-24T10:01:00.000000Z")
         container.sessions.repository.close_active("acme", "out-1", "2026-11-24T10:01:00.000000Z")
@@ -83,5 +87,11 @@ def test_an_outage_loses_nothing_and_splits_nothing(
         assert [m.content for m in whole] == ["q1", "a1", "q2", "a2", "q3"]
         # The outage's conversation was absorbed: no second conversation for the session.
         assert container.repository.get_conversation(during[0].conversation_id) is None
+        with container.engine.connect() as connection:
+            vectors = connection.execute(text(
+                "SELECT conversation_id, count(*) FROM message_search "
+                "WHERE conversation_id = ANY(:ids) GROUP BY 1"),
+                {"ids": [before.conversation_id, during[0].conversation_id]}).all()
+        assert vectors == [(before.conversation_id, 2)]  # q2 and a2, moved with their messages
     finally:
         container.close()

@@ -48,7 +48,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("conversation_id", "message_id", name="pk_message_search"),
         sa.ForeignKeyConstraint(["conversation_id", "message_id"],
                                 ["messages.conversation_id", "messages.id"],
-                                ondelete="CASCADE", name="fk_message_search_message"),
+                                ondelete="CASCADE", onupdate="CASCADE",
+                                name="fk_message_search_message"),
     )
     op.create_index("ix_message_search_vector", "message_search", ["vector"],
                     postgresql_using="gin")
