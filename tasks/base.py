@@ -16,6 +16,7 @@ from config.celery import TASK_QUEUES
 from conversation.adapters.dead_letters import DeadLetter
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
+from conversation.services.ports import ActiveStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+# Longer than the circuit breaker's retry window (conversation.adapters.outage: 1 s).
+ACTIVE_STORE_RETRY_SECONDS = 2
 
 
 class InvalidPayload(Exception):
@@ -66,6 +71,15 @@ class DomainTask(Task):
     retry_jitter = True
     soft_time_limit = 120
     time_limit = 180
+
+    def retry(self, *args: Any, exc: BaseException | None = None,
+              countdown: float | None = None, **options: Any) -> Any:
+        """Celery's full jitter may draw a 0 s delay three times: with Redis just back, such
+        retries all land inside the circuit breaker's closed window and fail without trying.
+        A task that needs the active store waits at least past that window."""
+        if isinstance(exc, ActiveStoreUnavailable):
+            countdown = max(countdown or 0, ACTIVE_STORE_RETRY_SECONDS)
+        return super().retry(*args, exc=exc, countdown=countdown, **options)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -653,6 +653,12 @@ class RedisActiveStore:
     def message_count(self, conversation_id: str) -> int:
         return int(self.client.llen(self.keys.messages(conversation_id)))
 
+    def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for conversation_id in conversation_ids:
+            pipe.llen(self.keys.messages(conversation_id))
+        return [int(count) for count in pipe.execute()]
+
     def load_for_migration(
         self, conversation_ids: Sequence[str]
     ) -> list[MigrationLoad | None]:

@@ -171,7 +171,8 @@ def copy_messages(
     """COPY the batch's messages in.
 
     A conversation whose row this transaction created (`new_ids`) can have no message rows
-    yet (the foreign key), so its messages are copied straight into `messages`. The others
+    yet (they are only ever written with or after their conversation's), so its messages are
+    copied straight into `messages`. The others
     (a migration run again, say) go through a staging table and `INSERT ... SELECT ... ON
     CONFLICT DO NOTHING`: COPY's speed, with the idempotency COPY alone cannot give.
     """

@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
 from conversation.domain.messages import ConversationStatus, now_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
-from conversation.services.ports import ActiveStore, Repository
+from conversation.services.ports import ActiveStore, MigrationLoad, Repository
 
 log = logging.getLogger(__name__)
 
 # Messages keep arriving while a migration runs only in a race with a reconnect; a few passes
 # settle it, each one idempotent.
 MAX_PASSES = 5
+# Messages per transaction when a migration takes many conversations: big enough for COPY's
+# speed, small enough that reading the next chunk from Redis overlaps writing this one.
+CHUNK_MESSAGES = 20_000
 
 
 class MigrationStatus(Enum):
@@ -52,60 +56,15 @@ class ConversationMigrator:
     def migrate_many(
         self, requests: Sequence[tuple[str, int | None]], *, force: bool = False
     ) -> list[MigrationOutcome]:
-        """Migrate many conversations with one PostgreSQL transaction and a few Redis round
-        trips per pass, whatever their number. Each is checked against its generation."""
+        """Migrate many conversations, each checked against its generation: a PostgreSQL
+        transaction per chunk of about CHUNK_MESSAGES messages, the next chunk read from Redis
+        while the last one is written, so reading and writing overlap."""
         outcomes: dict[str, MigrationOutcome] = {}
         pending = list(requests)
         for _ in range(MAX_PASSES):
             if not pending:
                 break
-            loads = self.active.load_for_migration([cid for cid, _ in pending])
-            batch = []
-            for (conversation_id, generation), load in zip(pending, loads, strict=True):
-                if load is None:
-                    # Not active: never was, or an earlier pass (or run) migrated it.
-                    outcomes.setdefault(
-                        conversation_id,
-                        MigrationOutcome(MigrationStatus.NOT_ACTIVE, conversation_id),
-                    )
-                    continue
-                state = load.session
-                if not force and (
-                    state is None or state.generation != generation or state.closed_at is None
-                ):
-                    outcomes[conversation_id] = MigrationOutcome(
-                        MigrationStatus.STALE, conversation_id
-                    )
-                    continue
-                closed = replace(
-                    load.conversation,
-                    status=ConversationStatus.CLOSED,
-                    closed_at=(state.closed_at if state else None) or now_timestamp(),
-                    summary=load.summary.text if load.summary else None,
-                    summary_through=load.summary.through if load.summary else None,
-                )
-                batch.append((closed, load.messages, load.session))
-            pending = []
-            if not batch:
-                break
-            self.repository.store_conversations(
-                [(c, m, summarise_conversation(m, c.closed_at)) for c, m, _ in batch]
-            )
-            # Redis keys go only after the commit, and only where no message came in meanwhile;
-            # those that changed go round again (every step is idempotent).
-            finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])
-            retry = []
-            for (conversation, history, state), done in zip(batch, finished, strict=True):
-                if not done:
-                    retry.append((conversation.id, state.generation if state else None))
-                    continue
-                if state is not None:
-                    self.active.release_session(
-                        conversation.session_id, conversation.id, state.generation
-                    )
-                outcomes[conversation.id] = MigrationOutcome(
-                    MigrationStatus.MIGRATED, conversation.id, len(history), conversation.closed_at
-                )
+            retry = self._pass(pending, force, outcomes)
             if retry:
                 # The messages that arrived bumped nothing we check again: migrate as found.
                 force = True
@@ -122,6 +81,98 @@ class ConversationMigrator:
                 sum(o.messages for o in migrated),
             )
         return [outcomes[conversation_id] for conversation_id, _ in requests]
+
+    def _pass(
+        self,
+        pending: list[tuple[str, int | None]],
+        force: bool,
+        outcomes: dict[str, MigrationOutcome],
+    ) -> list[tuple[str, int | None]]:
+        chunks = self._chunks(pending)
+        retry: list[tuple[str, int | None]] = []
+        if len(chunks) == 1:
+            loads = self.active.load_for_migration([cid for cid, _ in chunks[0]])
+            return self._migrate_chunk(chunks[0], loads, force, outcomes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-read") as reader:
+            next_loads = reader.submit(self.active.load_for_migration,
+                                       [cid for cid, _ in chunks[0]])
+            for index, chunk in enumerate(chunks):
+                loads = next_loads.result()
+                if index + 1 < len(chunks):
+                    next_loads = reader.submit(self.active.load_for_migration,
+                                               [cid for cid, _ in chunks[index + 1]])
+                retry += self._migrate_chunk(chunk, loads, force, outcomes)
+        return retry
+
+    def _chunks(
+        self, pending: list[tuple[str, int | None]]
+    ) -> list[list[tuple[str, int | None]]]:
+        """Consecutive requests of about CHUNK_MESSAGES messages each (one at least)."""
+        if len(pending) == 1:
+            return [pending]
+        counts = self.active.message_counts([cid for cid, _ in pending])
+        chunks: list[list[tuple[str, int | None]]] = [[]]
+        size = 0
+        for request, count in zip(pending, counts, strict=True):
+            if chunks[-1] and size + count > CHUNK_MESSAGES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(request)
+            size += count
+        return chunks
+
+    def _migrate_chunk(
+        self,
+        chunk: list[tuple[str, int | None]],
+        loads: list[MigrationLoad | None],
+        force: bool,
+        outcomes: dict[str, MigrationOutcome],
+    ) -> list[tuple[str, int | None]]:
+        """Store one chunk in one transaction; the conversations to try again."""
+        batch = []
+        for (conversation_id, generation), load in zip(chunk, loads, strict=True):
+            if load is None:
+                # Not active: never was, or an earlier pass (or run) migrated it.
+                outcomes.setdefault(
+                    conversation_id,
+                    MigrationOutcome(MigrationStatus.NOT_ACTIVE, conversation_id),
+                )
+                continue
+            state = load.session
+            if not force and (
+                state is None or state.generation != generation or state.closed_at is None
+            ):
+                outcomes[conversation_id] = MigrationOutcome(MigrationStatus.STALE, conversation_id)
+                continue
+            closed = replace(
+                load.conversation,
+                status=ConversationStatus.CLOSED,
+                closed_at=(state.closed_at if state else None) or now_timestamp(),
+                summary=load.summary.text if load.summary else None,
+                summary_through=load.summary.through if load.summary else None,
+            )
+            batch.append((closed, load.messages, load.session))
+        if not batch:
+            return []
+        self.repository.store_conversations(
+            [(c, m, summarise_conversation(m, c.closed_at)) for c, m, _ in batch]
+        )
+        # Redis keys go only after the commit, and only where no message came in meanwhile;
+        # those that changed go round again (every step is idempotent).
+        finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])
+        retry = []
+        for (conversation, history, state), done in zip(batch, finished, strict=True):
+            if not done:
+                retry.append((conversation.id, state.generation if state else None))
+                continue
+            if state is not None:
+                self.active.release_session(
+                    conversation.session_id, conversation.id, state.generation
+                )
+            outcomes[conversation.id] = MigrationOutcome(
+                MigrationStatus.MIGRATED, conversation.id, len(history), conversation.closed_at
+            )
+        return retry
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,9 @@ class ActiveStore(Protocol):
 
     def message_count(self, conversation_id: str) -> int: ...
 
+    def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:
+        """Many conversations' message counts in one round trip."""
+
     def summary(self, conversation_id: str) -> Summary | None: ...
 
     def save_summary(self, conversation_id: str, summary: Summary) -> bool:

@@ -58,3 +58,24 @@ def test_save_direct_is_idempotent(repository) -> None:
     second = repository.save_direct(conversation, history[0], False)
     assert first == (conversation.id, True)
     assert second == (conversation.id, False)
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["copied straight", "through staging"])
+def test_copy_keeps_every_character(repository, fresh: bool) -> None:
+    """The hand-written COPY text escapes what its format needs, and nothing else."""
+    conversation = Conversation(uuid.uuid4().hex, "acme", f"s-{uuid.uuid4().hex[:8]}", "bot",
+                                "2026-01-01T00:00:00.000000Z", ConversationStatus.CLOSED)
+    tricky = ["tab\there", "new\nline", "back\\slash", "\\N", "carriage\rreturn", "ñandú 😀 €",
+              "", "  spaces  ", "\\t literally", "end\\"]
+    history = [Message(f"t{i}", Role.USER, text, f"2026-01-01T00:00:{i:02d}.000000Z", 3,
+                       "cl100k_base", name="tool\tname" if i == 2 else None,
+                       metadata={"note": text, "quote": '"q"', "nested": {"a": [1, "\\n"]}},
+                       agent_id="agent\\x" if i == 3 else None)
+               for i, text in enumerate(tricky)]
+    if not fresh:  # the conversation exists already: the staging path
+        repository.store_conversations([(conversation, history[:1],
+                                         summarise_conversation(history[:1]))])
+    repository.store_conversations([(conversation, history, summarise_conversation(history))])
+    stored = repository.messages(conversation.id)
+    assert [(m.id, m.content, m.name, m.agent_id, m.metadata, m.created_at) for m in stored] == [
+        (m.id, m.content, m.name, m.agent_id, m.metadata, m.created_at) for m in history]

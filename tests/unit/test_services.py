@@ -122,6 +122,38 @@ def test_migration_moves_everything_and_is_idempotent(saver, active, repository)
     assert active.session_conversation("acme", "s-1") is None
 
 
+def test_a_large_migration_goes_in_chunks_reading_ahead(
+    saver, active, repository, monkeypatch
+) -> None:
+    """Chunks of about CHUNK_MESSAGES messages (3 here), the next read while one is written:
+    every conversation whole, each once, a stale one skipped, an unknown one reported."""
+    import conversation.services.migration as migration
+
+    monkeypatch.setattr(migration, "CHUNK_MESSAGES", 3)
+    sessions, _ = lifecycle(active)
+    requests, expected = [], {}
+    for s in range(5):
+        for i in range(s + 1):  # 1 to 5 messages: chunks of several and of one
+            conversation_id = saver.save(message(f"s{s} m{i}", session_id=f"big-{s}",
+                                                 message_id=f"big-{s}-{i}")).conversation_id
+        closed = sessions.close("acme", f"big-{s}")
+        requests.append((conversation_id, closed.generation))
+        expected[conversation_id] = [f"s{s} m{i}" for i in range(s + 1)]
+    stale_id, stale_generation = requests[1]
+    requests[1] = (stale_id, stale_generation - 1)  # reopened since: must not move
+    requests.append(("no-such-conversation", 1))
+    outcomes = ConversationMigrator(active, repository).migrate_many(requests)
+    statuses = [o.status for o in outcomes]
+    assert statuses == [MigrationStatus.MIGRATED, MigrationStatus.STALE] + [
+        MigrationStatus.MIGRATED] * 3 + [MigrationStatus.NOT_ACTIVE]
+    for (conversation_id, _), outcome in zip(requests, outcomes, strict=False):
+        if outcome.status is MigrationStatus.MIGRATED:
+            assert [m.content for m in repository.messages(conversation_id)] == expected[
+                conversation_id]
+            assert active.get_conversation(conversation_id) is None
+    assert repository.messages(stale_id) == [] and active.get_conversation(stale_id)
+
+
 @pytest.mark.parametrize("reconnect", ["session_opened", "new_message"])
 def test_a_reconnect_within_the_grace_cancels_the_migration(
     saver, active, repository, reconnect
