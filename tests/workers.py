@@ -64,6 +64,7 @@ def running_worker(
     name: str = "test",
     app_module: str = "tasks.app",
     extra_env: dict[str, str] | None = None,
+    pool: str = "prefork",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a worker, wait until it answers a ping, and always stop it."""
     app = producer(settings)
@@ -71,7 +72,7 @@ def running_worker(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app_module, "worker", "--loglevel", "INFO",
-             "--pool", "prefork", "--concurrency", str(concurrency), "-Q", ",".join(queues),
+             "--pool", pool, "--concurrency", str(concurrency), "-Q", ",".join(queues),
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=PROJECT_ROOT, env={**settings_env(settings), **(extra_env or {})}, stdout=log,
             stderr=subprocess.STDOUT,
