@@ -183,6 +183,10 @@ def _active_hit(conversation: Any, message: Any, folded: str,
     are recomputed on the snippet itself."""
     first = min(folded.find(word) for word in words)
     start = max(0, first - SNIPPET_CHARS // 3)
+    if start > 0:
+        # Begin at a word: the first space after the cut, unless that skips the match.
+        space = message.content.find(" ", start, first)
+        start = space + 1 if space >= 0 else start
     snippet = message.content[start:start + SNIPPET_CHARS]
     folded_snippet = _fold(snippet)
     spans = []
