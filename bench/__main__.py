@@ -406,7 +406,7 @@ def bench_migration(servers: Servers, n: int) -> None:
                ">= 100,000 msg/s and >= 4x the ORM", ours >= 100_000 and ours >= 4 * orm_rate))
 
 
-def write_markdown(path: Path, n: int) -> None:
+def write_markdown(path: Path, n: int, partial: bool) -> None:
     lines = [
         "# Benchmarks",
         "",
@@ -424,7 +424,8 @@ def write_markdown(path: Path, n: int) -> None:
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
         fresh[row.area] = f"| {row.area} | {row.ours} | {row.anchor} | {ratio} | {row.target} | {met} |"
     # A partial run (--only) replaces its own rows and keeps the others' last figures.
-    kept = [line for line in _table_rows(path) if line.split(" | ")[0][2:] not in fresh]
+    kept = [line for line in _table_rows(path) if line.split(" | ")[0][2:] not in fresh] \
+        if partial else []
     lines += kept + list(fresh.values())
     if kept:
         lines += ["", "Rows from earlier runs are kept when a run measures only some sections "
@@ -473,7 +474,7 @@ def main() -> None:
             SECTIONS[name](servers, ns.n)
     finally:
         servers.stop()
-    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n)
+    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, partial=bool(ns.only))
     print("wrote BENCHMARKS.md", file=sys.stderr)
 
 

@@ -214,6 +214,7 @@ def bench_stats(servers: Any, n: int, report: Callable[..., None], row: Callable
     raw = concurrent_latencies(CLIENTS, RAW_PER_CLIENT, sql_client)
     with engine.begin() as connection:  # leave the database as the next section expects it
         connection.execute(text(f"DELETE FROM conversations WHERE tenant_id = '{TENANT}'"))
+        connection.execute(text(f"DELETE FROM messages WHERE tenant_id = '{TENANT}'"))
         connection.execute(text("DELETE FROM search_pending WHERE conversation_id LIKE 'bc%'"))
     container.close()
     p50, p99 = percentile(endpoint, 0.5), percentile(endpoint, 0.99)

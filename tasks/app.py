@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-
 from typing import Any
 
 from celery import Celery, signals
@@ -20,7 +19,6 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 app = Celery("conversation")
 app.config_from_object("tasks.celeryconfig")
 app.autodiscover_tasks(["tasks"], related_name="conversation_tasks", force=True)
-
 
 
 @signals.setup_logging.connect
