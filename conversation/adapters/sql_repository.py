@@ -155,6 +155,30 @@ def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str
     }
 
 
+def _conversation_upsert() -> Any:
+    statement = insert(conversations)
+    keep = ("id", "tenant_id", "session_id", "created_at")
+    return statement.on_conflict_do_update(
+        index_elements=[conversations.c.id],
+        set_={c.name: statement.excluded[c.name] for c in conversations.c if c.name not in keep},
+    ).returning(
+        # xmax = 0 on a returned row: this statement inserted it (it did not exist).
+        conversations.c.id, literal_column("xmax = 0"), sort_by_parameter_order=True
+    )
+
+
+def _stats_upsert() -> Any:
+    statement = insert(conversation_stats)
+    return statement.on_conflict_do_update(
+        index_elements=[conversation_stats.c.conversation_id],
+        set_={c.name: statement.excluded[c.name] for c in conversation_stats.c
+              if c.name != "conversation_id"},
+    )
+
+
+CONVERSATION_UPSERT = _conversation_upsert()
+STATS_UPSERT = _stats_upsert()
+
 _ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
 
 MESSAGE_COLUMNS = (
@@ -266,14 +290,7 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
         .where(conversations.c.id == conversation_id)
         .values(message_count=stats.message_count, last_message_at=_ts(stats.ended_at))
     )
-    stats_row = _stats_row(_conversation(row), stats)
-    stmt = insert(conversation_stats).values(stats_row)
-    connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[conversation_stats.c.conversation_id],
-            set_={k: stmt.excluded[k] for k in stats_row if k != "conversation_id"},
-        )
-    )
+    connection.execute(STATS_UPSERT, [_stats_row(_conversation(row), stats)])
 
 
 class SqlHistory:
@@ -374,28 +391,16 @@ class SqlRepository:
             }
             for conversation, _, stats in batch
         ]
-        upsert = insert(conversations).values(rows)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[conversations.c.id],
-            set_={
-                k: upsert.excluded[k]
-                for k in rows[0]
-                if k not in ("id", "tenant_id", "session_id", "created_at")
-            },
-        )
         stats_rows = [_stats_row(conversation, stats) for conversation, _, stats in batch]
-        stats_upsert = insert(conversation_stats).values(stats_rows)
-        stats_upsert = stats_upsert.on_conflict_do_update(
-            index_elements=[conversation_stats.c.conversation_id],
-            set_={k: stats_upsert.excluded[k] for k in stats_rows[0] if k != "conversation_id"},
-        )
-        # xmax = 0 on a returned row: this statement inserted it (it did not exist).
-        upsert = upsert.returning(conversations.c.id, literal_column("xmax = 0"))
         with self.engine.begin() as connection:
-            new_ids = {row[0] for row in connection.execute(upsert) if row[1]}
+            # Statements built once and given the rows as parameters: SQLAlchemy compiles
+            # them once per process (a VALUES list built per call was compiled per call, the
+            # larger part of migrating one short conversation).
+            upserted = connection.execute(CONVERSATION_UPSERT, rows)
+            new_ids = {row[0] for row in upserted if row[1]}
             if any(history for _, history, _ in batch):
                 copy_messages(connection, batch, new_ids)
-            connection.execute(stats_upsert)
+            connection.execute(STATS_UPSERT, stats_rows)
             absorb_outage_conversations(connection, [c for c, _, _ in batch])
 
     def append_message(self, conversation_id: str, message: Message) -> bool:
