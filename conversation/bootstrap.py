@@ -157,8 +157,12 @@ class Container:
             self.repository,
             self.tokenizer,
             summariser,
-            RedisLocks(self.redis, self.settings.redis_key_prefix),
+            self.locks,
         )
+
+    @cached_property
+    def locks(self) -> RedisLocks:
+        return RedisLocks(self.redis, self.settings.redis_key_prefix)
 
     @cached_property
     def sessions(self) -> SessionLifecycle:
@@ -180,6 +184,7 @@ class Container:
             self.migrator,
             self.settings.session_grace_seconds,
             idle_seconds=self.settings.idle_timeout_seconds,
+            locks=self.locks,
         )
 
     @cached_property

@@ -37,25 +37,34 @@ class SessionLifecycle:
         self, tenant_id: str, session_id: str, closed_at: str | None = None
     ) -> ClosedSession | None:
         moment = utc_timestamp(parse_timestamp(closed_at)) if closed_at else now_timestamp()
-        if self.repository is not None:
-            # Messages written to PostgreSQL during a Redis outage: their conversation ends
-            # with the session (a Redis conversation of the session absorbs it on migration).
-            # Best effort: PostgreSQL being down must not stop the close in Redis.
-            try:
-                self.repository.close_active(tenant_id, session_id, moment)
-            except Exception as exc:
-                log.warning("could not close %s's outage conversations: %s", session_id, exc)
-        # With Redis down this raises (a ConnectionError): the task retries with backoff, and
-        # dead-letters for a replay if Redis stays down. Dropping the close would strand the
-        # session's conversation in Redis until the idle sweep.
-        closed = self.active.close_session(tenant_id, session_id, moment)
+        try:
+            closed = self.active.close_session(tenant_id, session_id, moment)
+        except ActiveStoreUnavailable:
+            # Redis is down: the session's messages are in PostgreSQL now, close those; the
+            # task retries (and dead-letters for a replay if Redis stays down), since dropping
+            # the close would strand the Redis conversation until the idle sweep.
+            self._close_outage_conversations(tenant_id, session_id, moment)
+            raise
         if closed is None:
+            # No conversation in Redis: whatever the session has is in PostgreSQL (written
+            # during an outage), and ends with the session. With one in Redis, its migration
+            # takes those over (absorb), so the common close touches no database.
+            self._close_outage_conversations(tenant_id, session_id, moment)
             log.info("session %s has no active conversation: nothing to migrate", session_id)
             return None
         self.scheduler.schedule_migration(
             closed.conversation_id, closed.generation, countdown=self.grace_seconds
         )
         return closed
+
+    def _close_outage_conversations(self, tenant_id: str, session_id: str, moment: str) -> None:
+        if self.repository is None:
+            return
+        # Best effort: PostgreSQL being down must not stop the close in Redis.
+        try:
+            self.repository.close_active(tenant_id, session_id, moment)
+        except Exception as exc:
+            log.warning("could not close %s's outage conversations: %s", session_id, exc)
 
     def open(self, tenant_id: str, session_id: str) -> bool:
         """A reconnect: True when it cancelled a pending migration."""
