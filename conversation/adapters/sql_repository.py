@@ -196,9 +196,9 @@ def copy_messages(
 
     A conversation whose row this transaction created (`new_ids`) can have no message rows
     yet (they are only ever written with or after their conversation's), so its messages are
-    copied straight into `messages`. The others
-    (a migration run again, say) go through a staging table and `INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING`: COPY's speed, with the idempotency COPY alone cannot give.
+    copied straight into `messages`. The others (a migration run again, say) go through a
+    staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING`: COPY's speed, with the
+    idempotency COPY alone cannot give.
     """
     cursor = connection.connection.driver_connection.cursor()
     columns = ", ".join(MESSAGE_COLUMNS)
