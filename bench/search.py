@@ -55,15 +55,12 @@ def p50_ms(work: Callable[[], Any]) -> float:
 
 def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callable[..., Any]) -> None:
     from conversation.bootstrap import Container
+    from bench.stats import seed
     from conversation.search import ConversationSearch, SearchFilters
 
     container = Container(servers.settings())
     engine = container.engine
-    began = time.perf_counter()
-    with engine.begin() as connection:
-        for statement in SEED:
-            connection.execute(text(statement))
-    seeded = time.perf_counter() - began
+    seeded = seed(engine, SEED)
     began = time.perf_counter()
     assert container.search_indexer.index_pending(max_passes=100) >= CONVERSATIONS
     indexing = time.perf_counter() - began

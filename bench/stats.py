@@ -97,6 +97,15 @@ RAW_AGGREGATE = text(f"""
 """)
 
 
+def seed(engine: Any, statements: list[str]) -> float:
+    """Run the seeding statements in one transaction; the seconds it took."""
+    began = time.perf_counter()
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    return time.perf_counter() - began
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -152,11 +161,7 @@ def bench_stats(servers: Any, n: int, report: Callable[..., None], row: Callable
     settings = servers.settings()
     container = Container(settings)
     engine = container.engine
-    began = time.perf_counter()
-    with engine.begin() as connection:
-        for statement in SEED:
-            connection.execute(text(statement))
-    seeded = time.perf_counter() - began
+    seeded = seed(engine, SEED)
     began = time.perf_counter()
     container.statistics.aggregate()
     rollup_seconds = time.perf_counter() - began
