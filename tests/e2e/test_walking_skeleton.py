@@ -20,7 +20,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stack(settings: Settings, test_var_dir: Path, request: pytest.FixtureRequest):  # noqa: ANN201
+def stack(broker_settings: Settings, test_var_dir: Path, request: pytest.FixtureRequest):  # noqa: ANN201
+    """A worker on the Redis broker, and on RabbitMQ where one runs (see conftest)."""
+    settings = broker_settings
     log = test_var_dir / f"worker-{request.node.name}.log"
     container = Container(settings)
     app = producer(settings)
@@ -45,6 +47,9 @@ def test_save_context_close_migrate_and_read_through_the_api(
     stack, test_var_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     app, container = stack
+    # The run shares one database: a tenant and session of this test's own (per broker).
+    tenant = f"skeleton-{container.settings.redis_key_prefix.strip(':')}"
+    session = f"{tenant}-ws-1"
     turns = [
         ("system", "You are the support agent of ACME."),
         ("user", "Where is my order 1042?"),
@@ -55,7 +60,7 @@ def test_save_context_close_migrate_and_read_through_the_api(
     for i, (role, content) in enumerate(turns):
         app.send_task(
             "conversation.save_message",
-            kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "agent_id": "support-bot",
+            kwargs={"tenant_id": tenant, "session_id": session, "agent_id": "support-bot",
                     "role": role, "content": content, "message_id": f"m-{i}",
                     "created_at": f"2026-11-24T10:00:{i:02d}Z"},
             queue="conversation.save",
@@ -63,13 +68,13 @@ def test_save_context_close_migrate_and_read_through_the_api(
     # A redelivered duplicate changes nothing (whichever copy a worker runs first).
     app.send_task(
         "conversation.save_message",
-        kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "agent_id": "support-bot",
+        kwargs={"tenant_id": tenant, "session_id": session, "agent_id": "support-bot",
                 "role": "user", "content": "Where is my order 1042?", "message_id": "m-1",
                 "created_at": "2026-11-24T10:00:01Z"},
         queue="conversation.save",
     )
     conversation_id = wait_until(
-        lambda: container.active_store.session_conversation("skeleton", "ws-1"),
+        lambda: container.active_store.session_conversation(tenant, session),
         what="the session's conversation",
     )
     wait_until(lambda: container.active_store.message_count(conversation_id) == 5,
@@ -77,7 +82,7 @@ def test_save_context_close_migrate_and_read_through_the_api(
 
     context = app.send_task(
         "conversation.get_context",
-        kwargs={"tenant_id": "skeleton", "session_id": "ws-1", "model": "gpt-4", "max_tokens": 40},
+        kwargs={"tenant_id": tenant, "session_id": session, "model": "gpt-4", "max_tokens": 40},
         queue="conversation.context",
     ).get(timeout=30)
     assert context["conversation_id"] == conversation_id
@@ -88,7 +93,7 @@ def test_save_context_close_migrate_and_read_through_the_api(
     assert context["tokens"] <= 40 or len(context["messages"]) == 1
 
     app.send_task("conversation.session_closed",
-                  kwargs={"tenant_id": "skeleton", "session_id": "ws-1"},
+                  kwargs={"tenant_id": tenant, "session_id": session},
                   queue="conversation.sessions")
     wait_until(lambda: persisted_messages(container, conversation_id) == [c for _, c in turns],
                timeout=30, what="the conversation in PostgreSQL")
@@ -102,26 +107,26 @@ def test_save_context_close_migrate_and_read_through_the_api(
     # The same context from PostgreSQL.
     from_postgres = app.send_task(
         "conversation.get_context",
-        kwargs={"tenant_id": "skeleton", "conversation_id": conversation_id, "model": "gpt-4",
+        kwargs={"tenant_id": tenant, "conversation_id": conversation_id, "model": "gpt-4",
                 "max_tokens": 40},
         queue="conversation.context",
     ).get(timeout=30)
     assert from_postgres["messages"] == context["messages"]
 
     client = create_app(container=container).test_client()
-    key = container.api_keys.create("skeleton")
+    key = container.api_keys.create(tenant)
     headers = {"Authorization": f"Bearer {key}"}
     full = client.get(f"/api/conversations/{conversation_id}/full", headers=headers)
     assert full.status_code == 200
     assert full.json["tier"] == "postgres"
     assert [m["content"] for m in full.json["messages"]] == [c for _, c in turns]
-    listed = client.get("/api/conversations/list/skeleton?status=closed", headers=headers).json
+    listed = client.get(f"/api/conversations/list/{tenant}?status=closed", headers=headers).json
     assert [item["id"] for item in listed["items"]] == [conversation_id]
     # What beat does every minute, sent by name through the broker.
     app.send_task("conversation.aggregate_stats", kwargs={}, queue="conversation.stats")
 
     def rolled_up() -> dict | None:
-        answer = client.get("/api/conversations/stats/skeleton", headers=headers).json
+        answer = client.get(f"/api/conversations/stats/{tenant}", headers=headers).json
         return answer if answer["totals"]["conversations"] else None
 
     stats = wait_until(rolled_up, what="the statistics rollup")
@@ -160,12 +165,13 @@ def test_save_context_close_migrate_and_read_through_the_api(
 
 def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -> None:
     app, container = stack
+    session = f"ws-2-{container.settings.redis_key_prefix.strip(':')}"  # this test's own
     app.send_task("conversation.save_message",
-                  kwargs={"tenant_id": "skeleton:evil", "session_id": "ws-2", "agent_id": "a",
+                  kwargs={"tenant_id": "skeleton:evil", "session_id": session, "agent_id": "a",
                           "role": "wizard", "content": 42},
                   queue="conversation.save")
     app.send_task("conversation.save_message",
-                  kwargs={"tenant_id": "skeleton", "session_id": "ws-2", "agent_id": "a",
+                  kwargs={"tenant_id": "skeleton", "session_id": session, "agent_id": "a",
                           "role": "user", "content": "still here"},
                   queue="conversation.save")
 
@@ -174,7 +180,7 @@ def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -
             return connection.execute(
                 select(dead_letters).where(
                     dead_letters.c.task_name == "conversation.save_message",
-                    dead_letters.c.kwargs["session_id"].astext == "ws-2",
+                    dead_letters.c.kwargs["session_id"].astext == session,
                 )
             ).all()
 
@@ -192,7 +198,7 @@ def test_an_invalid_payload_is_dead_lettered_and_the_worker_keeps_going(stack) -
     assert set(reasons) == {"tenant_id", "role", "content"}
     assert rows[0].attempts == 1 and rows[0].queue == "conversation.save"
     conversation_id = wait_until(
-        lambda: container.active_store.session_conversation("skeleton", "ws-2"),
+        lambda: container.active_store.session_conversation("skeleton", session),
         what="the valid message")
     assert [m.content for m in container.active_store.messages(conversation_id)] == ["still here"]
 
