@@ -184,7 +184,6 @@ class Container:
             self.migrator,
             self.settings.session_grace_seconds,
             idle_seconds=self.settings.idle_timeout_seconds,
-            locks=self.locks,
         )
 
     @cached_property

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -10,7 +9,7 @@ from enum import Enum
 
 from conversation.domain.messages import ConversationStatus, now_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
-from conversation.services.ports import ActiveStore, Locks, MigrationLoad, Repository
+from conversation.services.ports import ActiveStore, MigrationLoad, Repository
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +19,6 @@ MAX_PASSES = 5
 # Messages per transaction when a migration takes many conversations: big enough for COPY's
 # speed, small enough that reading the next chunk from Redis overlaps writing this one.
 CHUNK_MESSAGES = 20_000
-# The lead migration task's lock: longer than its drain, so it never lapses mid-batch.
-LEADER_LOCK = "migration-leader"
-LEADER_SECONDS = 90
-DRAIN_SECONDS = 60
 
 
 class MigrationStatus(Enum):
@@ -31,7 +26,6 @@ class MigrationStatus(Enum):
     NOT_ACTIVE = "not_active"  # already migrated, or never existed: nothing to do
     STALE = "stale"  # the session reconnected after the close that scheduled this
     BUSY = "busy"  # messages kept arriving; try again later
-    DEFERRED = "deferred"  # another task is migrating the due conversations, this one with them
 
 
 @dataclass(frozen=True)
@@ -205,9 +199,7 @@ class DueMigrations:
         grace_seconds: float,
         idle_seconds: float = 24 * 3600,
         batch_size: int = 200,
-        locks: Locks | None = None,
     ) -> None:
-        self.locks = locks
         self.active = active
         self.migrator = migrator
         self.grace_seconds = grace_seconds
@@ -228,56 +220,10 @@ class DueMigrations:
         return requests
 
     def migrate_with_due(self, conversation_id: str, generation: int) -> MigrationOutcome:
-        """The timer's own conversation, plus every other one already due.
-
-        One task at a time leads (a short lock): it migrates what is due in batches until
-        nothing is, and the timers that fire meanwhile leave their conversation to it (it is
-        due, so the leader takes it). Without that, a burst of closes became one transaction
-        per conversation, each timer firing as soon as its own grace ran out."""
-        if self.locks is None:
-            return self._with_due(conversation_id, generation)
-        token = self.locks.acquire(LEADER_LOCK, LEADER_SECONDS)
-        if token is None:
-            return MigrationOutcome(MigrationStatus.DEFERRED, conversation_id)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        try:
-            own = self._with_due(conversation_id, generation)
-            self._drain(deadline)
-        finally:
-            self.locks.release(LEADER_LOCK, token)
-        # A timer that found the lock taken left its conversation to us, due by then: one
-        # more look after letting go catches it (unless a new leader already has).
-        while time.monotonic() < deadline and self._due_now():
-            token = self.locks.acquire(LEADER_LOCK, LEADER_SECONDS)
-            if token is None:
-                break
-            try:
-                if self._drain(deadline) == 0:
-                    break  # only conversations still receiving messages: the sweep retries
-            finally:
-                self.locks.release(LEADER_LOCK, token)
-        return own
-
-    def _with_due(self, conversation_id: str, generation: int) -> MigrationOutcome:
-        others = [r for r in self._due_now() if r[0] != conversation_id]
+        """The timer's own conversation, plus the others already due."""
+        now = parse_timestamp(now_timestamp()).timestamp()
+        others = [r for r in self.due(now - self.grace_seconds) if r[0] != conversation_id]
         return self.migrator.migrate_many([(conversation_id, generation), *others])[0]
-
-    def _due_now(self) -> list[tuple[str, int | None]]:
-        return self.due(parse_timestamp(now_timestamp()).timestamp() - self.grace_seconds)
-
-    def _drain(self, deadline: float) -> int:
-        """Migrate due batches until none is left (or none moves); how many moved."""
-        moved = 0
-        while time.monotonic() < deadline:
-            requests = self._due_now()
-            if not requests:
-                break
-            done = sum(o.status is MigrationStatus.MIGRATED
-                       for o in self.migrator.migrate_many(requests))
-            if done == 0:
-                break
-            moved += done
-        return moved
 
     def sweep(self, now: str | None = None, margin_seconds: float | None = None) -> SweepReport:
         """Migrate what has been due for longer than a margin (one more grace period by

@@ -202,36 +202,20 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
     assert sweeper.sweep(now="2026-01-01T12:00:00Z").checked == 0
 
 
-def test_one_migration_task_leads_and_takes_every_due_conversation(
-    saver, active, repository
-) -> None:
-    """A burst of closes: the first timer to fire leads and migrates every due conversation
-    in batches; a timer that fires while another leads leaves its conversation to it."""
-    from conversation.adapters.redis_store import RedisLocks
-    from conversation.services.migration import LEADER_LOCK
-
-    locks = RedisLocks(active.client, active.keys.prefix)
+def test_a_migration_timer_takes_every_due_conversation_along(saver, active, repository) -> None:
+    """A burst of closes: the first timer to fire migrates every conversation already due in
+    one batch; the others' timers then find nothing to do."""
     sessions, scheduler = lifecycle(active)
     for s in range(5):
         saver.save(message(f"burst {s}", session_id=f"burst-{s}"))
         sessions.close("acme", f"burst-{s}", closed_at="2026-01-01T10:00:00Z")  # long due
     timers = scheduler.scheduled[-5:]
-    due = DueMigrations(active, ConversationMigrator(active, repository), 30, locks=locks)
-
-    other_leader = locks.acquire(LEADER_LOCK, 60)
-    assert other_leader is not None
-    deferred = due.migrate_with_due(timers[0][0], timers[0][1])
-    assert deferred.status is MigrationStatus.DEFERRED
-    assert repository.get_conversation(timers[0][0]) is None  # left to the leader
-    locks.release(LEADER_LOCK, other_leader)
-
-    led = due.migrate_with_due(timers[2][0], timers[2][1])
-    assert led.status is MigrationStatus.MIGRATED
-    for conversation_id, _, _ in timers:  # all five, in the leader's run
+    due = DueMigrations(active, ConversationMigrator(active, repository), 30)
+    assert due.migrate_with_due(timers[2][0], timers[2][1]).status is MigrationStatus.MIGRATED
+    for conversation_id, _, _ in timers:
         assert repository.get_conversation(conversation_id) is not None
         assert active.get_conversation(conversation_id) is None
     assert due.migrate_with_due(timers[4][0], timers[4][1]).status is MigrationStatus.NOT_ACTIVE
-    assert locks.acquire(LEADER_LOCK, 1) is not None  # the leader let go
 
 
 def test_a_message_written_before_the_close_but_delivered_after_goes_along(
