@@ -6,6 +6,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from conversation.domain.messages import IDENTIFIER_PATTERN
+from conversation.views import GROUPS
 
 MAX_PAGE = 200
 
@@ -30,7 +31,7 @@ class RangeQuery(QuerySchema):
 
 
 class StatsQuery(RangeQuery):
-    group_by = fields.String(load_default="day", validate=validate.OneOf(("day", "week", "month")))
+    group_by = fields.String(load_default="day", validate=validate.OneOf(GROUPS))
 
 
 class AgentStatsQuery(StatsQuery):

@@ -134,7 +134,3 @@ class SqlStatistics:
                         in counts.items()
                     ],
                 )
-
-    def pending_changes(self) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(stats_changes)) or 0)
