@@ -183,6 +183,7 @@ class Container:
             self.active_store,
             self.migrator,
             self.settings.session_grace_seconds,
+            self.locks,
             idle_seconds=self.settings.idle_timeout_seconds,
         )
 

@@ -128,12 +128,19 @@ def session_opened(self: DomainTask, **kwargs: Any) -> None:
 def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
     """Move a closed conversation to PostgreSQL, unless its session moved on (idempotent)."""
     payload = validated(MigrateConversationSchema(), kwargs)
-    outcome = container().due_migrations.migrate_with_due(
+    outcomes = container().due_migrations.migrate_when_ready(
         payload["conversation_id"], payload["generation"]
     )
-    log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
-    if outcome.status.value != "migrated":  # migrations themselves are counted as they land
-        MIGRATIONS.labels(outcome.status.value).inc()
+    if not outcomes:
+        log.info("migration of %s: left to the running migration lead", payload["conversation_id"])
+    for outcome in outcomes:
+        if outcome.status.value != "migrated":  # migrations themselves are counted as they land
+            MIGRATIONS.labels(outcome.status.value).inc()
+    if len(outcomes) == 1:
+        log.info("migration of %s: %s", outcomes[0].conversation_id, outcomes[0].status.value)
+    elif outcomes:
+        log.info("migration of %s: led a batch of %d conversation(s)",
+                 payload["conversation_id"], len(outcomes))
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.summarise")

@@ -291,6 +291,11 @@ class RedisKeys:
         """Sorted set: session id -> close time (epoch seconds), for the lost-timer sweep."""
         return f"{self.prefix}closed_sessions"
 
+    @property
+    def ready_migrations(self) -> str:
+        """Sorted set: "conversation_id:generation" -> when its timer fired, until migrated."""
+        return f"{self.prefix}ready_migrations"
+
     def tenant_active(self, tenant_id: str) -> str:
         return f"{self.prefix}active_conversations:{tenant_id}"
 
@@ -463,6 +468,23 @@ class RedisActiveStore:
 
     def forget_closed_session(self, session_id: str) -> None:
         self.client.zrem(self.keys.closed_sessions, session_id)
+
+    def mark_ready(self, conversation_id: str, generation: int) -> None:
+        # Identifiers never hold ':' (the contract), so the member splits back unambiguously.
+        self.client.zadd(self.keys.ready_migrations, {f"{conversation_id}:{generation}": time.time()})
+
+    def ready_migrations(self, limit: int) -> list[tuple[str, int]]:
+        """The oldest `limit` conversations whose timer fired, with the timer's generation."""
+        members = self.client.zrange(self.keys.ready_migrations, 0, limit - 1)
+        ready = []
+        for member in members:
+            conversation_id, _, generation = _text(member).rpartition(":")
+            ready.append((conversation_id, int(generation)))
+        return ready
+
+    def forget_ready(self, requests: Sequence[tuple[str, int]]) -> None:
+        if requests:
+            self.client.zrem(self.keys.ready_migrations, *(f"{c}:{g}" for c, g in requests))
 
     def open_session(self, tenant_id: str, session_id: str) -> bool:
         status = int(self._open(keys=[self.keys.session_state(session_id)], args=[tenant_id]))

@@ -136,6 +136,13 @@ class ActiveStore(Protocol):
 
     def forget_closed_session(self, session_id: str) -> None: ...
 
+    def mark_ready(self, conversation_id: str, generation: int) -> None:
+        """A migration timer fired: the conversation waits for the migration lead."""
+
+    def ready_migrations(self, limit: int) -> list[tuple[str, int]]: ...
+
+    def forget_ready(self, requests: Sequence[tuple[str, int]]) -> None: ...
+
     def message_count(self, conversation_id: str) -> int: ...
 
     def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:

@@ -7,10 +7,15 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
-from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
+from conversation.services.migration import (
+    MIGRATION_LEAD,
+    ConversationMigrator,
+    DueMigrations,
+    MigrationStatus,
+)
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
@@ -193,7 +198,7 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
     sessions.close("acme", "s-2", closed_at="2026-01-01T10:00:00Z")
     sessions.open("acme", "s-2")
     # The scheduled timers are "lost": nobody runs them. The sweep, an hour later:
-    sweeper = DueMigrations(active, ConversationMigrator(active, repository), 30)
+    sweeper = due_migrations(active, repository)
     assert sweeper.sweep(now="2026-01-01T10:00:20Z").checked == 0  # still in its grace
     report = sweeper.sweep(now="2026-01-01T11:00:00Z")
     assert (report.checked, report.migrated) == (1, 1)
@@ -202,20 +207,86 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
     assert sweeper.sweep(now="2026-01-01T12:00:00Z").checked == 0
 
 
-def test_a_migration_timer_takes_every_due_conversation_along(saver, active, repository) -> None:
-    """A burst of closes: the first timer to fire migrates every conversation already due in
-    one batch; the others' timers then find nothing to do."""
+def due_migrations(active: RedisActiveStore, repository: FakeRepository) -> DueMigrations:
+    return DueMigrations(active, ConversationMigrator(active, repository), 30,
+                         RedisLocks(active.client, prefix="unit:"))
+
+
+def burst_of_closes(saver, active, count: int) -> list[tuple[str, int, float]]:
     sessions, scheduler = lifecycle(active)
-    for s in range(5):
+    for s in range(count):
         saver.save(message(f"burst {s}", session_id=f"burst-{s}"))
-        sessions.close("acme", f"burst-{s}", closed_at="2026-01-01T10:00:00Z")  # long due
-    timers = scheduler.scheduled[-5:]
-    due = DueMigrations(active, ConversationMigrator(active, repository), 30)
-    assert due.migrate_with_due(timers[2][0], timers[2][1]).status is MigrationStatus.MIGRATED
+        sessions.close("acme", f"burst-{s}", closed_at="2026-01-01T10:00:00Z")
+    return scheduler.scheduled[-count:]
+
+
+def test_timers_that_fire_while_a_migration_runs_are_migrated_in_its_next_batch(
+    saver, active, repository
+) -> None:
+    """A burst of closes: timers firing while another worker holds the migration lead only
+    mark their conversation; the lead takes them all in one batch."""
+    timers = burst_of_closes(saver, active, 5)
+    due = due_migrations(active, repository)
+    other_worker = due.locks.acquire(MIGRATION_LEAD, 60)
+    for conversation_id, generation, _ in timers[:4]:
+        assert due.migrate_when_ready(conversation_id, generation) == []
+        assert active.get_conversation(conversation_id) is not None
+    due.locks.release(MIGRATION_LEAD, other_worker)
+    outcomes = due.migrate_when_ready(timers[4][0], timers[4][1])
+    assert sorted(o.conversation_id for o in outcomes) == sorted(t[0] for t in timers)
+    assert {o.status for o in outcomes} == {MigrationStatus.MIGRATED}
     for conversation_id, _, _ in timers:
-        assert repository.get_conversation(conversation_id) is not None
+        assert [m.content for m in repository.messages(conversation_id)] == [
+            f"burst {[t[0] for t in timers].index(conversation_id)}"]
         assert active.get_conversation(conversation_id) is None
-    assert due.migrate_with_due(timers[4][0], timers[4][1]).status is MigrationStatus.NOT_ACTIVE
+    assert active.ready_migrations(10) == []
+    # A timer delivered twice finds nothing left to do.
+    again = due.migrate_when_ready(timers[0][0], timers[0][1])
+    assert [o.status for o in again] == [MigrationStatus.NOT_ACTIVE]
+
+
+def test_a_timer_marking_while_the_lead_is_released_is_not_stranded(
+    saver, active, repository
+) -> None:
+    """The lead's holder looks again after releasing: a timer that marked its conversation
+    just before, and found the lead still taken, is migrated by that holder."""
+    first, late = burst_of_closes(saver, active, 2)
+    due = due_migrations(active, repository)
+    locks = due.locks
+
+    class LateTimerAtRelease:
+        def acquire(self, name: str, seconds: int) -> str | None:
+            return locks.acquire(name, seconds)
+
+        def release(self, name: str, token: str) -> None:
+            if active.get_conversation(late[0]) is not None and not active.ready_migrations(1):
+                # Another worker's timer: marks, finds the lead taken, leaves.
+                assert DueMigrations(active, due.migrator, 30, locks).migrate_when_ready(
+                    late[0], late[1]) == []
+            locks.release(name, token)
+
+    due.locks = LateTimerAtRelease()
+    outcomes = due.migrate_when_ready(first[0], first[1])
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (first[0], MigrationStatus.MIGRATED), (late[0], MigrationStatus.MIGRATED)]
+    assert active.get_conversation(late[0]) is None
+    assert repository.get_conversation(late[0]) is not None
+
+
+def test_a_stale_timer_in_a_batch_migrates_nothing_and_is_forgotten(
+    saver, active, repository
+) -> None:
+    timers = burst_of_closes(saver, active, 2)
+    sessions, _ = lifecycle(active)
+    assert sessions.open("acme", "burst-1") is True  # reconnected inside the grace
+    due = due_migrations(active, repository)
+    active.mark_ready(timers[1][0], timers[1][1])
+    outcomes = due.migrate_when_ready(timers[0][0], timers[0][1])
+    assert {(o.conversation_id, o.status) for o in outcomes} == {
+        (timers[0][0], MigrationStatus.MIGRATED), (timers[1][0], MigrationStatus.STALE)}
+    assert active.get_conversation(timers[1][0]) is not None
+    assert repository.get_conversation(timers[1][0]) is None
+    assert active.ready_migrations(10) == []
 
 
 def test_a_message_written_before_the_close_but_delivered_after_goes_along(
