@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 MAX_PASSES = 5
 # Messages per transaction when a migration takes many conversations: big enough for COPY's
 # speed, small enough that reading the next chunk from Redis overlaps writing this one.
-CHUNK_MESSAGES = 20_000
+CHUNK_MESSAGES = 5_000
+PARALLEL_CHUNKS = 2
 # One migration lead at a time drains the conversations whose timers fired: a lead that dies
 # holds it this long at most (a second lead meanwhile would only repeat idempotent work).
 MIGRATION_LEAD = "migration-lead"
@@ -68,8 +69,8 @@ class ConversationMigrator:
         self, requests: Sequence[tuple[str, int | None]], *, force: bool = False
     ) -> list[MigrationOutcome]:
         """Migrate many conversations, each checked against its generation: a PostgreSQL
-        transaction per chunk of about CHUNK_MESSAGES messages, the next chunk read from Redis
-        while the last one is written, so reading and writing overlap."""
+        transaction per chunk of about CHUNK_MESSAGES messages, PARALLEL_CHUNKS of them at a
+        time."""
         outcomes: dict[str, MigrationOutcome] = {}
         pending = list(requests)
         for _ in range(MAX_PASSES):
@@ -100,20 +101,19 @@ class ConversationMigrator:
         outcomes: dict[str, MigrationOutcome],
     ) -> list[tuple[str, int | None]]:
         chunks = self._chunks(pending)
-        retry: list[tuple[str, int | None]] = []
+
+        def migrate_chunk(chunk: list[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
+            loads = self.active.load_for_migration([cid for cid, _ in chunk])
+            return self._migrate_chunk(chunk, loads, force, outcomes)
+
         if len(chunks) == 1:
-            loads = self.active.load_for_migration([cid for cid, _ in chunks[0]])
-            return self._migrate_chunk(chunks[0], loads, force, outcomes)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-read") as reader:
-            next_loads = reader.submit(self.active.load_for_migration,
-                                       [cid for cid, _ in chunks[0]])
-            for index, chunk in enumerate(chunks):
-                loads = next_loads.result()
-                if index + 1 < len(chunks):
-                    next_loads = reader.submit(self.active.load_for_migration,
-                                               [cid for cid, _ in chunks[index + 1]])
-                retry += self._migrate_chunk(chunk, loads, force, outcomes)
-        return retry
+            return migrate_chunk(chunks[0])
+        # Chunks in parallel, a connection and a transaction each: while one thread decodes
+        # what Redis sent or formats COPY rows, PostgreSQL digests another's (its side is
+        # half of a chunk's time, on the other core).
+        with ThreadPoolExecutor(max_workers=PARALLEL_CHUNKS,
+                                thread_name_prefix="migration") as pool:
+            return [request for retry in pool.map(migrate_chunk, chunks) for request in retry]
 
     def _chunks(
         self, pending: list[tuple[str, int | None]]

@@ -127,10 +127,10 @@ def test_migration_moves_everything_and_is_idempotent(saver, active, repository)
     assert active.session_conversation("acme", "s-1") is None
 
 
-def test_a_large_migration_goes_in_chunks_reading_ahead(
+def test_a_large_migration_goes_in_chunks_written_in_parallel(
     saver, active, repository, monkeypatch
 ) -> None:
-    """Chunks of about CHUNK_MESSAGES messages (3 here), the next read while one is written:
+    """Chunks of about CHUNK_MESSAGES messages (3 here), two written at a time:
     every conversation whole, each once, a stale one skipped, an unknown one reported."""
     import conversation.services.migration as migration
 
