@@ -251,24 +251,29 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
     log = settings.var_dir / "bench-worker.log"
     rounds = max(100, min(1_000, n // 20))
 
-    def round_trips(name: str, kwargs: dict) -> list[float]:
-        times = []
-        for i in range(rounds + 20):
-            started = time.perf_counter()
-            result = app.send_task(name, kwargs=kwargs, queue="conversation.context")
-            result.get(timeout=30)
-            result.forget()
-            if i >= 20:  # the first ones warm the worker's processes
-                times.append((time.perf_counter() - started) * 1000)
-        return sorted(times)
+    def round_trip(name: str, kwargs: dict) -> float:
+        started = time.perf_counter()
+        result = app.send_task(name, kwargs=kwargs, queue="conversation.context")
+        result.get(timeout=30)
+        result.forget()
+        return (time.perf_counter() - started) * 1000
 
+    context_kwargs = {"tenant_id": "bench", "conversation_id": conversation_id, "window": "8k"}
+    echo: list[float] = []
+    context: list[float] = []
     # The pool a context worker runs (`conversation worker --queues conversation.context`
-    # picks threads), for the anchor and for us alike.
+    # picks threads), for the anchor and for us alike. The two alternate, so the machine's
+    # noise falls on both alike; the first rounds warm the worker up.
     with running_worker(settings, log, concurrency=4, name="bench", app_module="bench.noop_app",
                         pool="threads"):
-        echo = round_trips("bench.echo", {})
-        context = round_trips("conversation.get_context", {
-            "tenant_id": "bench", "conversation_id": conversation_id, "window": "8k"})
+        for i in range(rounds + 20):
+            echo_ms = round_trip("bench.echo", {})
+            context_ms = round_trip("conversation.get_context", context_kwargs)
+            if i >= 20:
+                echo.append(echo_ms)
+                context.append(context_ms)
+    echo.sort()
+    context.sort()
     app.close()
     container.close()
 

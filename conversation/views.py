@@ -152,8 +152,8 @@ class ConversationViews:
                 or (filters.end and created >= filters.end)
             ):
                 continue
-            history = self.active.history(conversation.id)
-            items.append(_conversation_summary(conversation, history.count(), None))
+            count = self.active.message_count(conversation.id)
+            items.append(_conversation_summary(conversation, count, None))
         return items
 
     def _persisted_items(

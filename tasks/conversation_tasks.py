@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
+from marshmallow import Schema
 
 from conversation.adapters.metrics import CONTEXT_SECONDS, MESSAGES_SAVED, MIGRATIONS
 from conversation.bootstrap import container
@@ -60,6 +61,12 @@ def _save_schema() -> SaveMessageSchema:
     return _cached_save_schema(container().settings.max_message_chars)
 
 
+@lru_cache(maxsize=None)
+def _schema(schema_class: type[Schema]) -> Schema:
+    """One instance per schema class, for the same reason (loading does not change it)."""
+    return schema_class()
+
+
 @shared_task(base=DomainTask, bind=True, name="conversation.save_message")
 def save_message(self: DomainTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
@@ -71,7 +78,7 @@ def save_message(self: DomainTask, **kwargs: Any) -> None:
 @shared_task(base=DomainTask, bind=True, name="conversation.save_messages")
 def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
-    batch = validated(SaveMessagesSchema(), kwargs)["messages"]
+    batch = validated(_schema(SaveMessagesSchema), kwargs)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []
     for item in batch:
@@ -99,7 +106,7 @@ def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
 def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
     """The context to send to a model, cut to its window (never fails the caller)."""
     try:
-        payload = validated(GetContextSchema(), kwargs)
+        payload = validated(_schema(GetContextSchema), kwargs)
     except InvalidPayload as exc:
         self.dead_letter(kwargs, exc)
         # Still the contract's context object: an invalid request never fails the caller.
@@ -113,21 +120,21 @@ def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
 @shared_task(base=DomainTask, bind=True, name="conversation.session_closed")
 def session_closed(self: DomainTask, **kwargs: Any) -> None:
     """The user's websocket closed: migrate after the grace period unless they come back."""
-    payload = validated(SessionClosedSchema(), kwargs)
+    payload = validated(_schema(SessionClosedSchema), kwargs)
     container().sessions.close(payload["tenant_id"], payload["session_id"], payload["closed_at"])
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.session_opened")
 def session_opened(self: DomainTask, **kwargs: Any) -> None:
     """The user reconnected: cancel a pending migration."""
-    payload = validated(SessionOpenedSchema(), kwargs)
+    payload = validated(_schema(SessionOpenedSchema), kwargs)
     container().sessions.open(payload["tenant_id"], payload["session_id"])
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.migrate_conversation")
 def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
     """Move a closed conversation to PostgreSQL, unless its session moved on (idempotent)."""
-    payload = validated(MigrateConversationSchema(), kwargs)
+    payload = validated(_schema(MigrateConversationSchema), kwargs)
     outcomes = container().due_migrations.migrate_when_ready(
         payload["conversation_id"], payload["generation"]
     )
@@ -146,7 +153,7 @@ def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
 @shared_task(base=DomainTask, bind=True, name="conversation.summarise")
 def summarise(self: DomainTask, **kwargs: Any) -> None:
     """Bring a conversation's summary up to date (internal; asked for by get_context)."""
-    payload = validated(SummariseSchema(), kwargs)
+    payload = validated(_schema(SummariseSchema), kwargs)
     outcome = container().summary_builder.refresh(payload["conversation_id"], payload["budget"])
     log.info("summary of %s: %s (%d folded)", payload["conversation_id"],
              outcome.status.value, outcome.folded)
@@ -155,7 +162,7 @@ def summarise(self: DomainTask, **kwargs: Any) -> None:
 @shared_task(base=DomainTask, bind=True, name="conversation.aggregate_stats")
 def aggregate_stats(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
     """Recompute the statistics buckets that changed; snapshot active conversations (beat)."""
-    validated(NoArgumentsSchema(), kwargs)
+    validated(_schema(NoArgumentsSchema), kwargs)
     report = container().statistics.aggregate()
     log.info("statistics: %d bucket(s) recomputed, %s active conversation(s)%s", report.buckets,
              report.active_conversations, " (another aggregator was running)" if report.skipped
@@ -167,7 +174,7 @@ def aggregate_stats(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
 @shared_task(base=DomainTask, bind=True, name="conversation.cleanup")
 def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     """Migrate lost-timer and idle conversations; erase what retention expired (Celery beat)."""
-    validated(NoArgumentsSchema(), kwargs)
+    validated(_schema(NoArgumentsSchema), kwargs)
     report = container().due_migrations.sweep()
     expired = container().eraser.purge_expired()
     log.info("cleanup: %d overdue closed session(s), %d migrated, %d idle migrated, "
@@ -179,7 +186,7 @@ def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
 @shared_task(base=DomainTask, bind=True, name="conversation.index_search")
 def index_search(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
     """Compute the search vectors of newly persisted messages (internal; Celery beat)."""
-    validated(NoArgumentsSchema(), kwargs)
+    validated(_schema(NoArgumentsSchema), kwargs)
     indexed = container().search_indexer.index_pending()
     log.info("search: %s conversation(s) indexed", "another indexer was running"
              if indexed is None else indexed)

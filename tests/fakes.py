@@ -10,17 +10,19 @@ from conversation.domain.stats import ConversationStats, summarise_conversation
 
 
 class ListHistory:
+    """A history over a list of messages, handing out records as the stores do."""
+
     def __init__(self, messages: list[Message]) -> None:
         self._messages = messages
 
     def count(self) -> int:
         return len(self._messages)
 
-    def first(self) -> Message | None:
-        return self._messages[0] if self._messages else None
+    def first(self) -> dict[str, Any] | None:
+        return self._messages[0].to_dict() if self._messages else None
 
-    def newest_first(self) -> Iterator[Message]:
-        return reversed(self._messages)
+    def newest_first(self) -> Iterator[dict[str, Any]]:
+        return (message.to_dict() for message in reversed(self._messages))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import (
     AppendResult,
     ClosedSession,
+    MessageRecord,
     MigrationLoad,
     SessionState,
     Summary,
@@ -315,12 +316,16 @@ def _dumps(data: dict[str, Any]) -> str:
     return orjson.dumps(data).decode()
 
 
-def _decode_messages(items: Sequence[bytes]) -> list[Message]:
-    """Stored messages, oldest first, with one JSON parse for them all: far cheaper than one
-    call per message."""
+def _decode_records(items: Sequence[bytes]) -> list[MessageRecord]:
+    """Stored messages as records, with one JSON parse for them all: far cheaper than one call
+    per message."""
     if not items:
         return []
-    return [Message.from_dict(d) for d in orjson.loads(b"[" + b",".join(items) + b"]")]
+    return orjson.loads(b"[" + b",".join(items) + b"]")  # type: ignore[no-any-return]
+
+
+def _decode_messages(items: Sequence[bytes]) -> list[Message]:
+    return [Message.from_dict(record) for record in _decode_records(items)]
 
 
 def _run_pipeline(client: Any, build: Callable[[Any], None], *scripts: str) -> list[Any]:
@@ -373,12 +378,17 @@ class _RecordedCalls:
 
 class RedisHistory:
     """A conversation's list read from the tail: the count, the first message and the newest
-    `expected` messages in one round trip, then further back in doubling chunks if needed."""
+    `expected` messages in one round trip (with the conversation's owner, when asked), then
+    further back in doubling chunks if needed."""
 
-    def __init__(self, client: redis.Redis, key: str, expected: int = TAIL_CHUNK) -> None:
+    def __init__(
+        self, client: redis.Redis, key: str, expected: int = TAIL_CHUNK, owner_key: str | None = None
+    ) -> None:
         self.client = client
         self.key = key
         self.expected = max(1, expected)
+        self.owner_key = owner_key
+        self.owner: str | None = None
         self._prefetched: tuple[int, bytes | None, list[bytes]] | None = None
 
     def _prefetch(self) -> tuple[int, bytes | None, list[bytes]]:
@@ -387,23 +397,27 @@ class RedisHistory:
             pipe.llen(self.key)
             pipe.lindex(self.key, 0)
             pipe.lrange(self.key, -self.expected, -1)
-            count, first, tail = pipe.execute()
+            if self.owner_key is not None:
+                pipe.get(self.owner_key)
+            count, first, tail, *owner = pipe.execute()
+            if owner and owner[0] is not None:
+                self.owner = _text(owner[0])
             self._prefetched = (int(count), first, tail)
         return self._prefetched
 
     def count(self) -> int:
         return self._prefetch()[0]
 
-    def first(self) -> Message | None:
+    def first(self) -> MessageRecord | None:
         raw = self._prefetch()[1]
-        return Message.from_dict(orjson.loads(raw)) if raw else None
+        return orjson.loads(raw) if raw else None
 
-    def newest_first(self) -> Iterator[Message]:
+    def newest_first(self) -> Iterator[MessageRecord]:
         count, _, raw = self._prefetch()
         read = 0
         chunk = len(raw)
         while True:
-            yield from reversed(_decode_messages(raw))
+            yield from reversed(_decode_records(raw))
             read += len(raw)
             if read >= count or not raw:
                 return
@@ -666,8 +680,14 @@ class RedisActiveStore:
         tenant = self.client.get(self.keys.owner(conversation_id))
         return _text(tenant) if tenant is not None else None
 
-    def history(self, conversation_id: str, expected: int = TAIL_CHUNK) -> RedisHistory:
-        return RedisHistory(self.client, self.keys.messages(conversation_id), expected)
+    def owned_history(
+        self, conversation_id: str, expected: int = TAIL_CHUNK
+    ) -> tuple[str | None, RedisHistory]:
+        """The owner and the newest `expected` messages, read now in one round trip."""
+        history = RedisHistory(self.client, self.keys.messages(conversation_id), expected,
+                               owner_key=self.keys.owner(conversation_id))
+        history.count()
+        return history.owner, history
 
     def messages(self, conversation_id: str) -> list[Message]:
         return _decode_messages(self.client.lrange(self.keys.messages(conversation_id), 0, -1))

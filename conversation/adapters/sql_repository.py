@@ -39,7 +39,7 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import Summary
+from conversation.services.ports import MessageRecord, Summary
 
 TAIL_CHUNK = 64
 
@@ -310,7 +310,7 @@ class SqlHistory:
                 or 0
             )
 
-    def first(self) -> Message | None:
+    def first(self) -> MessageRecord | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(messages)
@@ -318,9 +318,9 @@ class SqlHistory:
                 .order_by(*_ORDER)
                 .limit(1)
             ).first()
-        return _message(row) if row else None
+        return _message(row).to_dict() if row else None
 
-    def newest_first(self) -> Iterator[Message]:
+    def newest_first(self) -> Iterator[MessageRecord]:
         # Keyset pagination from the tail, chunks doubling: reads grow with the window.
         after: tuple[Any, ...] | None = None
         chunk = self.chunk
@@ -343,7 +343,7 @@ class SqlHistory:
             with self.engine.connect() as connection:
                 rows = connection.execute(query).all()
             for row in rows:
-                yield _message(row)
+                yield _message(row).to_dict()
             if len(rows) < chunk:
                 return
             last = rows[-1]

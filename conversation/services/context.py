@@ -15,10 +15,12 @@ from conversation.domain.context import (
     select_tail,
 )
 from conversation.domain.errors import ConversationNotFound, ForeignConversation
-from conversation.domain.messages import Message, Role
+from conversation.domain.messages import Role
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
+    History,
+    MessageRecord,
     Repository,
     Summary,
     SummaryRequests,
@@ -89,9 +91,12 @@ class ContextBuilder:
         if plan.warning:
             log.warning(plan.warning)
         conversation_id = conversation_id or self._session_conversation(tenant_id, session_id)
-        source = self._source(tenant_id, conversation_id)
+        # Read the newest messages a typical budget holds in the first round trip.
+        source, history = self._history(
+            tenant_id, conversation_id, plan.budget // TYPICAL_MESSAGE_TOKENS
+        )
         encoding = self.tokenizer.encoding_for(model)
-        return self._select(conversation_id, plan, source, encoding)
+        return self._select(conversation_id, plan, source, history, encoding)
 
     def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
         if session_id is None:
@@ -105,27 +110,30 @@ class ContextBuilder:
             raise ConversationNotFound(f"session {session_id} has no conversation")
         return found
 
-    def _source(self, tenant_id: str, conversation_id: str) -> ActiveStore | Repository:
-        """The tier that holds the conversation (Redis while active, then PostgreSQL)."""
+    def _history(
+        self, tenant_id: str, conversation_id: str, expected: int
+    ) -> tuple[ActiveStore | Repository, History]:
+        """The tier that holds the conversation (Redis while active, then PostgreSQL) and its
+        history there; an active conversation's owner comes with its newest messages."""
         try:
-            owner = self.active.owner(conversation_id)
+            owner, history = self.active.owned_history(conversation_id, expected=expected)
+            source: ActiveStore | Repository = self.active
         except ActiveStoreUnavailable:
             owner = None  # Redis is down: serve what PostgreSQL has
-        source: ActiveStore | Repository = self.active
         if owner is None:
             owner = self.repository.owner(conversation_id)
-            source = self.repository
+            source, history = self.repository, self.repository.history(conversation_id, expected)
         if owner is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if owner != tenant_id:
             raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
-        return source
+        return source, history
 
-    def _cost(self, message: Message, encoding: str) -> int:
-        if message.encoding == encoding:
-            return message.tokens
+    def _cost(self, record: MessageRecord, encoding: str) -> int:
+        if record["encoding"] == encoding:
+            return int(record["tokens"])
         return self.tokenizer.message_cost(
-            str(message.role), message.content, message.name, encoding
+            record["role"], record["content"], record.get("name"), encoding
         )
 
     def _select(
@@ -133,26 +141,26 @@ class ContextBuilder:
         conversation_id: str,
         plan: ContextPlan,
         source: ActiveStore | Repository,
+        history: History,
         encoding: str,
     ) -> dict[str, Any]:
-        # Read the newest messages a typical budget holds in the first round trip.
-        history = source.history(conversation_id, expected=plan.budget // TYPICAL_MESSAGE_TOKENS)
         total = history.count()
         first = history.first()
-        leading_system = first if first is not None and first.role is Role.SYSTEM else None
+        leading_system = first if first is not None and first["role"] == SYSTEM else None
         system_cost = self._cost(leading_system, encoding) if leading_system else None
         # The walk never reaches the leading system message: it is kept on its own terms.
         walkable = total - (1 if leading_system else 0)
-        seen: list[Message] = []
+        seen: list[MessageRecord] = []
 
         def newest_first() -> Iterator[tuple[int, bool]]:
-            user = Role.USER
-            for message in itertools.islice(history.newest_first(), walkable):
-                seen.append(message)
-                if message.encoding == encoding:
-                    yield message.tokens, message.role is user
+            # The hot loop of a context read: plain record lookups, no objects built.
+            remember = seen.append
+            for record in itertools.islice(history.newest_first(), walkable):
+                remember(record)
+                if record["encoding"] == encoding:
+                    yield record["tokens"], record["role"] == USER
                 else:
-                    yield self._cost(message, encoding), message.role is user
+                    yield self._cost(record, encoding), record["role"] == USER
 
         selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
         summary: Summary | None = None
@@ -190,12 +198,17 @@ class ContextBuilder:
             "truncated": len(kept) < total,
             "summary": summary.text if summary else None,
             "summary_pending": pending,
-            "messages": [_context_message(m) for m in kept],
+            # Inline rather than a call per message: a 32k context holds a thousand of them.
+            "messages": [
+                {"role": r["role"], "content": r["content"], "name": r["name"]}
+                if r.get("name") else {"role": r["role"], "content": r["content"]}
+                for r in kept
+            ],
         }
 
     def _select_after_summary(
         self,
-        seen: list[Message],
+        seen: list[MessageRecord],
         summary: Summary,
         budget: int,
         system_cost: int | None,
@@ -207,11 +220,11 @@ class ContextBuilder:
         # `seen` is newest first: the uncovered messages are those before the summary's last.
         uncovered = list(
             itertools.takewhile(
-                lambda m: message_key(m.created_at, m.id) != summary.through, seen
+                lambda r: message_key(r["created_at"], r["id"]) != summary.through, seen
             )
         )
         selection = select_tail(
-            ((self._cost(m, encoding), m.role is Role.USER) for m in uncovered),
+            ((self._cost(r, encoding), r["role"] == USER) for r in uncovered),
             budget=budget,
             system_cost=system_cost,
         )
@@ -219,14 +232,8 @@ class ContextBuilder:
         return selection, not reached_covered
 
 
-# Enum `.value` is a descriptor call; a dict lookup is several times cheaper per message.
-_ROLE_TEXT = {role: role.value for role in Role}
-
-
-def _context_message(message: Message) -> dict[str, Any]:
-    if message.name:
-        return {"role": _ROLE_TEXT[message.role], "content": message.content, "name": message.name}
-    return {"role": _ROLE_TEXT[message.role], "content": message.content}
+USER = Role.USER.value
+SYSTEM = Role.SYSTEM.value
 
 
 def empty_context(

@@ -5,7 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message
@@ -57,14 +57,20 @@ class MigrationLoad:
     summary: Summary | None
 
 
+# A message as the active store keeps it: the contract's Message JSON, decoded (`Message.to_dict`
+# form: id, role, content, created_at, tokens, encoding, and name, metadata, agent_id when set).
+# A context read walks a thousand of them: building Message tuples first was a third of its time.
+MessageRecord = dict[str, Any]
+
+
 class History(Protocol):
-    """A conversation's messages in one tier, read from the newest back."""
+    """A conversation's messages in one tier, read from the newest back, as records."""
 
     def count(self) -> int: ...
 
-    def first(self) -> Message | None: ...
+    def first(self) -> MessageRecord | None: ...
 
-    def newest_first(self) -> Iterator[Message]: ...
+    def newest_first(self) -> Iterator[MessageRecord]: ...
 
 
 class ActiveStore(Protocol):
@@ -106,8 +112,9 @@ class ActiveStore(Protocol):
     def owner(self, conversation_id: str) -> str | None:
         """The tenant the conversation belongs to, if this tier holds it."""
 
-    def history(self, conversation_id: str, expected: int = 64) -> History:
-        """Its messages; `expected` is how many of the newest the caller will likely read."""
+    def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
+        """The owner (None: not here) and the messages, read together (one round trip);
+        `expected` is how many of the newest the caller will likely read."""
 
     def messages(self, conversation_id: str) -> list[Message]: ...
 

@@ -63,8 +63,8 @@ class StaticStore:
     def owner(self, conversation_id: str) -> str:
         return "t"
 
-    def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
-        return ListHistory(self._history)
+    def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str, ListHistory]:
+        return "t", ListHistory(self._history)
 
 
 def build(history: list[Message], budget: int) -> dict:
@@ -134,11 +134,13 @@ def test_the_walk_reads_only_the_tail() -> None:
         def newest_first(self):  # noqa: ANN201
             for message in reversed(self._messages):
                 read.append(1)
-                yield message
+                yield message.to_dict()
 
     class Store(StaticStore):
-        def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
-            return CountingHistory(self._history)
+        def owned_history(
+            self, conversation_id: str, expected: int = 64
+        ) -> tuple[str, ListHistory]:
+            return "t", CountingHistory(self._history)
 
     builder = ContextBuilder(Store(history), FakeRepository(), COUNTER,  # type: ignore[arg-type]
                              windows={"8k": ("token_buffer", 1000)}, model_windows={})
