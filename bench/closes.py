@@ -1,7 +1,7 @@
 """Many short conversations closed at once, end to end: 1,000 sessions of 50 messages each,
 one `session_closed` task per session through the broker, a real worker, until every message
-is in PostgreSQL. One close task per session bounds it: the anchor is Celery's no-op ceiling
-on the same worker, times 50 messages."""
+is in PostgreSQL. The tasks bound it: the anchor is Celery's no-op ceiling on the same worker,
+times 50 messages, and half that for the two tasks a session costs under the contract."""
 from __future__ import annotations
 
 import time
@@ -58,6 +58,9 @@ def bench_closes(servers: Any, n: int, report: Callable[..., None], row: Callabl
     container.close()
     rate = total / elapsed
     bound = ceiling * PER_SESSION
+    # The contract gives each session two tasks (its close, then its migration timer): at
+    # Celery's no-op cost alone, that is half the one-task bound.
     report(row(f"closes end to end: {SESSIONS:,} sessions x {PER_SESSION} messages",
                f"{rate:,.0f} msg/s", f"{ceiling:,.0f} no-op tasks/s x {PER_SESSION} = "
-               f"{bound:,.0f} msg/s", rate / bound, ">= 40,000 msg/s", rate >= 40_000))
+               f"{bound:,.0f} msg/s (two tasks a session: {bound / 2:,.0f})", rate / bound,
+               ">= 40,000 msg/s", rate >= 40_000))

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 # Messages keep arriving while a migration runs only in a race with a reconnect; a few passes
 # settle it, each one idempotent.
 MAX_PASSES = 5
-# Messages per transaction when a migration takes many conversations: big enough for COPY's
-# speed, small enough that reading the next chunk from Redis overlaps writing this one.
+# Messages per transaction when a migration takes many conversations (a conversation is never
+# split): big enough for COPY's speed, small enough that a batch makes several chunks, written
+# PARALLEL_CHUNKS at a time so that one thread's Python work overlaps PostgreSQL's on another's.
 CHUNK_MESSAGES = 5_000
 PARALLEL_CHUNKS = 2
 # One migration lead at a time drains the conversations whose timers fired: a lead that dies
