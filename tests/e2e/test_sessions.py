@@ -118,3 +118,35 @@ def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
     assert [m.content for m in container.repository.messages(conversation_id)] == [
         "before the crash"]
     assert container.active_store.get_conversation(conversation_id) is None
+
+
+def test_a_burst_of_closes_is_migrated_whole_and_once(services, test_var_dir: Path) -> None:
+    """Forty sessions closed at once: their timers fire together, one migration lead takes
+    them in batches while the others only mark theirs; every conversation lands whole."""
+    container, app = services
+    sessions = [f"burst-{s}" for s in range(40)]
+    send(app, "conversation.save_messages", "conversation.save", messages=[
+        {"tenant_id": "acme", "session_id": session, "agent_id": "bot",
+         "role": "user" if i % 2 == 0 else "assistant", "content": f"{session} says {i}",
+         "message_id": f"{session}-{i}", "created_at": f"2026-03-01T10:00:0{i}Z"}
+        for session in sessions for i in range(3)
+    ])
+    with running_worker(container.settings, test_var_dir / "w-burst.log"):
+        conversations = wait_until(
+            lambda: all(container.active_store.session_conversation("acme", s) for s in sessions)
+            and [container.active_store.session_conversation("acme", s) for s in sessions],
+            what="every session saved")
+        for session in sessions:
+            send(app, "conversation.session_closed", "conversation.sessions",
+                 tenant_id="acme", session_id=session)
+        wait_until(lambda: all(container.repository.get_conversation(c) for c in conversations),
+                   timeout=60, what="every conversation in PostgreSQL")
+        # The last timers may still be running (finding nothing left): let the queue drain.
+        wait_until(lambda: not container.active_store.ready_migrations(1), timeout=30,
+                   what="no conversation left marked ready")
+    for session, conversation_id in zip(sessions, conversations, strict=True):
+        assert [m.content for m in container.repository.messages(conversation_id)] == [
+            f"{session} says {i}" for i in range(3)]
+        assert container.active_store.get_conversation(conversation_id) is None
+    log = (test_var_dir / "w-burst.log").read_text()
+    assert "Traceback" not in log and "Retry in" not in log and "dead letter" not in log

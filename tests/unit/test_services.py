@@ -209,7 +209,7 @@ def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active
 
 def due_migrations(active: RedisActiveStore, repository: FakeRepository) -> DueMigrations:
     return DueMigrations(active, ConversationMigrator(active, repository), 30,
-                         RedisLocks(active.client, prefix="unit:"))
+                         RedisLocks(active.client, prefix=active.keys.prefix))
 
 
 def burst_of_closes(saver, active, count: int) -> list[tuple[str, int, float]]:
@@ -271,6 +271,28 @@ def test_a_timer_marking_while_the_lead_is_released_is_not_stranded(
         (first[0], MigrationStatus.MIGRATED), (late[0], MigrationStatus.MIGRATED)]
     assert active.get_conversation(late[0]) is None
     assert repository.get_conversation(late[0]) is not None
+
+
+def test_conversations_left_to_a_lead_that_died_are_migrated_by_the_cleanup_sweep(
+    saver, active, repository
+) -> None:
+    """A worker killed while leading keeps the lead until its lease expires: the timers that
+    fire meanwhile only mark their conversations, and the cleanup sweep takes them."""
+    sessions, _ = lifecycle(active)
+    timers = []
+    for s in range(3):
+        saver.save(message(f"orphan {s}", session_id=f"orphan-{s}"))
+        timers.append(sessions.close("acme", f"orphan-{s}", closed_at="2026-01-01T10:00:00Z"))
+    due = due_migrations(active, repository)
+    assert due.locks.acquire(MIGRATION_LEAD, 60)  # the dead worker's, never released
+    for closed in timers:
+        assert due.migrate_when_ready(closed.conversation_id, closed.generation) == []
+    report = due.sweep(now="2026-01-01T10:05:00Z")
+    assert (report.checked, report.migrated) == (3, 3)
+    for s, closed in enumerate(timers):
+        assert [m.content for m in repository.messages(closed.conversation_id)] == [
+            f"orphan {s}"]
+        assert active.get_conversation(closed.conversation_id) is None
 
 
 def test_a_stale_timer_in_a_batch_migrates_nothing_and_is_forgotten(
