@@ -7,22 +7,35 @@ from typing import Any
 
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
+from conversation.services.ports import OTHER_ENCODING_TOKENS
 
 
 class ListHistory:
     """A history over a list of messages, handing out records as the stores do."""
 
-    def __init__(self, messages: list[Message]) -> None:
+    def __init__(self, messages: list[Message], counts: dict | None = None) -> None:
         self._messages = messages
+        # (encoding, message id) -> tokens: what `store_counts` kept.
+        self.counts: dict[tuple[str, str], int] = {} if counts is None else counts
 
     def count(self) -> int:
         return len(self._messages)
 
-    def first(self) -> dict[str, Any] | None:
-        return self._messages[0].to_dict() if self._messages else None
+    def _record(self, message: Message, encoding: str | None) -> dict[str, Any]:
+        record = message.to_dict()
+        stored = self.counts.get((encoding, message.id)) if encoding else None
+        if message.encoding != encoding and stored is not None:
+            record[OTHER_ENCODING_TOKENS] = stored
+        return record
 
-    def newest_first(self) -> Iterator[dict[str, Any]]:
-        return (message.to_dict() for message in reversed(self._messages))
+    def first(self, encoding: str | None = None) -> dict[str, Any] | None:
+        return self._record(self._messages[0], encoding) if self._messages else None
+
+    def newest_first(self, encoding: str | None = None) -> Iterator[dict[str, Any]]:
+        return (self._record(message, encoding) for message in reversed(self._messages))
+
+    def store_counts(self, encoding: str, counts: dict[str, int]) -> None:
+        self.counts.update({(encoding, message_id): n for message_id, n in counts.items()})
 
 
 @dataclass
@@ -30,6 +43,7 @@ class FakeRepository:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     stored: dict[str, list[Message]] = field(default_factory=dict)
     stats: dict[str, ConversationStats] = field(default_factory=dict)
+    token_counts: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     writes: int = 0
 
     def store_conversation(
@@ -49,6 +63,13 @@ class FakeRepository:
         for conversation, messages, stats in batch:
             self.store_conversation(conversation, messages, stats)
 
+    def store_token_counts(
+        self, conversation_id: str, encoding: str, counts: dict[str, int]
+    ) -> None:
+        kept = self.token_counts.setdefault(conversation_id, {})
+        for message_id, tokens in counts.items():
+            kept.setdefault((encoding, message_id), tokens)
+
     def append_message(self, conversation_id: str, message: Message) -> bool:
         history = self.stored.setdefault(conversation_id, [])
         if any(m.id == message.id for m in history):
@@ -66,7 +87,8 @@ class FakeRepository:
         return conversation.tenant_id if conversation else None
 
     def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
-        return ListHistory(self.stored.get(conversation_id, []))
+        return ListHistory(self.stored.get(conversation_id, []),
+                           self.token_counts.setdefault(conversation_id, {}))
 
     def messages(self, conversation_id: str) -> list[Message]:
         return list(self.stored.get(conversation_id, []))
@@ -96,6 +118,23 @@ class WordTokenizer:
     def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
         cost = 3 + 1 + len(content.split())
         return cost + (1 + 1 if name else 0)
+
+
+class TwoEncodingTokenizer(WordTokenizer):
+    """Words for the default encoding; for a model named "letters-*", another encoding that
+    counts letters. Remembers what it was asked to count in that one."""
+
+    def __init__(self) -> None:
+        self.letter_counts: list[str] = []
+
+    def encoding_for(self, model: str | None) -> str:
+        return "letters" if model and model.startswith("letters-") else "words"
+
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
+        if encoding != "letters":
+            return super().message_cost(role, content, name, encoding)
+        self.letter_counts.append(content)
+        return 3 + 1 + len(content.replace(" ", ""))
 
 
 def payload(**overrides: Any) -> dict[str, Any]:

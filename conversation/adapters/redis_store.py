@@ -9,9 +9,10 @@ the common case appends; a late arrival is inserted where its time puts it.
 """
 from __future__ import annotations
 
+import operator
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import (
+    OTHER_ENCODING_TOKENS,
     AppendResult,
     ClosedSession,
     MessageRecord,
@@ -198,10 +200,10 @@ return 0
 """
 
 _FINISH_MIGRATION = """
--- KEYS: messages, message_ids, last_at, owner, migrated, conversation, summary
+-- KEYS: messages, message_ids, last_at, owner, migrated, conversation, summary, token_counts
 -- ARGV: expected count, tenant, marker seconds
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
 redis.call('SET', KEYS[5], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
@@ -260,6 +262,11 @@ class RedisKeys:
     def owner(self, conversation_id: str) -> str:
         return f"{self.prefix}owner:{{{conversation_id}}}"
 
+    def token_counts(self, conversation_id: str) -> str:
+        """Hash: "encoding|message id" -> the message's cost in an encoding other than the one
+        it was counted in at save time (counted on first use)."""
+        return f"{self.prefix}token_counts:{{{conversation_id}}}"
+
     def migrated(self, conversation_id: str) -> str:
         return f"{self.prefix}migrated:{{{conversation_id}}}"
 
@@ -309,6 +316,7 @@ class RedisKeys:
             self.migrated(conversation_id),
             self.conversation(tenant_id, conversation_id),
             self.summary(conversation_id),
+            self.token_counts(conversation_id),
         ]
 
 
@@ -382,12 +390,18 @@ class RedisHistory:
     further back in doubling chunks if needed."""
 
     def __init__(
-        self, client: redis.Redis, key: str, expected: int = TAIL_CHUNK, owner_key: str | None = None
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        conversation_id: str,
+        expected: int = TAIL_CHUNK,
+        with_owner: bool = False,
     ) -> None:
         self.client = client
-        self.key = key
+        self.key = keys.messages(conversation_id)
+        self.counts_key = keys.token_counts(conversation_id)
         self.expected = max(1, expected)
-        self.owner_key = owner_key
+        self.owner_key = keys.owner(conversation_id) if with_owner else None
         self.owner: str | None = None
         self._prefetched: tuple[int, bytes | None, list[bytes]] | None = None
 
@@ -408,16 +422,24 @@ class RedisHistory:
     def count(self) -> int:
         return self._prefetch()[0]
 
-    def first(self) -> MessageRecord | None:
+    def first(self, encoding: str | None = None) -> MessageRecord | None:
         raw = self._prefetch()[1]
-        return orjson.loads(raw) if raw else None
+        if not raw:
+            return None
+        record: MessageRecord = orjson.loads(raw)
+        if encoding is not None:
+            self._attach_counts([record], encoding)
+        return record
 
-    def newest_first(self) -> Iterator[MessageRecord]:
+    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
         count, _, raw = self._prefetch()
         read = 0
         chunk = len(raw)
         while True:
-            yield from reversed(_decode_records(raw))
+            records = _decode_records(raw)
+            if encoding is not None:
+                self._attach_counts(records, encoding)
+            yield from reversed(records)
             read += len(raw)
             if read >= count or not raw:
                 return
@@ -425,6 +447,22 @@ class RedisHistory:
             # continues right below what was read, give or take that one message.
             chunk = min(chunk * 2, 4096)
             raw = self.client.lrange(self.key, -read - chunk, -read - 1)
+
+    def _attach_counts(self, records: list[MessageRecord], encoding: str) -> None:
+        """The stored costs in `encoding` of the records counted in another (a round trip only
+        when there are such records)."""
+        if set(map(_ENCODING_OF, records)) <= {encoding}:
+            return  # the common case, checked at C speed: every record counted in `encoding`
+        other = [r for r in records if r["encoding"] != encoding]
+        found = self.client.hmget(self.counts_key, [f"{encoding}|{r['id']}" for r in other])
+        for record, tokens in zip(other, found, strict=True):
+            if tokens is not None:
+                record[OTHER_ENCODING_TOKENS] = int(tokens)
+
+    def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
+        if counts:
+            self.client.hset(self.counts_key,
+                             mapping={f"{encoding}|{mid}": n for mid, n in counts.items()})
 
 
 class RedisActiveStore:
@@ -684,8 +722,7 @@ class RedisActiveStore:
         self, conversation_id: str, expected: int = TAIL_CHUNK
     ) -> tuple[str | None, RedisHistory]:
         """The owner and the newest `expected` messages, read now in one round trip."""
-        history = RedisHistory(self.client, self.keys.messages(conversation_id), expected,
-                               owner_key=self.keys.owner(conversation_id))
+        history = RedisHistory(self.client, self.keys, conversation_id, expected, with_owner=True)
         history.count()
         return history.owner, history
 
@@ -715,30 +752,26 @@ class RedisActiveStore:
             pipe.get(self.keys.conversation(tenant, conversation_id))
             pipe.lrange(self.keys.messages(conversation_id), 0, -1)
             pipe.hgetall(self.keys.summary(conversation_id))
+            pipe.hgetall(self.keys.token_counts(conversation_id))
         replies = pipe.execute()
-        loaded: dict[str, tuple[Conversation, list[Message], Summary | None]] = {}
+        loaded: dict[str, MigrationLoad] = {}
         for index, (conversation_id, _) in enumerate(present):
-            raw, items, stored_summary = replies[3 * index : 3 * index + 3]
+            raw, items, stored_summary, counts = replies[4 * index : 4 * index + 4]
             if not raw:
                 continue
-            history = _decode_messages(items)
             text, through = _get(stored_summary, "text"), _get(stored_summary, "through")
-            summary = Summary(text, through) if text is not None and through is not None else None
-            loaded[conversation_id] = (Conversation.from_dict(orjson.loads(raw)), history, summary)
-        for conversation, _, _ in loaded.values():
-            pipe.hgetall(self.keys.session_state(conversation.session_id))
-        states = dict(zip(loaded, pipe.execute(), strict=True))
-        results: list[MigrationLoad | None] = []
-        for conversation_id in conversation_ids:
-            if conversation_id not in loaded:
-                results.append(None)
-                continue
-            conversation, history, summary = loaded[conversation_id]
-            results.append(
-                MigrationLoad(conversation, _session_state(states[conversation_id]), history,
-                              summary)
+            loaded[conversation_id] = MigrationLoad(
+                Conversation.from_dict(orjson.loads(raw)),
+                None,
+                _decode_messages(items),
+                Summary(text, through) if text is not None and through is not None else None,
+                _token_counts(counts),
             )
-        return results
+        for load in loaded.values():
+            pipe.hgetall(self.keys.session_state(load.conversation.session_id))
+        for conversation_id, state in zip(list(loaded), pipe.execute(), strict=True):
+            loaded[conversation_id] = replace(loaded[conversation_id], session=_session_state(state))
+        return [loaded.get(conversation_id) for conversation_id in conversation_ids]
 
     def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]:
         """Remove each conversation that still holds exactly the given number of messages
@@ -868,6 +901,18 @@ class RedisLocks:
 
     def release(self, name: str, token: str) -> None:
         self._release(keys=[self.keys.lock(name)], args=[token])
+
+
+_ENCODING_OF = operator.itemgetter("encoding")
+
+
+def _token_counts(stored: dict[Any, Any]) -> dict[str, dict[str, int]]:
+    """The token_counts hash ("encoding|message id" -> tokens) by encoding."""
+    counts: dict[str, dict[str, int]] = {}
+    for field_name, tokens in stored.items():
+        encoding, _, message_id = _text(field_name).partition("|")
+        counts.setdefault(encoding, {})[message_id] = int(tokens)
+    return counts
 
 
 def _session_state(state: dict[Any, Any]) -> SessionState | None:

@@ -1,7 +1,7 @@
 """The persistent store: conversations in PostgreSQL through SQLAlchemy 2 and psycopg 3."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -23,6 +24,7 @@ from conversation.adapters.sql_schema import (
     conversation_stats,
     conversations,
     dead_letters,
+    message_token_counts,
     messages,
     stats_active,
     stats_changes,
@@ -39,7 +41,7 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord, Summary
+from conversation.services.ports import OTHER_ENCODING_TOKENS, MessageRecord, Summary
 
 TAIL_CHUNK = 64
 
@@ -310,7 +312,7 @@ class SqlHistory:
                 or 0
             )
 
-    def first(self) -> MessageRecord | None:
+    def first(self, encoding: str | None = None) -> MessageRecord | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(messages)
@@ -318,9 +320,14 @@ class SqlHistory:
                 .order_by(*_ORDER)
                 .limit(1)
             ).first()
-        return _message(row).to_dict() if row else None
+        if row is None:
+            return None
+        record = _message(row).to_dict()
+        if encoding is not None:
+            self._attach_counts([record], encoding)
+        return record
 
-    def newest_first(self) -> Iterator[MessageRecord]:
+    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
         # Keyset pagination from the tail, chunks doubling: reads grow with the window.
         after: tuple[Any, ...] | None = None
         chunk = self.chunk
@@ -342,13 +349,57 @@ class SqlHistory:
             query = query.order_by(*(c.desc() for c in _ORDER)).limit(chunk)
             with self.engine.connect() as connection:
                 rows = connection.execute(query).all()
-            for row in rows:
-                yield _message(row).to_dict()
+            records = [_message(row).to_dict() for row in rows]
+            if encoding is not None:
+                self._attach_counts(records, encoding)
+            yield from records
             if len(rows) < chunk:
                 return
             last = rows[-1]
             after = (last.created_at, last.seq, last.id)
             chunk = min(chunk * 2, 4096)
+
+    def _attach_counts(self, records: list[MessageRecord], encoding: str) -> None:
+        other = {r["id"]: r for r in records if r["encoding"] != encoding}
+        if not other:
+            return
+        t = message_token_counts.c
+        with self.engine.connect() as connection:
+            stored = connection.execute(
+                select(t.message_id, t.tokens).where(
+                    t.conversation_id == self.conversation_id,
+                    t.encoding == encoding,
+                    t.message_id.in_(list(other)),
+                )
+            ).all()
+        for message_id, tokens in stored:
+            other[message_id][OTHER_ENCODING_TOKENS] = tokens
+
+    def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
+        store_token_counts(self.engine, self.conversation_id, encoding, counts)
+
+
+# Joined to the messages, so a message erased since it was counted is skipped (its count would
+# have nothing to belong to); a count another read stored first is kept.
+STORE_TOKEN_COUNTS = text(
+    "INSERT INTO message_token_counts (conversation_id, message_id, encoding, tokens) "
+    "SELECT m.conversation_id, m.id, :encoding, (CAST(:counts AS jsonb) ->> m.id)::int "
+    "FROM messages m WHERE m.conversation_id = :conversation_id AND m.id = ANY(:ids) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def store_token_counts(
+    engine: Engine, conversation_id: str, encoding: str, counts: Mapping[str, int]
+) -> None:
+    if not counts:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            STORE_TOKEN_COUNTS,
+            {"conversation_id": conversation_id, "encoding": encoding, "ids": list(counts),
+             "counts": orjson.dumps(counts).decode()},
+        )
 
 
 class SqlRepository:
@@ -402,6 +453,11 @@ class SqlRepository:
                 copy_messages(connection, batch, new_ids)
             connection.execute(STATS_UPSERT, stats_rows)
             absorb_outage_conversations(connection, [c for c, _, _ in batch])
+
+    def store_token_counts(
+        self, conversation_id: str, encoding: str, counts: Mapping[str, int]
+    ) -> None:
+        store_token_counts(self.engine, conversation_id, encoding, counts)
 
     def append_message(self, conversation_id: str, message: Message) -> bool:
         """Append to a persisted conversation; False when the message id is already there."""

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -62,6 +63,27 @@ messages = Table(
     PrimaryKeyConstraint("conversation_id", "id", name="pk_messages"),
     Index("ix_messages_conversation_order", "conversation_id", "created_at", "seq"),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+)
+
+# A message's cost in an encoding other than the one it was counted in at save time, counted
+# on first use and kept (CONTRACT: once per encoding); it goes with its message.
+message_token_counts = Table(
+    "message_token_counts",
+    metadata,
+    Column("conversation_id", String(128), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("encoding", String(32), nullable=False),
+    Column("tokens", Integer, nullable=False),
+    PrimaryKeyConstraint(
+        "conversation_id", "message_id", "encoding", name="pk_message_token_counts"
+    ),
+    ForeignKeyConstraint(
+        ["conversation_id", "message_id"],
+        ["messages.conversation_id", "messages.id"],
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+        name="fk_message_token_counts_message",
+    ),
 )
 
 conversation_stats = Table(

@@ -19,6 +19,7 @@ from conversation.domain.messages import Role
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
+    OTHER_ENCODING_TOKENS,
     History,
     MessageRecord,
     Repository,
@@ -129,12 +130,19 @@ class ContextBuilder:
             raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
         return source, history
 
-    def _cost(self, record: MessageRecord, encoding: str) -> int:
+    def _cost(self, record: MessageRecord, encoding: str, counted: dict[str, int]) -> int:
+        """The record's cost in `encoding`: as counted at save time, as stored on an earlier
+        read, or counted now (and noted in `counted`, to be stored once the read is done)."""
         if record["encoding"] == encoding:
             return int(record["tokens"])
-        return self.tokenizer.message_cost(
+        stored = record.get(OTHER_ENCODING_TOKENS)
+        if stored is not None:
+            return int(stored)
+        cost = self.tokenizer.message_cost(
             record["role"], record["content"], record.get("name"), encoding
         )
+        counted[record["id"]] = cost
+        return cost
 
     def _select(
         self,
@@ -144,10 +152,11 @@ class ContextBuilder:
         history: History,
         encoding: str,
     ) -> dict[str, Any]:
+        counted: dict[str, int] = {}
         total = history.count()
-        first = history.first()
+        first = history.first(encoding)
         leading_system = first if first is not None and first["role"] == SYSTEM else None
-        system_cost = self._cost(leading_system, encoding) if leading_system else None
+        system_cost = self._cost(leading_system, encoding, counted) if leading_system else None
         # The walk never reaches the leading system message: it is kept on its own terms.
         walkable = total - (1 if leading_system else 0)
         seen: list[MessageRecord] = []
@@ -155,12 +164,12 @@ class ContextBuilder:
         def newest_first() -> Iterator[tuple[int, bool]]:
             # The hot loop of a context read: plain record lookups, no objects built.
             remember = seen.append
-            for record in itertools.islice(history.newest_first(), walkable):
+            for record in itertools.islice(history.newest_first(encoding), walkable):
                 remember(record)
                 if record["encoding"] == encoding:
                     yield record["tokens"], record["role"] == USER
                 else:
-                    yield self._cost(record, encoding), record["role"] == USER
+                    yield self._cost(record, encoding, counted), record["role"] == USER
 
         selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
         summary: Summary | None = None
@@ -177,13 +186,15 @@ class ContextBuilder:
                     "system", summary.text, None, encoding
                 )
                 selection, pending = self._select_after_summary(
-                    seen, summary, plan.budget - summary_tokens, system_cost, encoding
+                    seen, summary, plan.budget - summary_tokens, system_cost, encoding, counted
                 )
             if pending and self.summary_requests is not None:
                 try:
                     self.summary_requests.request(conversation_id, plan.budget)
                 except Exception as exc:  # asking for a summary must not cost the context
                     log.warning("could not ask for a summary of %s: %s", conversation_id, exc)
+        if counted:
+            self._store_counts(history, conversation_id, encoding, counted)
         kept = list(reversed(seen[: selection.kept]))
         if leading_system is not None:
             kept.insert(0, leading_system)
@@ -206,6 +217,18 @@ class ContextBuilder:
             ],
         }
 
+    @staticmethod
+    def _store_counts(
+        history: History, conversation_id: str, encoding: str, counted: dict[str, int]
+    ) -> None:
+        """Counted once per encoding (the contract): what this read counted is kept for the
+        next. A failure to keep it costs a recount later, never the context."""
+        try:
+            history.store_counts(encoding, counted)
+        except Exception as exc:
+            log.warning("could not store %d %s count(s) of %s: %s",
+                        len(counted), encoding, conversation_id, exc)
+
     def _select_after_summary(
         self,
         seen: list[MessageRecord],
@@ -213,6 +236,7 @@ class ContextBuilder:
         budget: int,
         system_cost: int | None,
         encoding: str,
+        counted: dict[str, int],
     ) -> tuple[TailSelection, bool]:
         """The newest messages not covered by the summary, within `budget` (what the summary
         leaves). Pending when the budget ran out before reaching the covered ones: the summary
@@ -224,7 +248,7 @@ class ContextBuilder:
             )
         )
         selection = select_tail(
-            ((self._cost(r, encoding), r["role"] == USER) for r in uncovered),
+            ((self._cost(r, encoding, counted), r["role"] == USER) for r in uncovered),
             budget=budget,
             system_cost=system_cost,
         )

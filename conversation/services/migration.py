@@ -142,6 +142,7 @@ class ConversationMigrator:
     ) -> list[tuple[str, int | None]]:
         """Store one chunk in one transaction; the conversations to try again."""
         batch = []
+        counts: list[tuple[str, str, dict[str, int]]] = []
         for (conversation_id, generation), load in zip(chunk, loads, strict=True):
             if load is None:
                 # Not active: never was, or an earlier pass (or run) migrated it.
@@ -164,11 +165,17 @@ class ConversationMigrator:
                 summary_through=load.summary.through if load.summary else None,
             )
             batch.append((closed, load.messages, load.session))
+            counts.extend((closed.id, encoding, by_id)
+                          for encoding, by_id in load.token_counts.items())
         if not batch:
             return []
         self.repository.store_conversations(
             [(c, m, summarise_conversation(m, c.closed_at)) for c, m, _ in batch]
         )
+        # Costs counted in other encodings go along (rare: a model of another encoding read
+        # the conversation); kept apart from the batch's transaction, they are derived data.
+        for conversation_id, encoding, by_id in counts:
+            self.repository.store_token_counts(conversation_id, encoding, by_id)
         # Redis keys go only after the commit, and only where no message came in meanwhile;
         # those that changed go round again (every step is idempotent).
         finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])

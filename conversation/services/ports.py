@@ -1,8 +1,8 @@
 """The ports the services use; adapters implement them, fakes stand in for them in unit tests."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -55,6 +55,8 @@ class MigrationLoad:
     session: SessionState | None
     messages: list[Message]
     summary: Summary | None
+    # Costs in other encodings counted on first use: encoding -> message id -> tokens.
+    token_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # A message as the active store keeps it: the contract's Message JSON, decoded (`Message.to_dict`
@@ -63,14 +65,24 @@ class MigrationLoad:
 MessageRecord = dict[str, Any]
 
 
+# Set by a history on a record counted at save time in another encoding than the one asked
+# for, when its cost in that one was stored on an earlier read.
+OTHER_ENCODING_TOKENS = "_tokens_in_encoding"
+
+
 class History(Protocol):
     """A conversation's messages in one tier, read from the newest back, as records."""
 
     def count(self) -> int: ...
 
-    def first(self) -> MessageRecord | None: ...
+    def first(self, encoding: str | None = None) -> MessageRecord | None: ...
 
-    def newest_first(self) -> Iterator[MessageRecord]: ...
+    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
+        """With `encoding`, records counted in another carry their stored cost in it
+        (OTHER_ENCODING_TOKENS) where an earlier read stored one (`first` alike)."""
+
+    def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
+        """Store messages' costs (message id -> tokens) in `encoding`, counted on first use."""
 
 
 class ActiveStore(Protocol):
@@ -174,6 +186,11 @@ class Repository(Protocol):
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
     ) -> None:
         """Many conversations in one transaction (idempotent)."""
+
+    def store_token_counts(
+        self, conversation_id: str, encoding: str, counts: Mapping[str, int]
+    ) -> None:
+        """Keep messages' costs in another encoding (message id -> tokens; idempotent)."""
 
     def append_message(self, conversation_id: str, message: Message) -> bool: ...
 

@@ -11,6 +11,7 @@ from conversation.adapters.sql_schema import (
     conversation_stats,
     conversations,
     dead_letters,
+    message_token_counts,
     messages,
     stats_active,
     stats_changes,
@@ -64,6 +65,11 @@ def test_erasing_a_conversation_leaves_nothing_in_either_tier(container) -> None
     migrate(container, tenant, "s-old")
     active = save(container, tenant, "s-new", "new secret")
     container.active_store.save_summary(active, Summary("a summary of secrets", "x|y"))
+    # Costs counted in another encoding, in each tier.
+    container.repository.store_token_counts(persisted, "o200k_base", {"old secret": 7})
+    container.active_store.owned_history(active)[1].store_counts("o200k_base", {"new secret": 5})
+    assert rows(container, message_token_counts, message_token_counts.c.conversation_id,
+                persisted) == 1
     kept = save(container, tenant, "s-kept", "unrelated")
 
     for conversation_id in (persisted, active):
@@ -74,6 +80,8 @@ def test_erasing_a_conversation_leaves_nothing_in_either_tier(container) -> None
         assert rows(container, conversations, conversations.c.id, conversation_id) == 0
         assert rows(container, messages, messages.c.conversation_id, conversation_id) == 0
         assert rows(container, conversation_stats, conversation_stats.c.conversation_id,
+                    conversation_id) == 0
+        assert rows(container, message_token_counts, message_token_counts.c.conversation_id,
                     conversation_id) == 0
     assert [m.content for m in container.active_store.messages(kept)] == ["unrelated"]
 

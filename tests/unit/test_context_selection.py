@@ -131,7 +131,7 @@ def test_the_walk_reads_only_the_tail() -> None:
     read: list[int] = []
 
     class CountingHistory(ListHistory):
-        def newest_first(self):  # noqa: ANN201
+        def newest_first(self, encoding=None):  # noqa: ANN001, ANN201
             for message in reversed(self._messages):
                 read.append(1)
                 yield message.to_dict()

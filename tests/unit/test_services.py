@@ -10,6 +10,7 @@ import pytest
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
+from conversation.services.context import ContextBuilder
 from conversation.services.migration import (
     MIGRATION_LEAD,
     ConversationMigrator,
@@ -18,7 +19,7 @@ from conversation.services.migration import (
 )
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
-from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
+from tests.fakes import FakeRepository, RecordingScheduler, TwoEncodingTokenizer, WordTokenizer
 
 
 @pytest.fixture(params=["one_round_trip", "cluster_two_steps"])
@@ -93,6 +94,9 @@ def test_another_tenants_conversation_is_refused(saver, active) -> None:
         saver.save(message("theirs", tenant_id="intruder", session_id="s-9",
                            conversation_id=outcome.conversation_id))
     assert [m.content for m in active.messages(outcome.conversation_id)] == ["mine"]
+
+
+WINDOWS = {"8k": ("token_buffer", 6000)}
 
 
 def lifecycle(active: RedisActiveStore) -> tuple[SessionLifecycle, RecordingScheduler]:
@@ -341,3 +345,35 @@ def test_save_many_keeps_order_and_refuses_only_the_bad_message(saver, active) -
         True, True, False, True]
     conversation_id = outcomes[0].conversation_id
     assert [m.content for m in active.messages(conversation_id)] == ["one", "two", "three"]
+
+
+def test_a_context_in_another_encoding_counts_each_message_once_in_each_tier(
+    active, repository
+) -> None:
+    """Counted at save time in the default encoding; a model of another encoding has each
+    message counted on its first read and stored (in Redis, then carried to PostgreSQL with the
+    conversation), never recounted."""
+    tokenizer = TwoEncodingTokenizer()
+    saver = MessageSaver(active, repository, tokenizer)
+    texts = ["you are kind", "where is my parcel", "on its way", "thanks a lot"]
+    roles = [Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.USER]
+    for text, role in zip(texts, roles, strict=True):
+        outcome = saver.save(message(text, role=role, session_id="enc-1"))
+    conversation_id = outcome.conversation_id
+    context = ContextBuilder(active, repository, tokenizer, WINDOWS, {})
+
+    def read() -> dict:
+        return context.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                   model="letters-1", max_tokens=1000)
+
+    first = read()
+    assert sorted(tokenizer.letter_counts) == sorted(texts)  # each once, at first use
+    # Letters, not words: 4 + letters of each message, + 3 for the reply.
+    assert first["tokens"] == sum(4 + len(t.replace(" ", "")) for t in texts) + 3
+    assert read() == first and len(tokenizer.letter_counts) == 4  # stored: not recounted
+
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "enc-1")
+    migrated = ConversationMigrator(active, repository).migrate(conversation_id, closed.generation)
+    assert migrated.status is MigrationStatus.MIGRATED
+    assert read() == first and len(tokenizer.letter_counts) == 4  # carried along
