@@ -17,9 +17,9 @@ from conversation.domain.context import (
 from conversation.domain.errors import ConversationNotFound, ForeignConversation
 from conversation.domain.messages import Role
 from conversation.services.ports import (
+    OTHER_ENCODING_TOKENS,
     ActiveStore,
     ActiveStoreUnavailable,
-    OTHER_ENCODING_TOKENS,
     History,
     MessageRecord,
     Repository,
