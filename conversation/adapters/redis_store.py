@@ -385,23 +385,18 @@ class _RecordedCalls:
 
 
 class RedisHistory:
-    """A conversation's list read from the tail: the count, the first message and the newest
-    `expected` messages in one round trip (with the conversation's owner, when asked), then
-    further back in doubling chunks if needed."""
+    """A conversation's list read from the tail: its owner, the count, the first message and
+    the newest `expected` messages in one round trip, then further back in doubling chunks if
+    needed."""
 
     def __init__(
-        self,
-        client: redis.Redis,
-        keys: RedisKeys,
-        conversation_id: str,
-        expected: int = TAIL_CHUNK,
-        with_owner: bool = False,
+        self, client: redis.Redis, keys: RedisKeys, conversation_id: str, expected: int
     ) -> None:
         self.client = client
         self.key = keys.messages(conversation_id)
+        self.owner_key = keys.owner(conversation_id)
         self.counts_key = keys.token_counts(conversation_id)
         self.expected = max(1, expected)
-        self.owner_key = keys.owner(conversation_id) if with_owner else None
         self.owner: str | None = None
         self._prefetched: tuple[int, bytes | None, list[bytes]] | None = None
 
@@ -411,11 +406,9 @@ class RedisHistory:
             pipe.llen(self.key)
             pipe.lindex(self.key, 0)
             pipe.lrange(self.key, -self.expected, -1)
-            if self.owner_key is not None:
-                pipe.get(self.owner_key)
-            count, first, tail, *owner = pipe.execute()
-            if owner and owner[0] is not None:
-                self.owner = _text(owner[0])
+            pipe.get(self.owner_key)
+            count, first, tail, owner = pipe.execute()
+            self.owner = _text(owner) if owner is not None else None
             self._prefetched = (int(count), first, tail)
         return self._prefetched
 
@@ -722,7 +715,7 @@ class RedisActiveStore:
         self, conversation_id: str, expected: int = TAIL_CHUNK
     ) -> tuple[str | None, RedisHistory]:
         """The owner and the newest `expected` messages, read now in one round trip."""
-        history = RedisHistory(self.client, self.keys, conversation_id, expected, with_owner=True)
+        history = RedisHistory(self.client, self.keys, conversation_id, expected)
         history.count()
         return history.owner, history
 
