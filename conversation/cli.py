@@ -25,26 +25,24 @@ def _celery(*args: str) -> None:
 
 # --- processes ------------------------------------------------------------------------------
 
-# Context reads wait on Redis and PostgreSQL: threads serve many at once in one process.
-# Saves count tokens and validate (CPU), migrations and summaries too: processes, one per core.
-IO_BOUND_QUEUES = frozenset({"conversation.context"})
+# Every queue's work is CPU-bound Python: even a context read spends ~0.4 ms decoding, walking
+# and building its answer for ~0.1 ms waiting on Redis, so threads would queue on the GIL (a
+# 16-thread context worker served 30 % fewer contexts a second than two processes, measured).
+# Threads suit a worker that waits on something slow, such as summaries by a remote LLM.
 THREADS_PER_WORKER = 16
 
 
-def pool_for(queues: str, pool: str, concurrency: int) -> tuple[str, int]:
-    """`auto`: threads for a worker that only reads contexts, prefork otherwise."""
-    if pool == "auto":
-        names = {q.strip() for q in queues.split(",") if q.strip()}
-        pool = "threads" if names and names <= IO_BOUND_QUEUES else "prefork"
-    if not concurrency:
-        concurrency = THREADS_PER_WORKER if pool == "threads" else (os.cpu_count() or 1)
-    return pool, concurrency
+def worker_concurrency(pool: str, concurrency: int) -> int:
+    """The asked concurrency, or the pool's default: 16 threads, or one process per core."""
+    if concurrency:
+        return concurrency
+    return THREADS_PER_WORKER if pool == "threads" else (os.cpu_count() or 1)
 
 
 def cmd_worker(ns: argparse.Namespace) -> None:
-    pool, concurrency = pool_for(ns.queues, ns.pool, ns.concurrency)
-    _celery("worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", pool,
-            "--concurrency", str(concurrency), "--hostname", ns.hostname)
+    _celery("worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", ns.pool,
+            "--concurrency", str(worker_concurrency(ns.pool, ns.concurrency)),
+            "--hostname", ns.hostname)
 
 
 def cmd_beat(ns: argparse.Namespace) -> None:
@@ -193,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queues", default=",".join(WORK_QUEUES))
     p.add_argument("--concurrency", type=int, default=0,
                    help="default: 16 threads, or one process per core")
-    p.add_argument("--pool", default="auto", choices=("auto", "prefork", "threads", "solo"),
-                   help="auto: threads for conversation.context alone, else prefork")
+    p.add_argument("--pool", default="prefork", choices=("prefork", "threads", "solo"),
+                   help="threads only for work that waits (a remote summary model)")
     p.add_argument("--hostname", default="conversation@%h")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)

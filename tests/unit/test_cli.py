@@ -1,11 +1,13 @@
-"""The console script's choices: worker pools by workload."""
+"""The console script's choices: worker concurrency by pool."""
 from __future__ import annotations
 
-from conversation.cli import pool_for
+import os
+
+from conversation.cli import THREADS_PER_WORKER, worker_concurrency
 
 
-def test_worker_pools_follow_the_workload() -> None:
-    assert pool_for("conversation.context", "auto", 0) == ("threads", 16)
-    assert pool_for("conversation.save", "auto", 0)[0] == "prefork"
-    assert pool_for("conversation.context,conversation.save", "auto", 3) == ("prefork", 3)
-    assert pool_for("conversation.save", "threads", 8) == ("threads", 8)
+def test_worker_concurrency_defaults_by_pool() -> None:
+    assert worker_concurrency("prefork", 0) == (os.cpu_count() or 1)
+    assert worker_concurrency("threads", 0) == THREADS_PER_WORKER
+    assert worker_concurrency("prefork", 3) == 3
+    assert worker_concurrency("threads", 8) == 8
