@@ -7,7 +7,7 @@ from typing import Any
 
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import OTHER_ENCODING_TOKENS
+from conversation.services.ports import MessageRecord, message_record
 
 
 class ListHistory:
@@ -21,17 +21,17 @@ class ListHistory:
     def count(self) -> int:
         return len(self._messages)
 
-    def _record(self, message: Message, encoding: str | None) -> dict[str, Any]:
-        record = message.to_dict()
+    def _record(self, message: Message, encoding: str | None) -> MessageRecord:
+        record = message_record(message)
         stored = self.counts.get((encoding, message.id)) if encoding else None
         if message.encoding != encoding and stored is not None:
-            record[OTHER_ENCODING_TOKENS] = stored
+            record.other_tokens = stored
         return record
 
-    def first(self, encoding: str | None = None) -> dict[str, Any] | None:
+    def first(self, encoding: str | None = None) -> MessageRecord | None:
         return self._record(self._messages[0], encoding) if self._messages else None
 
-    def newest_first(self, encoding: str | None = None) -> Iterator[dict[str, Any]]:
+    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
         return (self._record(message, encoding) for message in reversed(self._messages))
 
     def store_counts(self, encoding: str, counts: dict[str, int]) -> None:

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import orjson
 import redis
 
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import (
-    OTHER_ENCODING_TOKENS,
     AppendResult,
     ClosedSession,
     MessageRecord,
@@ -329,11 +329,13 @@ def _decode_records(items: Sequence[bytes]) -> list[MessageRecord]:
     per message."""
     if not items:
         return []
-    return orjson.loads(b"[" + b",".join(items) + b"]")  # type: ignore[no-any-return]
+    return _RECORDS.decode(b"[" + b",".join(items) + b"]")
 
 
 def _decode_messages(items: Sequence[bytes]) -> list[Message]:
-    return [Message.from_dict(record) for record in _decode_records(items)]
+    if not items:
+        return []
+    return [Message.from_dict(data) for data in orjson.loads(b"[" + b",".join(items) + b"]")]
 
 
 def _run_pipeline(client: Any, build: Callable[[Any], None], *scripts: str) -> list[Any]:
@@ -419,7 +421,7 @@ class RedisHistory:
         raw = self._prefetch()[1]
         if not raw:
             return None
-        record: MessageRecord = orjson.loads(raw)
+        record = _RECORD.decode(raw)
         if encoding is not None:
             self._attach_counts([record], encoding)
         return record
@@ -446,11 +448,11 @@ class RedisHistory:
         when there are such records)."""
         if set(map(_ENCODING_OF, records)) <= {encoding}:
             return  # the common case, checked at C speed: every record counted in `encoding`
-        other = [r for r in records if r["encoding"] != encoding]
-        found = self.client.hmget(self.counts_key, [f"{encoding}|{r['id']}" for r in other])
+        other = [r for r in records if r.encoding != encoding]
+        found = self.client.hmget(self.counts_key, [f"{encoding}|{r.id}" for r in other])
         for record, tokens in zip(other, found, strict=True):
             if tokens is not None:
-                record[OTHER_ENCODING_TOKENS] = int(tokens)
+                record.other_tokens = int(tokens)
 
     def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
         if counts:
@@ -896,7 +898,9 @@ class RedisLocks:
         self._release(keys=[self.keys.lock(name)], args=[token])
 
 
-_ENCODING_OF = operator.itemgetter("encoding")
+_ENCODING_OF = operator.attrgetter("encoding")
+_RECORD = msgspec.json.Decoder(MessageRecord)
+_RECORDS = msgspec.json.Decoder(list[MessageRecord])
 
 
 def _token_counts(stored: dict[Any, Any]) -> dict[str, dict[str, int]]:

@@ -41,7 +41,7 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import OTHER_ENCODING_TOKENS, MessageRecord, Summary
+from conversation.services.ports import MessageRecord, Summary
 
 TAIL_CHUNK = 64
 
@@ -87,6 +87,11 @@ def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message
         "created_at": parse_timestamp(message.created_at),
         "metadata": message.metadata or None,
     }
+
+
+def _record(row: Any) -> MessageRecord:
+    return MessageRecord(row.id, row.role, row.content, utc_timestamp(row.created_at), row.tokens,
+                         row.encoding, row.name)
 
 
 def _message(row: Any) -> Message:
@@ -322,7 +327,7 @@ class SqlHistory:
             ).first()
         if row is None:
             return None
-        record = _message(row).to_dict()
+        record = _record(row)
         if encoding is not None:
             self._attach_counts([record], encoding)
         return record
@@ -349,7 +354,7 @@ class SqlHistory:
             query = query.order_by(*(c.desc() for c in _ORDER)).limit(chunk)
             with self.engine.connect() as connection:
                 rows = connection.execute(query).all()
-            records = [_message(row).to_dict() for row in rows]
+            records = [_record(row) for row in rows]
             if encoding is not None:
                 self._attach_counts(records, encoding)
             yield from records
@@ -360,7 +365,7 @@ class SqlHistory:
             chunk = min(chunk * 2, 4096)
 
     def _attach_counts(self, records: list[MessageRecord], encoding: str) -> None:
-        other = {r["id"]: r for r in records if r["encoding"] != encoding}
+        other = {r.id: r for r in records if r.encoding != encoding}
         if not other:
             return
         t = message_token_counts.c
@@ -373,7 +378,7 @@ class SqlHistory:
                 )
             ).all()
         for message_id, tokens in stored:
-            other[message_id][OTHER_ENCODING_TOKENS] = tokens
+            other[message_id].other_tokens = tokens
 
     def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
         store_token_counts(self.engine, self.conversation_id, encoding, counts)

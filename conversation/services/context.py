@@ -17,7 +17,6 @@ from conversation.domain.context import (
 from conversation.domain.errors import ConversationNotFound, ForeignConversation
 from conversation.domain.messages import Role
 from conversation.services.ports import (
-    OTHER_ENCODING_TOKENS,
     ActiveStore,
     ActiveStoreUnavailable,
     History,
@@ -133,15 +132,12 @@ class ContextBuilder:
     def _cost(self, record: MessageRecord, encoding: str, counted: dict[str, int]) -> int:
         """The record's cost in `encoding`: as counted at save time, as stored on an earlier
         read, or counted now (and noted in `counted`, to be stored once the read is done)."""
-        if record["encoding"] == encoding:
-            return int(record["tokens"])
-        stored = record.get(OTHER_ENCODING_TOKENS)
-        if stored is not None:
-            return int(stored)
-        cost = self.tokenizer.message_cost(
-            record["role"], record["content"], record.get("name"), encoding
-        )
-        counted[record["id"]] = cost
+        if record.encoding == encoding:
+            return record.tokens
+        if record.other_tokens is not None:
+            return record.other_tokens
+        cost = self.tokenizer.message_cost(record.role, record.content, record.name, encoding)
+        counted[record.id] = cost
         return cost
 
     def _select(
@@ -155,7 +151,7 @@ class ContextBuilder:
         counted: dict[str, int] = {}
         total = history.count()
         first = history.first(encoding)
-        leading_system = first if first is not None and first["role"] == SYSTEM else None
+        leading_system = first if first is not None and first.role == SYSTEM else None
         system_cost = self._cost(leading_system, encoding, counted) if leading_system else None
         # The walk never reaches the leading system message: it is kept on its own terms.
         walkable = total - (1 if leading_system else 0)
@@ -166,10 +162,10 @@ class ContextBuilder:
             remember = seen.append
             for record in itertools.islice(history.newest_first(encoding), walkable):
                 remember(record)
-                if record["encoding"] == encoding:
-                    yield record["tokens"], record["role"] == USER
+                if record.encoding == encoding:
+                    yield record.tokens, record.role == USER
                 else:
-                    yield self._cost(record, encoding, counted), record["role"] == USER
+                    yield self._cost(record, encoding, counted), record.role == USER
 
         selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
         summary: Summary | None = None
@@ -211,8 +207,8 @@ class ContextBuilder:
             "summary_pending": pending,
             # Inline rather than a call per message: a 32k context holds a thousand of them.
             "messages": [
-                {"role": r["role"], "content": r["content"], "name": r["name"]}
-                if r.get("name") else {"role": r["role"], "content": r["content"]}
+                {"role": r.role, "content": r.content, "name": r.name}
+                if r.name else {"role": r.role, "content": r.content}
                 for r in kept
             ],
         }
@@ -244,11 +240,11 @@ class ContextBuilder:
         # `seen` is newest first: the uncovered messages are those before the summary's last.
         uncovered = list(
             itertools.takewhile(
-                lambda r: message_key(r["created_at"], r["id"]) != summary.through, seen
+                lambda r: message_key(r.created_at, r.id) != summary.through, seen
             )
         )
         selection = select_tail(
-            ((self._cost(r, encoding, counted), r["role"] == USER) for r in uncovered),
+            ((self._cost(r, encoding, counted), r.role == USER) for r in uncovered),
             budget=budget,
             system_cost=system_cost,
         )

@@ -48,8 +48,8 @@ def test_history_reads_newest_first_across_chunks(repository) -> None:
     conversation, history = conversation_with(50)
     repository.store_conversation(conversation, history, summarise_conversation(history))
     tail = repository.history(conversation.id, expected=7)
-    assert tail.count() == 50 and tail.first()["id"] == "m0"
-    assert [m["id"] for m in tail.newest_first()] == [f"m{i}" for i in reversed(range(50))]
+    assert tail.count() == 50 and tail.first().id == "m0"
+    assert [m.id for m in tail.newest_first()] == [f"m{i}" for i in reversed(range(50))]
 
 
 def test_save_direct_is_idempotent(repository) -> None:

@@ -15,6 +15,7 @@ from langchain_core.messages import (
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.domain.messages import Message, Role
 from conversation.services.context import ContextBuilder
+from conversation.services.ports import message_record
 from tests.fakes import FakeRepository, ListHistory
 
 COUNTER = TiktokenCounter()
@@ -134,7 +135,7 @@ def test_the_walk_reads_only_the_tail() -> None:
         def newest_first(self, encoding=None):  # noqa: ANN001, ANN201
             for message in reversed(self._messages):
                 read.append(1)
-                yield message.to_dict()
+                yield message_record(message)
 
     class Store(StaticStore):
         def owned_history(
