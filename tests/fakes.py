@@ -31,8 +31,13 @@ class ListHistory:
     def first(self, encoding: str | None = None) -> MessageRecord | None:
         return self._record(self._messages[0], encoding) if self._messages else None
 
-    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
-        return (self._record(message, encoding) for message in reversed(self._messages))
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
+        newest_first = [self._record(message, encoding) for message in reversed(self._messages)]
+        # Uneven chunks, as a store's doubling reads give them.
+        start, size = 0, 3
+        while start < len(newest_first):
+            yield newest_first[start : start + size]
+            start, size = start + size, size * 2
 
     def store_counts(self, encoding: str, counts: dict[str, int]) -> None:
         self.counts.update({(encoding, message_id): n for message_id, n in counts.items()})

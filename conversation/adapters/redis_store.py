@@ -426,7 +426,7 @@ class RedisHistory:
             self._attach_counts([record], encoding)
         return record
 
-    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
         count, _, raw = self._prefetch()
         read = 0
         chunk = len(raw)
@@ -434,7 +434,8 @@ class RedisHistory:
             records = _decode_records(raw)
             if encoding is not None:
                 self._attach_counts(records, encoding)
-            yield from reversed(records)
+            records.reverse()
+            yield records
             read += len(raw)
             if read >= count or not raw:
                 return

@@ -332,7 +332,7 @@ class SqlHistory:
             self._attach_counts([record], encoding)
         return record
 
-    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
         # Keyset pagination from the tail, chunks doubling: reads grow with the window.
         after: tuple[Any, ...] | None = None
         chunk = self.chunk
@@ -357,7 +357,8 @@ class SqlHistory:
             records = [_record(row) for row in rows]
             if encoding is not None:
                 self._attach_counts(records, encoding)
-            yield from records
+            if records:
+                yield records
             if len(rows) < chunk:
                 return
             last = rows[-1]

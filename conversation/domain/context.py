@@ -8,7 +8,9 @@ window, never with the history.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from conversation.domain.tokens import REPLY_PRIMING_TOKENS
@@ -83,34 +85,36 @@ class TailSelection:
 
 
 def select_tail(
-    newest_first: Iterable[tuple[int, bool]],
+    cost_chunks: Iterable[Sequence[int]],
+    is_human: Callable[[int], bool],
     *,
     budget: int,
     system_cost: int | None,
 ) -> TailSelection:
-    """Walk (cost, is_human) pairs from the newest message back; stop when the budget is spent.
+    """Walk the messages' costs from the newest back, a chunk at a time (the `i`-th newest
+    message is human when `is_human(i)`); stop when the budget is spent.
 
     `system_cost` is the cost of a leading system message (kept whatever it costs, as
-    trim_messages does with include_system); it is not part of `newest_first`. trim_messages
+    trim_messages does with include_system); it is not part of the walk. trim_messages
     charges the reply priming once for the system message and once for the rest, and so do we.
     """
     remaining = budget
     if system_cost is not None:
         remaining = max(0, budget - (system_cost + REPLY_PRIMING_TOKENS))
-    used = REPLY_PRIMING_TOKENS
-    taken = 0
-    kept = 0
-    kept_cost = 0
+    # spent[k]: the reply priming plus the costs of the k newest messages.
+    spent = [REPLY_PRIMING_TOKENS]
     exhausted = True
-    for cost, is_human in newest_first:
-        if used + cost > remaining:
+    for costs in cost_chunks:
+        sums = list(itertools.accumulate(costs, initial=spent[-1]))
+        # Costs are positive, so the sums rise: those within the budget are a prefix, found by
+        # bisection rather than a Python step per message.
+        fitting = bisect.bisect_right(sums, remaining, lo=1) - 1
+        spent.extend(sums[1 : fitting + 1])
+        if fitting < len(costs):
             exhausted = False
             break
-        used += cost
-        taken += 1
-        if is_human:
-            # The kept history must start on a human message (start_on="human").
-            kept = taken
-            kept_cost = used - REPLY_PRIMING_TOKENS
-    tokens = kept_cost + REPLY_PRIMING_TOKENS + (system_cost or 0)
-    return TailSelection(kept=kept, tokens=tokens, exhausted=exhausted)
+    # The kept history must start on a human message (start_on="human").
+    kept = len(spent) - 1
+    while kept and not is_human(kept - 1):
+        kept -= 1
+    return TailSelection(kept=kept, tokens=spent[kept] + (system_cost or 0), exhausted=exhausted)

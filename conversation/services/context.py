@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -157,17 +158,22 @@ class ContextBuilder:
         walkable = total - (1 if leading_system else 0)
         seen: list[MessageRecord] = []
 
-        def newest_first() -> Iterator[tuple[int, bool]]:
-            # The hot loop of a context read: plain record lookups, no objects built.
-            remember = seen.append
-            for record in itertools.islice(history.newest_first(encoding), walkable):
-                remember(record)
-                if record.encoding == encoding:
-                    yield record.tokens, record.role == USER
+        def cost_chunks() -> Iterator[list[int]]:
+            left = walkable
+            for chunk in history.newest_chunks(encoding):
+                if len(chunk) > left:
+                    chunk = chunk[:left]
+                if not chunk:
+                    return
+                left -= len(chunk)
+                seen.extend(chunk)
+                if set(map(_ENCODING, chunk)) <= {encoding}:
+                    yield list(map(_TOKENS, chunk))  # the common case, at C speed
                 else:
-                    yield self._cost(record, encoding, counted), record.role == USER
+                    yield [self._cost(record, encoding, counted) for record in chunk]
 
-        selection = select_tail(newest_first(), budget=plan.budget, system_cost=system_cost)
+        selection = select_tail(cost_chunks(), lambda i: seen[i].role == USER,
+                                budget=plan.budget, system_cost=system_cost)
         summary: Summary | None = None
         summary_tokens = 0
         pending = False
@@ -244,7 +250,8 @@ class ContextBuilder:
             )
         )
         selection = select_tail(
-            ((self._cost(r, encoding, counted), r.role == USER) for r in uncovered),
+            [[self._cost(r, encoding, counted) for r in uncovered]],
+            lambda i: uncovered[i].role == USER,
             budget=budget,
             system_cost=system_cost,
         )
@@ -254,6 +261,8 @@ class ContextBuilder:
 
 USER = Role.USER.value
 SYSTEM = Role.SYSTEM.value
+_ENCODING = operator.attrgetter("encoding")
+_TOKENS = operator.attrgetter("tokens")
 
 
 def empty_context(

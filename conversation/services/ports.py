@@ -91,8 +91,9 @@ class History(Protocol):
 
     def first(self, encoding: str | None = None) -> MessageRecord | None: ...
 
-    def newest_first(self, encoding: str | None = None) -> Iterator[MessageRecord]:
-        """With `encoding`, records counted in another carry their stored cost in it
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
+        """The messages newest first, a list at a time (a read walks lists at C speed where it
+        can). With `encoding`, records counted in another carry their stored cost in it
         (`other_tokens`) where an earlier read stored one (`first` alike)."""
 
     def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:

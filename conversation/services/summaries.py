@@ -84,8 +84,10 @@ class SummaryBuilder:
         leading_system = messages[0] if messages and messages[0].role is Role.SYSTEM else None
         rest = messages[1:] if leading_system else messages
         allowance = summary_allowance(budget)
+        newest_first = rest[::-1]
         tail = select_tail(
-            ((m.tokens, m.role is Role.USER) for m in reversed(rest)),
+            [[m.tokens for m in newest_first]],
+            lambda i: newest_first[i].role is Role.USER,
             budget=budget - allowance,
             system_cost=leading_system.tokens if leading_system else None,
         )

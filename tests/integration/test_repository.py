@@ -49,7 +49,9 @@ def test_history_reads_newest_first_across_chunks(repository) -> None:
     repository.store_conversation(conversation, history, summarise_conversation(history))
     tail = repository.history(conversation.id, expected=7)
     assert tail.count() == 50 and tail.first().id == "m0"
-    assert [m.id for m in tail.newest_first()] == [f"m{i}" for i in reversed(range(50))]
+    chunks = list(tail.newest_chunks())
+    assert [len(chunk) for chunk in chunks] == [7, 14, 28, 1]  # doubling reads from the tail
+    assert [m.id for chunk in chunks for m in chunk] == [f"m{i}" for i in reversed(range(50))]
 
 
 def test_save_direct_is_idempotent(repository) -> None:

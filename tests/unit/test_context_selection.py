@@ -1,6 +1,8 @@
 """The token buffer keeps exactly what LangChain's trim_messages keeps (property test)."""
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import (
@@ -13,6 +15,7 @@ from langchain_core.messages import (
 )
 
 from conversation.adapters.tokenizer import TiktokenCounter
+from conversation.domain.context import select_tail
 from conversation.domain.messages import Message, Role
 from conversation.services.context import ContextBuilder
 from conversation.services.ports import message_record
@@ -132,10 +135,11 @@ def test_the_walk_reads_only_the_tail() -> None:
     read: list[int] = []
 
     class CountingHistory(ListHistory):
-        def newest_first(self, encoding=None):  # noqa: ANN001, ANN201
-            for message in reversed(self._messages):
-                read.append(1)
-                yield message_record(message)
+        def newest_chunks(self, encoding=None):  # noqa: ANN001, ANN201
+            for start in range(len(self._messages), 0, -16):
+                chunk = self._messages[max(0, start - 16) : start][::-1]
+                read.extend(1 for _ in chunk)
+                yield [message_record(message) for message in chunk]
 
     class Store(StaticStore):
         def owned_history(
@@ -149,4 +153,27 @@ def test_the_walk_reads_only_the_tail() -> None:
     # 99 fit (99 x 10 + 3 <= 1000); the oldest of them is an answer, so start_on drops it.
     assert len(context["messages"]) == 98
     assert context["messages"][0]["role"] == "user"
-    assert len(read) <= 100
+    assert len(read) <= 100 + 16  # the window, and the rest of the chunk it ended in
+
+
+@settings(max_examples=300, deadline=None)
+@given(costs=st.lists(st.integers(min_value=1, max_value=400), max_size=60),
+       humans=st.lists(st.booleans(), min_size=60, max_size=60),
+       cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=6),
+       budget=st.integers(min_value=0, max_value=6000),
+       system_cost=st.one_of(st.none(), st.integers(min_value=1, max_value=800)))
+def test_the_walk_keeps_the_same_whatever_the_chunks(costs, humans, cuts, budget,
+                                                     system_cost) -> None:
+    """A history hands its messages out in chunks of any size: the selection never depends on
+    where they are cut."""
+    bounds = [0, *sorted(cut for cut in cuts if cut <= len(costs)), len(costs)]
+    chunks = [costs[a:b] for a, b in itertools.pairwise(bounds)]
+    whole = select_tail([costs], humans.__getitem__, budget=budget, system_cost=system_cost)
+    chunked = select_tail(chunks, humans.__getitem__, budget=budget, system_cost=system_cost)
+    assert chunked == whole
+    # And what it keeps is the longest tail within the budget that starts on a human message.
+    remaining = budget - (system_cost + 3 if system_cost is not None else 0)
+    fitting = max((k for k in range(len(costs) + 1) if 3 + sum(costs[:k]) <= remaining),
+                  default=0)
+    assert whole.kept == max((k for k in range(1, fitting + 1) if humans[k - 1]), default=0)
+    assert whole.exhausted == (fitting == len(costs))
