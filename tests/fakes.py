@@ -91,9 +91,12 @@ class FakeRepository:
         conversation = self.conversations.get(conversation_id)
         return conversation.tenant_id if conversation else None
 
-    def history(self, conversation_id: str, expected: int = 64) -> ListHistory:
-        return ListHistory(self.stored.get(conversation_id, []),
-                           self.token_counts.setdefault(conversation_id, {}))
+    def owned_history(
+        self, conversation_id: str, expected: int = 64
+    ) -> tuple[str | None, ListHistory]:
+        return self.owner(conversation_id), ListHistory(
+            self.stored.get(conversation_id, []), self.token_counts.setdefault(conversation_id, {})
+        )
 
     def messages(self, conversation_id: str) -> list[Message]:
         return list(self.stored.get(conversation_id, []))

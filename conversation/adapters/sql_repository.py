@@ -90,8 +90,8 @@ def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message
 
 
 def _record(row: Any) -> MessageRecord:
-    return MessageRecord(row.id, row.role, row.content, utc_timestamp(row.created_at), row.tokens,
-                         row.encoding, row.name)
+    """A row of _RECORD_COLUMNS as a record."""
+    return MessageRecord(*row[:_RECORD_FIELDS])
 
 
 def _message(row: Any) -> Message:
@@ -300,31 +300,72 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
     connection.execute(STATS_UPSERT, [_stats_row(_conversation(row), stats)])
 
 
+# What a context read needs of a message, in MessageRecord's order (metadata and the rest stay
+# in the database), then the keyset columns. PostgreSQL writes the timestamp as utc_timestamp
+# does: formatting it in Python was half of turning rows into records.
+_RECORD_COLUMNS = (
+    messages.c.id, messages.c.role, messages.c.content,
+    func.to_char(func.timezone("UTC", messages.c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    messages.c.tokens, messages.c.encoding, messages.c.name,
+    messages.c.created_at, messages.c.seq,
+)
+_RECORD_FIELDS = len(MessageRecord.__struct_fields__) - 1  # all but other_tokens
+
+
 class SqlHistory:
+    """A persisted conversation read from the tail: its owner, the count, the first message
+    and the newest `chunk` messages on one connection, then further back in doubling chunks
+    if needed (keyset pagination: reads grow with the window, not the history)."""
+
     def __init__(self, engine: Engine, conversation_id: str, chunk: int = TAIL_CHUNK) -> None:
         self.engine = engine
         self.conversation_id = conversation_id
         self.chunk = chunk
+        self.owner: str | None = None
+        self._prefetched: tuple[int, Any, list[Any]] | None = None
+
+    def _prefetch(self) -> tuple[int, Any, list[Any]]:
+        if self._prefetched is None:
+            mine = messages.c.conversation_id == self.conversation_id
+            count = select(func.count()).select_from(messages).where(mine).scalar_subquery()
+            with self.engine.connect() as connection:
+                head = connection.execute(
+                    select(conversations.c.tenant_id, count)
+                    .where(conversations.c.id == self.conversation_id)
+                ).first()
+                if head is None:
+                    self._prefetched = (0, None, [])
+                    return self._prefetched
+                first = connection.execute(
+                    select(*_RECORD_COLUMNS).where(mine).order_by(*_ORDER).limit(1)
+                ).first()
+                tail = connection.execute(self._older_than(None, self.chunk)).all()
+            self.owner = head[0]
+            self._prefetched = (int(head[1]), first, tail)
+        return self._prefetched
+
+    def _older_than(self, last: Any, limit: int) -> Any:
+        """The `limit` messages before `last` (a row; None: the newest), newest first."""
+        query = select(*_RECORD_COLUMNS).where(messages.c.conversation_id == self.conversation_id)
+        if last is not None:
+            query = query.where(
+                or_(
+                    messages.c.created_at < last.created_at,
+                    and_(messages.c.created_at == last.created_at, messages.c.seq < last.seq),
+                    and_(
+                        messages.c.created_at == last.created_at,
+                        messages.c.seq == last.seq,
+                        messages.c.id < last.id,
+                    ),
+                )
+            )
+        return query.order_by(*(c.desc() for c in _ORDER)).limit(limit)
 
     def count(self) -> int:
-        with self.engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    select(func.count())
-                    .select_from(messages)
-                    .where(messages.c.conversation_id == self.conversation_id)
-                )
-                or 0
-            )
+        return self._prefetch()[0]
 
     def first(self, encoding: str | None = None) -> MessageRecord | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(messages)
-                .where(messages.c.conversation_id == self.conversation_id)
-                .order_by(*_ORDER)
-                .limit(1)
-            ).first()
+        row = self._prefetch()[1]
         if row is None:
             return None
         record = _record(row)
@@ -333,37 +374,18 @@ class SqlHistory:
         return record
 
     def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
-        # Keyset pagination from the tail, chunks doubling: reads grow with the window.
-        after: tuple[Any, ...] | None = None
+        _, _, rows = self._prefetch()
         chunk = self.chunk
-        while True:
-            query = select(messages).where(messages.c.conversation_id == self.conversation_id)
-            if after is not None:
-                created_at, seq, message_id = after
-                query = query.where(
-                    or_(
-                        messages.c.created_at < created_at,
-                        and_(messages.c.created_at == created_at, messages.c.seq < seq),
-                        and_(
-                            messages.c.created_at == created_at,
-                            messages.c.seq == seq,
-                            messages.c.id < message_id,
-                        ),
-                    )
-                )
-            query = query.order_by(*(c.desc() for c in _ORDER)).limit(chunk)
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).all()
+        while rows:
             records = [_record(row) for row in rows]
             if encoding is not None:
                 self._attach_counts(records, encoding)
-            if records:
-                yield records
+            yield records
             if len(rows) < chunk:
                 return
-            last = rows[-1]
-            after = (last.created_at, last.seq, last.id)
             chunk = min(chunk * 2, 4096)
+            with self.engine.connect() as connection:
+                rows = connection.execute(self._older_than(rows[-1], chunk)).all()
 
     def _attach_counts(self, records: list[MessageRecord], encoding: str) -> None:
         other = {r.id: r for r in records if r.encoding != encoding}
@@ -569,8 +591,13 @@ class SqlRepository:
                 select(conversations.c.tenant_id).where(conversations.c.id == conversation_id)
             )
 
-    def history(self, conversation_id: str, expected: int = TAIL_CHUNK) -> SqlHistory:
-        return SqlHistory(self.engine, conversation_id, max(1, expected))
+    def owned_history(
+        self, conversation_id: str, expected: int = TAIL_CHUNK
+    ) -> tuple[str | None, SqlHistory]:
+        """The owner (None: not here) and the newest `expected` messages, read together."""
+        history = SqlHistory(self.engine, conversation_id, max(1, expected))
+        history.count()
+        return history.owner, history
 
     def messages(self, conversation_id: str) -> list[Message]:
         with self.engine.connect() as connection:

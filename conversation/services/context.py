@@ -115,15 +115,15 @@ class ContextBuilder:
         self, tenant_id: str, conversation_id: str, expected: int
     ) -> tuple[ActiveStore | Repository, History]:
         """The tier that holds the conversation (Redis while active, then PostgreSQL) and its
-        history there; an active conversation's owner comes with its newest messages."""
+        history there; in either, the owner comes in the same read as the newest messages."""
         try:
             owner, history = self.active.owned_history(conversation_id, expected=expected)
             source: ActiveStore | Repository = self.active
         except ActiveStoreUnavailable:
             owner = None  # Redis is down: serve what PostgreSQL has
         if owner is None:
-            owner = self.repository.owner(conversation_id)
-            source, history = self.repository, self.repository.history(conversation_id, expected)
+            owner, history = self.repository.owned_history(conversation_id, expected)
+            source = self.repository
         if owner is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if owner != tenant_id:

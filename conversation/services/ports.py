@@ -214,8 +214,9 @@ class Repository(Protocol):
     def owner(self, conversation_id: str) -> str | None:
         """The tenant the conversation belongs to, if this tier holds it."""
 
-    def history(self, conversation_id: str, expected: int = 64) -> History:
-        """Its messages; `expected` is how many of the newest the caller will likely read."""
+    def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
+        """The owner (None: not here) and the messages, read together; `expected` is how many
+        of the newest the caller will likely read."""
 
     def messages(self, conversation_id: str) -> list[Message]: ...
 

@@ -47,11 +47,27 @@ def test_writing_a_batch_twice_changes_nothing(repository) -> None:
 def test_history_reads_newest_first_across_chunks(repository) -> None:
     conversation, history = conversation_with(50)
     repository.store_conversation(conversation, history, summarise_conversation(history))
-    tail = repository.history(conversation.id, expected=7)
+    owner, tail = repository.owned_history(conversation.id, expected=7)
+    assert owner == conversation.tenant_id
     assert tail.count() == 50 and tail.first().id == "m0"
     chunks = list(tail.newest_chunks())
     assert [len(chunk) for chunk in chunks] == [7, 14, 28, 1]  # doubling reads from the tail
-    assert [m.id for chunk in chunks for m in chunk] == [f"m{i}" for i in reversed(range(50))]
+    records = [record for chunk in chunks for record in chunk]
+    assert [r.id for r in records] == [f"m{i}" for i in reversed(range(50))]
+    # Written by PostgreSQL, read back exactly as saved (a summary names its last message so).
+    assert [r.created_at for r in reversed(records)] == [m.created_at for m in history]
+    assert [(r.role, r.content, r.tokens, r.encoding) for r in reversed(records)] == [
+        (m.role.value, m.content, m.tokens, m.encoding) for m in history]
+
+
+def test_history_timestamps_keep_their_microseconds(repository) -> None:
+    conversation, history = conversation_with(3)
+    odd = ["1999-12-31T23:59:59.999999Z", "2026-02-28T07:08:09.000001Z",
+           "2026-11-25T03:04:05.123456Z"]
+    history = [m._replace(created_at=moment) for m, moment in zip(history, odd, strict=True)]
+    repository.store_conversation(conversation, history, summarise_conversation(history))
+    _, tail = repository.owned_history(conversation.id)
+    assert [r.created_at for chunk in tail.newest_chunks() for r in chunk] == odd[::-1]
 
 
 def test_save_direct_is_idempotent(repository) -> None:
