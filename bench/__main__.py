@@ -280,6 +280,18 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
         result.forget()
         return elapsed
 
+    def drained_rate(name: str, kwargs: dict, count: int) -> float:
+        """Requests a second with `count` sent at once and every result collected."""
+        started = time.perf_counter()
+        results = [app.send_task(name, kwargs=kwargs, queue="conversation.context")
+                   for _ in range(count)]
+        for result in results:
+            result.get(timeout=120)
+        rate = count / (time.perf_counter() - started)
+        for result in results:
+            result.forget()
+        return rate
+
     context_kwargs = {"tenant_id": "bench", "conversation_id": conversation_id, "window": "8k"}
     echo: list[float] = []
     context: list[float] = []
@@ -294,6 +306,10 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
             if i >= 20:
                 echo.append(echo_ms)
                 context.append(context_ms)
+        # Throughput: many requests in flight at once, the worker's processes all busy.
+        in_flight = max(200, rounds * 2)
+        echo_rate = drained_rate("bench.echo", {}, in_flight)
+        context_rate = drained_rate("conversation.get_context", context_kwargs, in_flight)
     echo.sort()
     context.sort()
     app.close()
@@ -307,6 +323,9 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
                f"p50 {pct(context, 0.5):.2f} ms, p99 {pct(context, 0.99):.2f} ms",
                f"echo p50 {pct(echo, 0.5):.2f} ms, p99 {pct(echo, 0.99):.2f} ms",
                ratio, "p50 <= 1.5x the round trip", ratio <= 1.5))
+    report(Row(f"get_context via Celery, throughput ({os.cpu_count() or 1} processes)",
+               f"{context_rate:,.0f} contexts/s", f"echo {echo_rate:,.0f} tasks/s",
+               context_rate / echo_rate, "-", None))
 
 
 def bench_bulk_ingest(servers: Servers, n: int) -> None:
