@@ -7,7 +7,13 @@ from typing import Any
 
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord, message_record
+from conversation.services.ports import MessageRecord
+
+
+def message_record(message: Message) -> MessageRecord:
+    """A message as a store's history hands it out."""
+    return MessageRecord(message.id, message.role.value, message.content, message.created_at,
+                         message.tokens, message.encoding, message.name)
 
 
 class ListHistory:
@@ -87,14 +93,11 @@ class FakeRepository:
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         return self.conversations.get(conversation_id)
 
-    def owner(self, conversation_id: str) -> str | None:
-        conversation = self.conversations.get(conversation_id)
-        return conversation.tenant_id if conversation else None
-
     def owned_history(
         self, conversation_id: str, expected: int = 64
     ) -> tuple[str | None, ListHistory]:
-        return self.owner(conversation_id), ListHistory(
+        conversation = self.conversations.get(conversation_id)
+        return conversation.tenant_id if conversation else None, ListHistory(
             self.stored.get(conversation_id, []), self.token_counts.setdefault(conversation_id, {})
         )
 

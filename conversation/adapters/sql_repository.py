@@ -585,12 +585,6 @@ class SqlRepository:
             ).first()
         return _conversation(row) if row else None
 
-    def owner(self, conversation_id: str) -> str | None:
-        with self.engine.connect() as connection:
-            return connection.scalar(
-                select(conversations.c.tenant_id).where(conversations.c.id == conversation_id)
-            )
-
     def owned_history(
         self, conversation_id: str, expected: int = TAIL_CHUNK
     ) -> tuple[str | None, SqlHistory]:

@@ -79,11 +79,6 @@ class MessageRecord(msgspec.Struct):
     other_tokens: int | None = None
 
 
-def message_record(message: Message) -> MessageRecord:
-    return MessageRecord(message.id, message.role.value, message.content, message.created_at,
-                         message.tokens, message.encoding, message.name)
-
-
 class History(Protocol):
     """A conversation's messages in one tier, read from the newest back, as records."""
 
@@ -135,9 +130,6 @@ class ActiveStore(Protocol):
     def session_conversation(self, tenant_id: str, session_id: str) -> str | None: ...
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
-
-    def owner(self, conversation_id: str) -> str | None:
-        """The tenant the conversation belongs to, if this tier holds it."""
 
     def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
         """The owner (None: not here) and the messages, read together (one round trip);
@@ -210,9 +202,6 @@ class Repository(Protocol):
     def append_message(self, conversation_id: str, message: Message) -> bool: ...
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
-
-    def owner(self, conversation_id: str) -> str | None:
-        """The tenant the conversation belongs to, if this tier holds it."""
 
     def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
         """The owner (None: not here) and the messages, read together; `expected` is how many

@@ -18,8 +18,7 @@ from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.domain.context import select_tail
 from conversation.domain.messages import Message, Role
 from conversation.services.context import ContextBuilder
-from conversation.services.ports import message_record
-from tests.fakes import FakeRepository, ListHistory
+from tests.fakes import FakeRepository, ListHistory, message_record
 
 COUNTER = TiktokenCounter()
 ENCODING = COUNTER.default_encoding
@@ -63,9 +62,6 @@ class StaticStore:
 
     def __init__(self, history: list[Message]) -> None:
         self._history = history
-
-    def owner(self, conversation_id: str) -> str:
-        return "t"
 
     def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str, ListHistory]:
         return "t", ListHistory(self._history)
