@@ -10,7 +10,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from config.settings import Settings
+from config.settings import ConfigurationError, Settings
 
 SAVE_QUEUE = "conversation.save"
 CONTEXT_QUEUE = "conversation.context"
@@ -44,6 +44,15 @@ _exchange = Exchange("conversation", type="direct")
 
 def queues() -> list[Queue]:
     return [Queue(name, _exchange, routing_key=name) for name in (*WORK_QUEUES, DEAD_LETTER_QUEUE)]
+
+
+def _beat_redis(settings: Settings) -> str | None:
+    """Beat's Redis, or None where there is none (workers and producers run without one;
+    beat itself refuses to start, saying why)."""
+    try:
+        return settings.beat_redis()
+    except ConfigurationError:
+        return None
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -97,9 +106,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Beat HA: celery-redbeat keeps the schedule in Redis behind a lock, so any number of
         # beat processes can run and only the lock holder sends. The holder renews the lock
         # every loop (a third of the lock's life at most); if it dies, another takes over
-        # once the lock expires (BEAT_LOCK_SECONDS).
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.redis_url,
+        # once the lock expires (BEAT_LOCK_SECONDS). That Redis is a plain one, never the
+        # active store (BEAT_REDIS_URL, else the broker's): beat keeps scheduling while the
+        # active store is down, and redbeat cannot talk to a Redis Cluster. Our scheduler
+        # rides out an outage of beat's own Redis instead of exiting (tasks/beat.py).
+        "beat_scheduler": "tasks.beat.ResilientRedBeatScheduler",
+        "redbeat_redis_url": _beat_redis(settings),
+        # Never block a tick for ever on a Redis that stopped answering.
+        "redbeat_redis_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
         "redbeat_key_prefix": f"{settings.redis_key_prefix}redbeat:",
         "redbeat_lock_timeout": settings.beat_lock_seconds,
         "beat_max_loop_interval": max(1, min(5, settings.beat_lock_seconds // 3)),

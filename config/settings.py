@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
@@ -48,7 +49,12 @@ DEFAULT_MODEL_WINDOWS: dict[str, str] = {
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 
-ENV_NAMES = {"broker_url": "CELERY_BROKER_URL", "result_backend": "CELERY_RESULT_BACKEND"}
+ENV_NAMES = {
+    "broker_url": "CELERY_BROKER_URL",
+    "result_backend": "CELERY_RESULT_BACKEND",
+    "beat_redis_url": "BEAT_REDIS_URL",
+}
+PLAIN_REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 class ConfigurationError(RuntimeError):
@@ -97,6 +103,9 @@ class Settings:
     beat_interval_seconds: int = 60
     # Beat HA (celery-redbeat): a dead beat's lock passes to another after this long.
     beat_lock_seconds: int = 30
+    # Where beat keeps its schedule and lock: a plain Redis, never the active store's cluster.
+    # None: the broker's Redis, else the result backend's (see `beat_redis`).
+    beat_redis_url: str | None = None
     max_message_chars: int = 200_000
     broker_visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     api_host: str = "127.0.0.1"
@@ -139,6 +148,7 @@ class Settings:
             idle_timeout_seconds=_int(env, "IDLE_TIMEOUT_SECONDS", 24 * 3600),
             beat_interval_seconds=_int(env, "BEAT_INTERVAL_SECONDS", 60),
             beat_lock_seconds=_int(env, "BEAT_LOCK_SECONDS", 30),
+            beat_redis_url=url("BEAT_REDIS_URL"),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", 200_000),
             broker_visibility_timeout=_int(
                 env, "BROKER_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT
@@ -169,3 +179,34 @@ class Settings:
                 "start the service with `make run`, or set the URLs (see README)."
             )
         return str(value)
+
+    def beat_redis(self) -> str:
+        """The plain Redis where beat keeps its schedule and lock: BEAT_REDIS_URL, else the
+        broker's Redis, else the result backend's. Never the active store: beat must keep
+        scheduling while the active store is down (the workers fall back to PostgreSQL), and
+        celery-redbeat cannot talk to a Redis Cluster."""
+        if self.beat_redis_url:
+            return self.beat_redis_url
+        for url in (self.broker_url, self.result_backend):
+            if not url or not url.startswith(PLAIN_REDIS_SCHEMES):
+                continue
+            if self.redis_cluster and _same_server(url, self.redis_url):
+                continue  # the result backend defaulted to a node of the cluster
+            return url
+        raise ConfigurationError(
+            "beat needs a plain Redis for its schedule and lock, and neither the broker "
+            f"({_scheme(self.broker_url)}) nor the result backend ({_scheme(self.result_backend)}) "
+            "is one: set BEAT_REDIS_URL (a single Redis server, not a cluster node; see README)."
+        )
+
+
+def _scheme(url: str | None) -> str:
+    return url.split("://", 1)[0] + "://..." if url else "not set"
+
+
+def _same_server(url: str, other: str | None) -> bool:
+    """Same host and port (the database number aside)."""
+    if not other:
+        return False
+    a, b = urlsplit(url), urlsplit(other)
+    return (a.hostname, a.port) == (b.hostname, b.port)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.celery import WORK_QUEUES
-from config.settings import Settings
+from config.settings import ConfigurationError, Settings
 
 
 def _container() -> Any:
@@ -49,6 +49,12 @@ def cmd_beat(ns: argparse.Namespace) -> None:
     settings = Settings.from_env()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     # The schedule lives in Redis (celery-redbeat): run as many beats as you like.
+    from tasks.beat import check_beat_redis
+
+    try:
+        check_beat_redis(settings.beat_redis())
+    except ConfigurationError as exc:
+        sys.exit(f"beat: {exc}")
     _celery("beat", "--loglevel", ns.loglevel)
 
 

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.settings import EMBEDDED_ENDPOINTS_FILE, Settings
+from kombu.utils.url import maybe_sanitize_url
+
+from config.settings import EMBEDDED_ENDPOINTS_FILE, ConfigurationError, Settings
 from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
 
 STOP_TIMEOUT = 20.0
@@ -22,6 +26,116 @@ def _say(text: str) -> None:
     print(f"[conversation] {text}", file=sys.stderr, flush=True)
 
 
+# Why a small supervisor of our own rather than supervisord, circus or honcho (issue 14): the
+# runner must start embedded servers first and stop them last, hand its children an environment
+# it computes at start (the embedded servers' URLs), and give up, stopping everything with a
+# non-zero exit, once one process keeps dying. honcho never restarts a process; supervisord
+# restarts for ever once a process outlived `startsecs` (giving up needs an event-listener
+# process of its own) and runs from a generated config file; circus's flapping detection stops
+# only the flapping watcher, not the whole, and brings pyzmq and tornado along. Each would be
+# more code around it than the ~80 lines below. In production (deploy/) the orchestrator
+# restarts processes instead: Docker's `restart:`, Kubernetes' pods.
+RESTART_LIMIT = 5  # deaths of one process...
+RESTART_WINDOW = 60.0  # ...within this many seconds: give up
+FIRST_BACKOFF = 1.0  # seconds before the first restart, doubled for each recent death
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class Program:
+    """One process the supervisor keeps running."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    deaths: deque[float] = field(default_factory=deque)
+    restart_at: float = 0.0
+
+
+class Supervisor:
+    """Starts processes, restarts one that exits (with backoff, one log line each time), and
+    gives up, stopping them all, when one dies `restart_limit` times within `window` seconds."""
+
+    def __init__(self, programs: dict[str, list[str]], env: dict[str, str], *,
+                 restart_limit: int = RESTART_LIMIT, window: float = RESTART_WINDOW,
+                 first_backoff: float = FIRST_BACKOFF) -> None:
+        self.programs = [Program(name, argv) for name, argv in programs.items()]
+        self.env = env
+        self.restart_limit = restart_limit
+        self.window = window
+        self.first_backoff = first_backoff
+        self.stopping = False
+
+    def start(self) -> None:
+        for program in self.programs:
+            self._spawn(program)
+
+    def _spawn(self, program: Program) -> None:
+        # A session of its own: on a death, its orphans (gunicorn's workers, Celery's pool)
+        # can be killed with it before the restart, and Ctrl-C in the terminal reaches the
+        # runner alone, which then stops every process in order.
+        program.process = subprocess.Popen(program.argv, env=self.env, start_new_session=True)
+
+    def run(self) -> int:
+        """Supervise until asked to stop (0) or until a process keeps dying (1)."""
+        while not self.stopping:
+            now = time.monotonic()
+            for program in self.programs:
+                if program.process is None:
+                    if now >= program.restart_at:
+                        self._spawn(program)
+                elif program.process.poll() is not None and not self._restart_later(program, now):
+                    return 1
+            time.sleep(POLL_SECONDS)
+        return 0
+
+    def _restart_later(self, program: Program, now: float) -> bool:
+        """Schedule the restart of a process that exited; False when it keeps dying."""
+        assert program.process is not None
+        code = program.process.returncode
+        _kill_group(program.process.pid)
+        program.process = None
+        program.deaths.append(now)
+        while program.deaths and program.deaths[0] < now - self.window:
+            program.deaths.popleft()
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        recent = len(program.deaths)
+        if recent >= self.restart_limit:
+            _say(f"{program.name} {how}: {recent} deaths within {self.window:g} s, "
+                 "giving up: stopping everything")
+            return False
+        delay = self.first_backoff * 2 ** (recent - 1)
+        program.restart_at = now + delay
+        _say(f"{program.name} {how}: restarting it in {delay:g} s "
+             f"(death {recent} of {self.restart_limit} allowed within {self.window:g} s)")
+        return True
+
+    def stop(self) -> None:
+        self.stopping = True
+        running = [p for p in self.programs if p.process is not None]
+        for program in running:
+            if program.process is not None and program.process.poll() is None:
+                program.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for program in running:
+            assert program.process is not None
+            try:
+                program.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _say(f"{program.name} did not stop in time: killing it")
+                program.process.kill()
+                program.process.wait(5)
+            _kill_group(program.process.pid)  # whatever it left behind
+            program.process = None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class Runner:
     def __init__(self, env: dict[str, str], grace_seconds: int | None) -> None:
         self.env = env
@@ -29,8 +143,7 @@ class Runner:
         self.var_dir = Path(env.get("CONVERSATION_VAR_DIR") or Settings().var_dir).resolve()
         self.redis: EmbeddedRedis | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = False
+        self.supervisor: Supervisor | None = None
 
     def start_servers(self) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -73,38 +186,13 @@ class Runner:
         finally:
             container.close()
 
-    def spawn(self, name: str, *args: str) -> None:
-        command = [sys.executable, "-m", "conversation.cli", *args]
-        self.children[name] = subprocess.Popen(command, env=self.env)
-
-    def start_processes(self) -> None:
-        self.spawn("worker", "worker")
-        self.spawn("beat", "beat")
-        self.spawn("api", "api")
-        self.spawn("flower", "flower")
-
-    def wait(self) -> int:
-        while not self.stopping:
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    _say(f"{name} exited with code {child.returncode}: stopping everything")
-                    return 1
-            time.sleep(0.5)
-        return 0
+    def processes(self) -> dict[str, list[str]]:
+        command = [sys.executable, "-m", "conversation.cli"]
+        return {name: [*command, name] for name in ("worker", "beat", "api", "flower")}
 
     def stop(self) -> None:
-        self.stopping = True
-        for child in self.children.values():
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for name, child in self.children.items():
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _say(f"{name} did not stop in time: killing it")
-                child.kill()
-                child.wait(5)
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.postgres is not None:
             self.postgres.stop()
         if self.redis is not None:
@@ -115,28 +203,46 @@ class Runner:
 
 def run(grace_seconds: int | None = None) -> int:
     runner = Runner(dict(os.environ), grace_seconds)
+    stop_requested = False
 
     def on_signal(signum: int, _frame: Any) -> None:
-        runner.stopping = True
+        nonlocal stop_requested
+        stop_requested = True
+        if runner.supervisor is not None:
+            runner.supervisor.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 1
     try:
         runner.start_servers()
-        api_key = runner.prepare_database()
-        runner.start_processes()
         settings = Settings.from_env(runner.env)
+        from tasks.beat import check_beat_redis
+
+        try:
+            check_beat_redis(settings.beat_redis())
+        except ConfigurationError as exc:
+            _say(f"cannot start beat: {exc}")
+            return 2
+        api_key = runner.prepare_database()
+        if stop_requested:
+            return 0
+        runner.supervisor = Supervisor(runner.processes(), runner.env)
+        runner.supervisor.stopping = stop_requested  # a signal during the line above
+        runner.supervisor.start()
         api = f"http://{settings.api_host}:{settings.api_port}"
         _say("running; Ctrl-C stops everything")
         _say(f"API       {api}  (docs {api}/api/docs, health {api}/health)")
         _say(f"dashboard {api}/dashboard  (tenant '{DEMO_TENANT}', the demo key below)")
         _say(f"Flower    http://127.0.0.1:{settings.flower_port}")
         _say(f"broker    {settings.broker_url}")
+        _say(f"beat      schedule and lock in {maybe_sanitize_url(settings.beat_redis())}")
         _say(f"demo key  tenant '{DEMO_TENANT}': {api_key}")
         _say(f"try       curl -H 'Authorization: Bearer {api_key}' "
              f"{api}/api/conversations/list/{DEMO_TENANT}")
-        code = runner.wait()
+        _say(f"a process that exits is restarted; {RESTART_LIMIT} deaths of one within "
+             f"{RESTART_WINDOW:g} s stop everything")
+        code = runner.supervisor.run()
     finally:
         runner.stop()
     return code
