@@ -31,6 +31,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "SESSION_GRACE_SECONDS": str(settings.session_grace_seconds),
             "BEAT_INTERVAL_SECONDS": str(settings.beat_interval_seconds),
             "BEAT_LOCK_SECONDS": str(settings.beat_lock_seconds),
+            "BEAT_REDIS_URL": settings.beat_redis_url or "",
             "BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
             "CONVERSATION_VAR_DIR": str(settings.var_dir),
             "PYTHONUNBUFFERED": "1",
