@@ -235,7 +235,7 @@ def run(grace_seconds: int | None = None) -> int:
         _say(f"API       {api}  (docs {api}/api/docs, health {api}/health)")
         _say(f"dashboard {api}/dashboard  (tenant '{DEMO_TENANT}', the demo key below)")
         _say(f"Flower    http://127.0.0.1:{settings.flower_port}")
-        _say(f"broker    {settings.broker_url}")
+        _say(f"broker    {maybe_sanitize_url(settings.broker_url)}")
         _say(f"beat      schedule and lock in {maybe_sanitize_url(settings.beat_redis())}")
         _say(f"demo key  tenant '{DEMO_TENANT}': {api_key}")
         _say(f"try       curl -H 'Authorization: Bearer {api_key}' "

@@ -24,6 +24,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "REDIS_URL": settings.redis_url or "",
+            "REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
             "REDIS_KEY_PREFIX": settings.redis_key_prefix,
             "CELERY_BROKER_URL": settings.broker_url or "",
             "CELERY_RESULT_BACKEND": settings.result_backend or "",
