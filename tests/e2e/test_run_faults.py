@@ -260,3 +260,16 @@ def test_kill_9_of_beat_and_of_the_api_under_conversation_run(
         assert "giving up" not in stack.text()
     assert stack.process.returncode == 0
     assert not psutil.pid_exists(new_beat.pid) and not psutil.pid_exists(new_api.pid)
+
+
+def test_conversation_run_refuses_to_start_without_a_redis_for_beat(
+    settings: Settings, test_var_dir: Path
+) -> None:
+    env = settings_env(replace(settings, broker_url="amqp://guest:guest@127.0.0.1:5672//",
+                               result_backend="rpc://"))
+    env["CONVERSATION_VAR_DIR"] = str(test_var_dir / "run-refused")
+    done = subprocess.run([sys.executable, "-m", "conversation.cli", "run"], check=False,
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 2
+    assert b"cannot start beat" in done.stderr and b"set BEAT_REDIS_URL" in done.stderr
+    assert b"running;" not in done.stderr  # nothing was started
