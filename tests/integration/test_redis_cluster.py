@@ -50,8 +50,11 @@ def redis_cli() -> str:
 @pytest.fixture(scope="module")
 def cluster_url(test_var_dir: Path) -> Iterator[str]:
     taken: set[int] = set()
+    # Directories of this cluster's own: a node's nodes.conf outlives it, and another module
+    # using this fixture (tests/e2e/test_run_cluster.py) would find a node "not empty".
+    run = uuid.uuid4().hex[:6]
     nodes = [
-        EmbeddedRedis(test_var_dir / f"cluster-{i}", port=cluster_port(taken), persist=False,
+        EmbeddedRedis(test_var_dir / f"cluster-{run}-{i}", port=cluster_port(taken), persist=False,
                       extra_args=("--cluster-enabled", "yes",
                                   "--cluster-config-file", "nodes.conf",
                                   "--cluster-node-timeout", "2000"))
