@@ -71,6 +71,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     timing.register(app)
     app.before_request(authenticate)
-    app.before_request(ratelimit.enforce)
+    ratelimit.init_app(app, container.settings)  # after authenticate: it counts per key
     errors.register(app)
     return app

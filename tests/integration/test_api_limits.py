@@ -1,8 +1,12 @@
-"""The API's limits on real PostgreSQL and Redis: a statement timeout on its reads (503 JSON)."""
+"""The API's limits on real PostgreSQL and Redis: a statement timeout on its reads (503 JSON),
+a moving-window rate limit per API key (never more than N in any window of that length, 429
+with Retry-After past it), which fails open while Redis is down."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,6 +15,7 @@ from sqlalchemy import text
 from api import create_app
 from config.settings import Settings
 from conversation.bootstrap import Container
+from conversation.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +70,83 @@ def test_the_timeout_is_only_on_the_apis_reads(limited: Container) -> None:
         with engine.connect() as connection:
             shown[name] = connection.execute(text("SHOW statement_timeout")).scalar()
     assert shown == {"api reads": "300ms", "api primary reads": "300ms", "workers": "0"}
+
+
+# --- rate limit -------------------------------------------------------------------------------
+
+def most_in_any_window(moments: list[tuple[float, float]], window: float) -> int:
+    """The most requests that may have been counted in one window: request j is within a window
+    after request i's start when it ended less than `window` after it (hits happen between a
+    request's start and end, so this never undercounts)."""
+    most = 0
+    for i, (start, _) in enumerate(moments):
+        most = max(most, sum(1 for _, end in moments[i:] if end - start < window))
+    return most
+
+
+@pytest.mark.parametrize("limited", [{"api_rate_limit": "100/2 seconds"}], indirect=True)
+def test_never_more_than_the_limit_in_any_window_across_an_edge(limited: Container) -> None:
+    """110 requests from half a second before a window's edge (where a fixed window restarts
+    its count): the first 100 pass, the rest get 429 with Retry-After, and no 2 s window saw
+    more than 100 pass; once the window has moved on, requests pass again."""
+    client = create_app(container=limited).test_client()
+    key = limited.api_keys.create("limited")
+    url = "/api/conversations/list/limited"
+    deadline = time.monotonic() + 5
+    while not 1.5 <= time.time() % 2 < 1.6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    passed: list[tuple[float, float]] = []
+    refused = []
+    for _ in range(110):
+        start = time.time()
+        response = client.get(url, headers=auth(key))
+        if response.status_code == 200:
+            passed.append((start, time.time()))
+        else:
+            refused.append(response)
+    assert most_in_any_window(passed, 2.0) <= 100
+    assert refused, "110 requests in less than 2 s: some must be refused"
+    for response in refused:
+        assert response.status_code == 429
+        assert response.json["error"]["code"] == "rate_limited"
+        assert 1 <= int(response.headers["Retry-After"]) <= 2
+    # Another key has its own window.
+    other = limited.api_keys.create("limited")
+    assert client.get(url, headers=auth(other)).status_code == 200
+    # After Retry-After, the oldest requests have left the window.
+    time.sleep(int(refused[-1].headers["Retry-After"]))
+    assert client.get(url, headers=auth(key)).status_code == 200
+
+
+@pytest.fixture
+def own_redis(test_var_dir: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(test_var_dir / "ratelimit-redis", persist=False).start()
+    yield server
+    server.stop()
+
+
+def test_the_rate_limit_fails_open_while_redis_is_down(settings: Settings,
+                                                       own_redis: EmbeddedRedis) -> None:
+    """Redis down: the API serves from PostgreSQL, unthrottled (refusing everyone would turn a
+    Redis outage into an API outage); Redis back: the limit holds again."""
+    container = Container(replace(settings, redis_url=f"{own_redis.url}/0",
+                                  api_rate_limit="3/minute"))
+    try:
+        client = create_app(container=container).test_client()
+        key = container.api_keys.create("open")
+        url = "/api/conversations/list/open"
+        assert [client.get(url, headers=auth(key)).status_code for _ in range(4)] == [
+            200, 200, 200, 429]
+        # Counted by the key's id, never the key itself.
+        key_id = container.api_keys.list("open")[-1]["id"]
+        counters = [k.decode() for k in container.redis.keys(
+            f"{container.settings.redis_key_prefix}ratelimit*")]
+        assert len(counters) == 1 and f"/key{key_id}/" in counters[0]
+        assert key not in counters[0] and key[3:13] not in counters[0]
+        own_redis.stop()
+        assert [client.get(url, headers=auth(key)).status_code for _ in range(5)] == [200] * 5
+        own_redis.start()  # empty: persist=False
+        assert [client.get(url, headers=auth(key)).status_code for _ in range(4)] == [
+            200, 200, 200, 429]
+    finally:
+        container.close()
