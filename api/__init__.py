@@ -12,6 +12,7 @@ from api.auth import authenticate
 from api.reads import with_statement_timeout
 from api.schemas import ErrorOut
 from config.settings import Settings
+from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
 from conversation.search import ConversationSearch
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.extensions["conversation"] = container
-    # The routes' reads, under the statement timeout (the admin's erasure and export are not:
+    # The routes' reads and the key lookup of every request, under the statement timeout (the
+    # admin's erasure and export are not:
     # they are meant to take as long as the tenant's data takes).
     timeout = container.settings.api_statement_timeout_ms
     reads = with_statement_timeout(container.replica_engine, timeout)
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.extensions["conversation_search"] = ConversationSearch(
         reads, container.active_store, container.settings.search_languages
     )
+    app.extensions["api_key_reads"] = ApiKeyStore(
+        with_statement_timeout(container.engine, timeout))
     api = ServiceApi(app)
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "description": "a tenant's API key"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,29 +35,38 @@ def limited(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Cont
 
 # --- statement timeout ------------------------------------------------------------------------
 
+@contextmanager
+def locked(database_url: str, table: str) -> Iterator[None]:
+    """A table locked by another session, as behind a long write or migration. Every wait has
+    a timeout: PostgreSQL ends the session (and its lock) after 10 s, so without a statement
+    timeout a request would answer late, not hang the suite."""
+    locker = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        locker.execute("SET idle_in_transaction_session_timeout = '10s'")
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        locker.close()  # the lock goes with the session
+
+
 @pytest.mark.parametrize("limited", [{"api_statement_timeout_ms": 300}], indirect=True)
 def test_a_read_past_the_statement_timeout_answers_503_json(limited: Container,
                                                             database_url: str) -> None:
-    """A list that waits on a lock (as behind a long write or a slow plan) is cancelled by
-    PostgreSQL after API_STATEMENT_TIMEOUT_MS: 503 JSON, and the next request is served."""
+    """A list that waits on a lock is cancelled by PostgreSQL after API_STATEMENT_TIMEOUT_MS:
+    503 JSON, and the next request is served; the key lookup of every request too."""
     client = create_app(container=limited).test_client()
     key = limited.api_keys.create("timed")
     url = "/api/conversations/list/timed"
     assert client.get(url, headers=auth(key)).status_code == 200
-    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
-    locker = psycopg.connect(libpq)
-    try:
-        # Every wait has a timeout: PostgreSQL ends this session (and its lock) after 10 s, so
-        # without a statement timeout the request would answer late, not hang the suite.
-        locker.execute("SET idle_in_transaction_session_timeout = '10s'")
-        locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+    with locked(database_url, "conversations"):
         response = client.get(url, headers=auth(key))
-    finally:
-        locker.close()  # the lock goes with the session
     assert response.status_code == 503
     assert response.json["error"]["code"] == "timeout"
     assert set(response.json["error"]) == {"code", "message", "details"}
     assert client.get(url, headers=auth(key)).status_code == 200  # the pool is healthy
+    with locked(database_url, "api_keys"):
+        response = client.get(url, headers=auth(key))
+    assert response.status_code == 503 and response.json["error"]["code"] == "timeout"
 
 
 @pytest.mark.parametrize("limited", [{"api_statement_timeout_ms": 300}], indirect=True)
@@ -64,12 +74,14 @@ def test_the_timeout_is_only_on_the_apis_reads(limited: Container) -> None:
     app = create_app(container=limited)
     views = app.extensions["conversation_views"]
     shown = {}
-    for name, engine in (("api reads", views.read_engine), ("api primary reads",
-                                                            views.repository.engine),
+    for name, engine in (("api reads", views.read_engine),
+                         ("api primary reads", views.repository.engine),
+                         ("api keys", app.extensions["api_key_reads"].engine),
                          ("workers", limited.engine)):
         with engine.connect() as connection:
             shown[name] = connection.execute(text("SHOW statement_timeout")).scalar()
-    assert shown == {"api reads": "300ms", "api primary reads": "300ms", "workers": "0"}
+    assert shown == {"api reads": "300ms", "api primary reads": "300ms", "api keys": "300ms",
+                     "workers": "0"}
 
 
 # --- rate limit -------------------------------------------------------------------------------
