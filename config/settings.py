@@ -106,7 +106,7 @@ class Settings:
     # PostgreSQL's statement_timeout on the API's reads: longer, and the request answers 503.
     api_statement_timeout_ms: int = 5_000
     # Flower's `user:password` (comma-separated for several); required beyond loopback.
-    flower_basic_auth: str | None = None
+    flower_basic_auth: str | None = field(default=None, repr=False)  # a secret: never logged
     default_encoding: str = "cl100k_base"
     windows: Mapping[str, tuple[str, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     model_windows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_WINDOWS))
