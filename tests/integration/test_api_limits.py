@@ -9,10 +9,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import limits.storage.redis
 import psycopg
 import pytest
 from sqlalchemy import text
 
+import api.ratelimit
 from api import create_app
 from config.settings import Settings
 from conversation.bootstrap import Container
@@ -128,6 +130,42 @@ def test_never_more_than_the_limit_in_any_window_across_an_edge(limited: Contain
     # After Retry-After, the oldest requests have left the window.
     time.sleep(int(refused[-1].headers["Retry-After"]))
     assert client.get(url, headers=auth(key)).status_code == 200
+
+
+class Clock:
+    """The rate limiter's clock, moved by the test: a minute's edge without waiting for one."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("limited", [{"api_rate_limit": "1000/minute"}], indirect=True)
+def test_1100_requests_across_a_minutes_edge_get_429_past_1000(
+        limited: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15's case, on the real Redis: 1,100 requests 1 ms apart from 0.5 s before a
+    minute's edge, with 1000/minute. A fixed window let all 1,100 through (500 before the edge,
+    600 after); the moving window lets exactly the first 1,000 through."""
+    edge = 1_800_000_000.0 - 1_800_000_000 % 60 + 60
+    clock = Clock(edge - 0.5)
+    monkeypatch.setattr(limits.storage.redis, "time", clock)
+    monkeypatch.setattr(api.ratelimit, "time", clock)
+    client = create_app(container=limited).test_client()
+    key = limited.api_keys.create("minute")
+    codes = []
+    for _ in range(1100):
+        codes.append(client.get("/api/conversations/list/minute",
+                                headers=auth(key)).status_code)
+        last = clock.now
+        clock.now += 0.001
+    assert last > edge  # the requests crossed the minute's edge
+    assert codes == [200] * 1000 + [429] * 100
+    refused = client.get("/api/conversations/list/minute", headers=auth(key))
+    assert 59 <= int(refused.headers["Retry-After"]) <= 60  # the first request, a minute on
+    clock.now = edge - 0.5 + 60.001  # the first request has left the window
+    assert client.get("/api/conversations/list/minute", headers=auth(key)).status_code == 200
 
 
 @pytest.fixture
