@@ -43,9 +43,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.extensions["conversation"] = container
-    # The routes' reads and the key lookup of every request, under the statement timeout (the
-    # admin's erasure and export are not:
-    # they are meant to take as long as the tenant's data takes).
+    # The routes' reads and every request's key lookup run under the statement timeout; the
+    # admin's erasure and export do not: they take as long as the tenant's data takes.
     timeout = container.settings.api_statement_timeout_ms
     reads = with_statement_timeout(container.replica_engine, timeout)
     app.extensions["conversation_views"] = ConversationViews(
