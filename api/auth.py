@@ -18,7 +18,7 @@ def authenticate() -> None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "send an API key as `Authorization: Bearer <key>`")
-    principal = current_app.extensions["conversation"].api_keys.authenticate(key.strip())
+    principal = current_app.extensions["api_key_reads"].authenticate(key.strip())
     if principal is None:
         raise ApiError(401, "unknown or revoked API key")
     g.principal = principal

@@ -20,8 +20,8 @@ from api.schemas import (
     StatsQuery,
 )
 from conversation.domain.messages import IDENTIFIER_PATTERN
-from conversation.search import BadSearchCursor, ConversationSearch, SearchFilters
-from conversation.views import BadCursor, ConversationViews, ListFilters
+from conversation.search import ConversationSearch, SearchFilters
+from conversation.views import ConversationViews, ListFilters
 
 blp = Blueprint(
     "conversations", __name__, url_prefix="/api/conversations",
@@ -39,7 +39,8 @@ def json_response(payload: bytes) -> Response:
 
 
 def checked_id(value: str, what: str) -> str:
-    if not IDENTIFIER_PATTERN.match(value):
+    """A path identifier; as a whole (`match` would take `acme\n` for `acme`)."""
+    if not IDENTIFIER_PATTERN.fullmatch(value):
         raise ApiError(404, f"no such {what}")
     return value
 
@@ -73,10 +74,7 @@ class TenantConversations(MethodView):
             start=query["from_"],
             end=query["to"],
         )
-        try:
-            return views().list_conversations(tenant_id, filters, query["limit"], query["cursor"])
-        except BadCursor as exc:
-            raise ApiError(400, str(exc), {"cursor": [str(exc)]}) from None
+        return views().list_conversations(tenant_id, filters, query["limit"], query["cursor"])
 
 
 @blp.route("/search/<tenant_id>")
@@ -90,11 +88,8 @@ class TenantSearch(MethodView):
         search: ConversationSearch = current_app.extensions["conversation_search"]
         filters = SearchFilters(start=query["from_"], end=query["to"],
                                 agent_id=query["agent_id"])
-        try:
-            return search.search(tenant_id, query["q"], filters, query["limit"],
-                                 query["cursor"])
-        except BadSearchCursor as exc:
-            raise ApiError(400, str(exc), {"cursor": [str(exc)]}) from None
+        return search.search(tenant_id, query["q"], filters, query["limit"],
+                             query["cursor"] or 0)
 
 
 @blp.route("/<conversation_id>/full")

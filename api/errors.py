@@ -5,6 +5,8 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
+from psycopg.errors import QueryCanceled
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -17,7 +19,7 @@ CODES = {
     405: "method_not_allowed",
     422: "invalid_request",
     429: "rate_limited",
-    503: "unavailable",
+    503: "unavailable",  # and "timeout": a read cancelled by the statement timeout
 }
 
 
@@ -53,6 +55,17 @@ def handle_http_exception(error: HTTPException) -> Any:
     return error_body(status, message, details)
 
 
+def handle_database_error(error: OperationalError) -> Any:
+    """PostgreSQL cancelled a read past API_STATEMENT_TIMEOUT_MS, or is out of reach: the
+    service is unavailable for this request, which is not the client's fault nor a bug."""
+    if isinstance(error.orig, QueryCanceled):
+        log.warning("query cancelled by the statement timeout: %s", error.orig)
+        return error_body(503, "the query took longer than this API allows; narrow the range "
+                               "or try again later", None, "timeout")
+    log.warning("database unavailable (%s: %s)", type(error.orig).__name__, error.orig)
+    return error_body(503, "the database is unavailable; try again later")
+
+
 def handle_unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -62,4 +75,5 @@ def handle_unexpected(error: Exception) -> Any:
 
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -1,18 +1,82 @@
-"""Query-string schemas of the API (marshmallow): unknown parameters are refused."""
+"""Query-string schemas of the API (marshmallow): unknown parameters are refused, and every
+parameter is parsed and range-checked here, so a route receives only values its queries can
+hold (instants in UTC within Python's range, decoded cursors, identifiers, text without NUL):
+bad input is a 422, never a 500 further down."""
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from conversation.domain.messages import IDENTIFIER_PATTERN
-from conversation.views import GROUPS
+from conversation.search import BadSearchCursor, decode_search_cursor
+from conversation.views import GROUPS, BadCursor, decode_cursor
 
 MAX_PAGE = 200
 
-Identifier = validate.Regexp(
-    IDENTIFIER_PATTERN, error="must be 1-128 characters of letters, digits, '_', '-' and '.'"
-)
+
+class Identifier(validate.Regexp):
+    """The identifier pattern matched as a whole: `$` alone also matches before a trailing
+    newline, which would make `acme\n` a tenant of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            IDENTIFIER_PATTERN,
+            error="must be 1-128 characters of letters, digits, '_', '-' and '.'",
+        )
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+# PostgreSQL's text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> None:
+    if UNSTORABLE.search(value):
+        raise ValidationError("must not contain NUL or lone surrogate characters")
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO-8601 instant with its offset, converted to UTC here: `0001-01-01T00:00:00+01:00`
+    parses but is not an instant Python (or the queries after it) can hold."""
+
+    default_error_messages = {
+        "range": "is outside the range of instants this API holds "
+                 "(0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z)",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=None, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("range") from None
+
+
+class DecodedCursor(fields.String):
+    """A cursor this API gave out, decoded here (a forged one is a 422, not a 500 later)."""
+
+    def __init__(self, decode: Any, bad: type[Exception], max_length: int, **kwargs: Any) -> None:
+        super().__init__(metadata={"maxLength": max_length}, **kwargs)
+        self.decode, self.bad, self.max_length = decode, bad, max_length
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > self.max_length:
+            raise ValidationError(f"is longer than {self.max_length} characters")
+        try:
+            return self.decode(text)
+        except self.bad as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class QuerySchema(Schema):
@@ -21,8 +85,8 @@ class QuerySchema(Schema):
 
 
 class RangeQuery(QuerySchema):
-    from_ = fields.AwareDateTime(data_key="from", load_default=None, default_timezone=None)
-    to = fields.AwareDateTime(load_default=None, default_timezone=None)
+    from_ = UtcDateTime(data_key="from", load_default=None)
+    to = UtcDateTime(load_default=None)
 
     @validates_schema
     def _ordered(self, data: dict[str, Any], **_: Any) -> None:
@@ -35,22 +99,23 @@ class StatsQuery(RangeQuery):
 
 
 class AgentStatsQuery(StatsQuery):
-    tenant_id = fields.String(load_default=None, validate=Identifier)
+    tenant_id = fields.String(load_default=None, validate=Identifier())
 
 
 class ListQuery(RangeQuery):
     status = fields.String(load_default=None, validate=validate.OneOf(("active", "closed")))
-    agent_id = fields.String(load_default=None, validate=Identifier)
-    session_id = fields.String(load_default=None, validate=Identifier)
+    agent_id = fields.String(load_default=None, validate=Identifier())
+    session_id = fields.String(load_default=None, validate=Identifier())
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=600))
+    cursor = DecodedCursor(decode_cursor, BadCursor, 600, load_default=None)
 
 
 class SearchQuery(RangeQuery):
-    q = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    agent_id = fields.String(load_default=None, validate=Identifier)
+    q = fields.String(required=True,
+                      validate=[validate.Length(min=1, max=500), storable_text])
+    agent_id = fields.String(load_default=None, validate=Identifier())
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=100))
+    cursor = DecodedCursor(decode_search_cursor, BadSearchCursor, 100, load_default=None)
 
 
 class MessageOut(Schema):

@@ -87,7 +87,7 @@ def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callabl
         ("common word", "term42", "term42", 20),
     ):
         def ours(query: str = query) -> Any:
-            return search.search(TENANT, query, SearchFilters(), 20, None)
+            return search.search(TENANT, query, SearchFilters(), 20)
 
         found = ours()["items"]
         assert len(found) == min(20, expected), (label, len(found))

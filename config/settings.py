@@ -112,6 +112,10 @@ class Settings:
     api_port: int = 8000
     flower_port: int = 5555
     api_rate_limit: str = "600/minute"
+    # PostgreSQL's statement_timeout on the API's reads: longer, and the request answers 503.
+    api_statement_timeout_ms: int = 5_000
+    # Flower's `user:password` (comma-separated for several); required beyond loopback.
+    flower_basic_auth: str | None = field(default=None, repr=False)  # a secret: never logged
     default_encoding: str = "cl100k_base"
     windows: Mapping[str, tuple[str, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     model_windows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_WINDOWS))
@@ -157,6 +161,8 @@ class Settings:
             api_port=_int(env, "API_PORT", 8000),
             flower_port=_int(env, "FLOWER_PORT", 5555),
             api_rate_limit=env.get("API_RATE_LIMIT") or "600/minute",
+            api_statement_timeout_ms=_int(env, "API_STATEMENT_TIMEOUT_MS", 5_000),
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             default_encoding=env.get("DEFAULT_ENCODING") or "cl100k_base",
             var_dir=var_dir,
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -58,12 +59,32 @@ def cmd_beat(ns: argparse.Namespace) -> None:
     _celery("beat", "--loglevel", ns.loglevel)
 
 
+def flower_refusal(address: str, basic_auth: str | None) -> str | None:
+    """Why Flower must not start: it shows every tenant's messages in task arguments, so
+    beyond loopback it needs credentials, and there are no default ones."""
+    if basic_auth:
+        pairs = [entry.partition(":") for entry in basic_auth.split(",")]
+        if any(not user or not password for user, _, password in pairs):
+            return "FLOWER_BASIC_AUTH must be user:password (comma-separated for several)"
+        return None
+    try:
+        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False  # a host name, or "" (every interface)
+    if loopback:
+        return None
+    return (f"refusing to serve Flower on {address or 'every interface'!r} without "
+            "FLOWER_BASIC_AUTH=user:password: it shows every tenant's messages")
+
+
 def cmd_flower(ns: argparse.Namespace) -> None:
     settings = Settings.from_env()
-    args = ["flower", f"--port={ns.port or settings.flower_port}", f"--address={ns.address}"]
-    if os.environ.get("FLOWER_BASIC_AUTH"):
-        args.append(f"--basic-auth={os.environ['FLOWER_BASIC_AUTH']}")
-    _celery(*args)
+    refusal = flower_refusal(ns.address, settings.flower_basic_auth)
+    if refusal:
+        sys.exit(f"conversation flower: {refusal}")
+    # Flower reads FLOWER_BASIC_AUTH from the environment itself: not on the command line,
+    # where `ps` shows it to every user of the machine.
+    _celery("flower", f"--port={ns.port or settings.flower_port}", f"--address={ns.address}")
 
 
 def cmd_api(ns: argparse.Namespace) -> None:

@@ -45,13 +45,12 @@ def _cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
 
 
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
+def decode_search_cursor(cursor: str) -> int:
+    """The offset a cursor holds, within the pages this API gives out."""
     try:
         value = base64.urlsafe_b64decode(cursor.encode()).decode()
-        offset = int(value[1:]) if value.startswith("o") else -1
-    except (ValueError, UnicodeDecodeError):
+        offset = int(value[1:]) if value.startswith("o") and value[1:].isdigit() else -1
+    except ValueError:  # UnicodeDecodeError and binascii.Error are ValueErrors
         offset = -1
     if not 0 <= offset <= MAX_OFFSET:
         raise BadSearchCursor("cursor is not one this API gave out")
@@ -73,8 +72,8 @@ class ConversationSearch:
         self._query = query_sql(languages)
 
     def search(self, tenant_id: str, q: str, filters: SearchFilters, limit: int,
-               cursor: str | None) -> dict[str, Any]:
-        offset = _offset(cursor)
+               offset: int = 0) -> dict[str, Any]:
+        """A page of hits from `offset` (the decoded cursor)."""
         items = self._persisted(tenant_id, q, filters, limit + 1, offset)
         more = len(items) > limit
         return {

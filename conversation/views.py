@@ -23,7 +23,12 @@ from conversation.adapters.sql_schema import (
     stats_active,
     stats_daily,
 )
-from conversation.domain.messages import Conversation, parse_timestamp, utc_timestamp
+from conversation.domain.messages import (
+    IDENTIFIER_PATTERN,
+    Conversation,
+    parse_timestamp,
+    utc_timestamp,
+)
 from conversation.domain.stats import Aggregate
 from conversation.services.ports import ActiveStoreUnavailable
 
@@ -39,11 +44,15 @@ def encode_cursor(created_at: str, conversation_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (created_at, id) key a cursor holds, checked as the API gave it out: an instant
+    Python holds (in UTC, as keys are compared as strings) and an identifier."""
     try:
         created_at, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        parse_timestamp(created_at)
-    except (ValueError, UnicodeDecodeError) as exc:
+        created_at = utc_timestamp(parse_timestamp(created_at))
+    except (ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadCursor("cursor is not one this API gave out") from exc
+    if not IDENTIFIER_PATTERN.fullmatch(conversation_id):
+        raise BadCursor("cursor is not one this API gave out")
     return created_at, conversation_id
 
 
@@ -112,10 +121,10 @@ class ConversationViews:
     # --- lists ----------------------------------------------------------------------------
 
     def list_conversations(
-        self, tenant_id: str, filters: ListFilters, limit: int, cursor: str | None
+        self, tenant_id: str, filters: ListFilters, limit: int, after: tuple[str, str] | None
     ) -> dict[str, Any]:
-        """Newest first, by (created_at, id); the cursor is the last item's key."""
-        after = decode_cursor(cursor) if cursor else None
+        """Newest first, by (created_at, id); `after` is the last listed item's key (the
+        decoded cursor)."""
         items = self._active_items(tenant_id, filters, after) + self._persisted_items(
             tenant_id, filters, limit + 1, after
         )
@@ -337,8 +346,11 @@ def day_range(start: datetime | None, end: datetime | None) -> tuple[date | None
     if end is None:
         return first, None
     end_utc = end.astimezone(UTC)
-    last = end_utc.date() if end_utc.time() == time() else end_utc.date() + timedelta(days=1)
-    return first, last
+    if end_utc.time() == time():
+        return first, end_utc.date()
+    if end_utc.date() == date.max:
+        return first, None  # up to the last day there is: no day after it to stop before
+    return first, end_utc.date() + timedelta(days=1)
 
 
 def period_of(day: date, group_by: str) -> date:

@@ -130,3 +130,20 @@ def test_context_statistics_and_migration_on_the_cluster(cluster_container: Cont
     assert [m.content for m in container.repository.messages(closed.conversation_id)] == [
         "turn 0", "turn 1", "turn 2"]
     assert container.active_store.get_conversation(closed.conversation_id) is None
+
+
+def test_the_apis_rate_limit_on_the_cluster(settings: Settings, cluster_url: str) -> None:
+    """The moving window keeps its count on the cluster when REDIS_CLUSTER=true."""
+    from api import create_app
+
+    container = Container(dataclasses.replace(settings, redis_url=cluster_url,
+                                              redis_cluster=True, api_rate_limit="3/minute"))
+    try:
+        client = create_app(container=container).test_client()
+        key = container.api_keys.create("cl-limit")
+        codes = [client.get("/api/conversations/list/cl-limit",
+                            headers={"Authorization": f"Bearer {key}"}).status_code
+                 for _ in range(4)]
+    finally:
+        container.close()
+    assert codes == [200, 200, 200, 429]

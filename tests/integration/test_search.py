@@ -105,7 +105,7 @@ def test_tenants_are_isolated_and_bad_input_is_4xx(container, corpus) -> None:
     other_key = container.api_keys.create(f"intruder-{tenant}")
     assert search(container, tenant, "q=cancel", other_key).status_code == 403
     assert search(container, tenant, "").status_code == 422  # q is required
-    assert search(container, tenant, "q=x&cursor=bm9wZQ").status_code == 400
+    assert search(container, tenant, "q=x&cursor=bm9wZQ").status_code == 422  # parsed by the schema
     assert search(container, tenant, "q=" + "x" * 501).status_code == 422
     # Syntax a user might type never breaks the query.
     for odd in ("q=%22unclosed", "q=-", "q=or", "q=%26%7C%21(", "q=%27%3B drop table x"):

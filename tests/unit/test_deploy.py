@@ -1,8 +1,11 @@
 """deploy/: the Kubernetes manifests validate against the Kubernetes API schemas
 (kubernetes-validate, offline, strict: unknown fields fail), the compose file passes
-`docker compose config`, and both run a consumer for every queue of the service."""
+`docker compose config`, both run a consumer for every queue of the service, and Flower's
+credentials have no default anywhere."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,13 +82,56 @@ def test_docker_compose_config_accepts_the_compose_file(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
     compose_file = DEPLOY / "docker-compose.yml"
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "ops:a-secret"}
     checked = subprocess.run([*command, "-f", str(compose_file), "config", "-q"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=env)
     assert checked.returncode == 0, checked.stderr
+    # Flower's credentials have no default: without them compose refuses the file.
+    env.pop("FLOWER_BASIC_AUTH")
+    unset = subprocess.run([*command, "-f", str(compose_file), "config", "-q"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert unset.returncode != 0 and "FLOWER_BASIC_AUTH" in unset.stderr
     # And it does refuse a broken file, so the check above means something.
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(compose_file.read_text().replace("    command: [\"beat\"]",
                                                        "    comand: [\"beat\"]", 1))
     refused = subprocess.run([*command, "-f", str(broken), "config", "-q"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "FLOWER_BASIC_AUTH": "ops:a-secret"})
     assert refused.returncode != 0
+
+
+def deploy_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file())
+
+
+def test_flower_credentials_have_no_default_anywhere() -> None:
+    """Flower shows every tenant's messages: deploy/ never holds its credentials, and each
+    Flower that listens beyond loopback gets them from a secret that has no default."""
+    for path in deploy_files():
+        content = path.read_text()
+        assert "admin:change-me" not in content, path
+        # FLOWER_BASIC_AUTH is only ever named, never given a value (or a default) here.
+        code = "\n".join(line for line in content.splitlines()
+                         if not line.lstrip().startswith("#"))
+        for value in re.findall(r"FLOWER_BASIC_AUTH\s*[:=]\s*(\S[^\n]*)", code):
+            assert value.startswith("${FLOWER_BASIC_AUTH:?"), (path, value)
+    for _, doc in manifests():
+        for values in (doc.get("data") or {}, doc.get("stringData") or {}):
+            assert "FLOWER_BASIC_AUTH" not in values, doc["metadata"]["name"]
+    secrets = {doc["metadata"]["name"] for _, doc in manifests() if doc["kind"] == "Secret"}
+
+    flowers = [container for _, doc in manifests() if doc["kind"] == "Deployment"
+               for container in doc["spec"]["template"]["spec"]["containers"]
+               if "flower" in container["args"]]
+    assert flowers
+    for container in flowers:
+        [auth] = [e for e in container.get("env", []) if e["name"] == "FLOWER_BASIC_AUTH"]
+        reference = auth["valueFrom"]["secretKeyRef"]
+        assert not reference.get("optional")  # no pod without the credentials
+        assert reference["name"] not in secrets  # the operator's Secret, not one of deploy/
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    flower = compose["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert all(str(port).startswith("127.0.0.1:") for port in flower.get("ports", []))
