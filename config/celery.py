@@ -33,6 +33,8 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.session_closed": SESSIONS_QUEUE,
     "conversation.session_opened": SESSIONS_QUEUE,
     "conversation.migrate_conversation": MIGRATION_QUEUE,
+    # Internal: what a quarantine record's replay sends (conversation.adapters.dead_letters).
+    "conversation.migrate_quarantined": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,
     "conversation.cleanup": STATS_QUEUE,
     "conversation.index_search": STATS_QUEUE,

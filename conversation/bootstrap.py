@@ -175,7 +175,11 @@ class Container:
 
     @cached_property
     def migrator(self) -> ConversationMigrator:
-        return ConversationMigrator(self.active_store, self.repository, observe_migration)
+        return ConversationMigrator(
+            self.active_store, self.repository, observe_migration,
+            on_quarantined=lambda outcome: self.dead_letters.quarantine(
+                outcome.conversation_id, outcome.reason or "refused"),
+        )
 
     @cached_property
     def due_migrations(self) -> DueMigrations:
