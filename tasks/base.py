@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError
 
 from config.celery import TASK_QUEUES
 from conversation.adapters.dead_letters import DeadLetter
+from conversation.adapters.outage import TRANSIENT_REPLY_CLASSES, is_transient_reply
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
 from conversation.services.ports import ActiveStoreUnavailable
@@ -25,6 +26,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # Redis replies that mean "try later" (OOM, READONLY, ...): see is_transient_reply.
+    *TRANSIENT_REPLY_CLASSES,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     psycopg.OperationalError,
@@ -63,7 +66,9 @@ class DomainTask(Task):
     acks_late = True
     # Redeliver a task whose worker died: every domain action is idempotent.
     reject_on_worker_lost = True
-    autoretry_for = TRANSIENT_ERRORS
+    # Any Redis error reply: retry() lets through only those that mean "try later" (OOM,
+    # READONLY, BUSY inside a script...); the others fail at once, as before.
+    autoretry_for = (*TRANSIENT_ERRORS, redis.ResponseError)
     dont_autoretry_for = (InvalidPayload, DomainError)
     max_retries = 3
     retry_backoff = 2  # up to 2, 4, 8 s with full jitter (Celery's), capped at 30 s
@@ -77,6 +82,8 @@ class DomainTask(Task):
         """Celery's full jitter may draw a 0 s delay three times: with Redis just back, such
         retries all land inside the circuit breaker's closed window and fail without trying.
         A task that needs the active store waits at least past that window."""
+        if isinstance(exc, redis.ResponseError) and not is_transient_reply(exc):
+            raise exc  # a request Redis refuses for good: dead-lettered, not retried
         if isinstance(exc, ActiveStoreUnavailable):
             countdown = max(countdown or 0, ACTIVE_STORE_RETRY_SECONDS)
         return super().retry(*args, exc=exc, countdown=countdown, **options)
