@@ -14,6 +14,7 @@ from config.celery import celery_config
 from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
+from conversation.adapters.deliveries import RedisDeliveryCounter
 from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
 from conversation.adapters.metrics import observe_migration
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
@@ -163,6 +164,10 @@ class Container:
     @cached_property
     def locks(self) -> RedisLocks:
         return RedisLocks(self.redis, self.settings.redis_key_prefix)
+
+    @cached_property
+    def deliveries(self) -> RedisDeliveryCounter:
+        return RedisDeliveryCounter(self.redis, self.settings.redis_key_prefix)
 
     @cached_property
     def sessions(self) -> SessionLifecycle:
