@@ -87,6 +87,9 @@ def test_a_poison_conversation_is_quarantined_and_the_others_move_on(
             assert letter.task_name == "conversation.migrate_quarantined"
             assert "\\u0000" in letter.error or "0x00" in letter.error or "NUL" in letter.error
             assert letter.kwargs == {"conversation_id": bad}
+            listed = container.dead_letters.list()  # what `conversation dlq list` prints
+            assert [r["id"] for r in listed if r["kwargs"] == {"conversation_id": bad}] == [
+                letter.id]
             # Kept in Redis, whole: nothing of it is lost.
             assert [m.content for m in container.active_store.messages(bad)] == ["hello",
                                                                                  "again"]

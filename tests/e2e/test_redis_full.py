@@ -92,7 +92,7 @@ def test_a_full_redis_sends_saves_to_postgresql_and_loses_nothing(
                 send(i)
             wait_until(lambda: in_redis() + len(in_postgres()) == BEFORE + DURING, timeout=30,
                        what="every save, in Redis or (refused there) in PostgreSQL")
-            assert len(in_postgres()) >= DURING // 2, "the new sessions' saves, in PostgreSQL"
+            assert in_postgres(), "saves Redis refused went to PostgreSQL"
 
             # Room again: the sessions close, their conversations migrate, whole.
             client.config_set("maxmemory", "0")
