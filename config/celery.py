@@ -33,6 +33,8 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.session_closed": SESSIONS_QUEUE,
     "conversation.session_opened": SESSIONS_QUEUE,
     "conversation.migrate_conversation": MIGRATION_QUEUE,
+    # Internal: what a quarantine record's replay sends (conversation.adapters.dead_letters).
+    "conversation.migrate_quarantined": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,
     "conversation.cleanup": STATS_QUEUE,
     "conversation.index_search": STATS_QUEUE,
@@ -81,6 +83,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "resultrepr_maxsize": 200,
         # Acknowledge after the work is done, so a killed worker's task is redelivered.
         "task_acks_late": True,
+        # ...a bounded number of times: a task whose pool process dies is retried within its
+        # max_retries, then dead-lettered ("worker lost"); tasks.base.DomainTask also bounds
+        # the broker's redeliveries when the whole worker dies with it. The reject (requeue)
+        # is only the fallback should sending that retry fail.
+        "task_retry_on_worker_lost": True,
         "task_reject_on_worker_lost": True,
         # A small prefetch: with late acks, prefetched tasks of a killed worker wait for the
         # visibility timeout before another worker gets them, so keep that window short.

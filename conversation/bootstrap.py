@@ -14,6 +14,7 @@ from config.celery import celery_config
 from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
+from conversation.adapters.deliveries import RedisDeliveryCounter
 from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequests
 from conversation.adapters.metrics import observe_migration
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
@@ -165,6 +166,10 @@ class Container:
         return RedisLocks(self.redis, self.settings.redis_key_prefix)
 
     @cached_property
+    def deliveries(self) -> RedisDeliveryCounter:
+        return RedisDeliveryCounter(self.redis, self.settings.redis_key_prefix)
+
+    @cached_property
     def sessions(self) -> SessionLifecycle:
         return SessionLifecycle(
             self.active_store,
@@ -175,7 +180,11 @@ class Container:
 
     @cached_property
     def migrator(self) -> ConversationMigrator:
-        return ConversationMigrator(self.active_store, self.repository, observe_migration)
+        return ConversationMigrator(
+            self.active_store, self.repository, observe_migration,
+            on_quarantined=lambda outcome: self.dead_letters.quarantine(
+                outcome.conversation_id, outcome.reason or "refused"),
+        )
 
     @cached_property
     def due_migrations(self) -> DueMigrations:

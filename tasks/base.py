@@ -8,12 +8,16 @@ from typing import Any
 import psycopg
 import redis
 import sqlalchemy.exc
-from celery import Task
+from billiard.exceptions import WorkerLostError
+from celery import Task, signals
+from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as KombuOperationalError
 from marshmallow import Schema, ValidationError
 
 from config.celery import TASK_QUEUES
 from conversation.adapters.dead_letters import DeadLetter
+from conversation.adapters.metrics import WORKER_LOST
+from conversation.adapters.outage import TRANSIENT_REPLY_CLASSES, is_transient_reply
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
 from conversation.services.ports import ActiveStoreUnavailable
@@ -25,6 +29,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # Redis replies that mean "try later" (OOM, READONLY, ...): see is_transient_reply.
+    *TRANSIENT_REPLY_CLASSES,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     psycopg.OperationalError,
@@ -32,6 +38,16 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+# A task whose whole worker died with it comes back from the broker marked redelivered; past
+# this many redeliveries it is dead-lettered without running (a payload that kills its worker
+# would otherwise kill every worker in turn, for ever).
+MAX_REDELIVERIES = 3
+
+
+class WorkerLost(Exception):
+    """The task's worker process died running it (out of memory, a segfault), too often."""
 
 
 # Longer than the circuit breaker's retry window (conversation.adapters.outage: 1 s).
@@ -61,9 +77,16 @@ class DomainTask(Task):
 
     abstract = True
     acks_late = True
-    # Redeliver a task whose worker died: every domain action is idempotent.
+    # A task whose pool process died (OOM killer, segfault) is sent again as a retry, so
+    # max_retries bounds it (Celery >= 5.7); then it fails with WorkerLostError and is
+    # dead-lettered (_dead_letter_lost_worker). Every domain action is idempotent. Should
+    # sending the retry fail, the message is requeued as before (reject_on_worker_lost).
+    retry_on_worker_lost = True
     reject_on_worker_lost = True
-    autoretry_for = TRANSIENT_ERRORS
+    default_retry_delay = 1  # the worker-lost retry's delay (the others have their backoff)
+    # Any Redis error reply: retry() lets through only those that mean "try later" (OOM,
+    # READONLY, BUSY inside a script...); the others fail at once, as before.
+    autoretry_for = (*TRANSIENT_ERRORS, redis.ResponseError)
     dont_autoretry_for = (InvalidPayload, DomainError)
     max_retries = 3
     retry_backoff = 2  # up to 2, 4, 8 s with full jitter (Celery's), capped at 30 s
@@ -77,9 +100,40 @@ class DomainTask(Task):
         """Celery's full jitter may draw a 0 s delay three times: with Redis just back, such
         retries all land inside the circuit breaker's closed window and fail without trying.
         A task that needs the active store waits at least past that window."""
+        if isinstance(exc, redis.ResponseError) and not is_transient_reply(exc):
+            raise exc  # a request Redis refuses for good: dead-lettered, not retried
         if isinstance(exc, ActiveStoreUnavailable):
             countdown = max(countdown or 0, ACTIVE_STORE_RETRY_SECONDS)
         return super().retry(*args, exc=exc, countdown=countdown, **options)
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        """A redelivered task (its worker died, or shut down, holding it) is counted; past
+        MAX_REDELIVERIES it is dead-lettered instead of run. Only redeliveries pay the
+        count (one Redis round trip); without Redis, the task runs."""
+        delivery = self.request.delivery_info or {}
+        if not delivery.get("redelivered"):
+            return
+        try:
+            count = container().deliveries.redelivered(task_id, self.request.retries or 0)
+        except redis.RedisError as error:
+            log.warning("could not count the redeliveries of %s: %s", task_id, error)
+            return
+        if count <= MAX_REDELIVERIES:
+            return
+        WORKER_LOST.labels("dead_lettered").inc()
+        self.dead_letter(kwargs, WorkerLost(
+            f"worker lost: delivered again {count} times without finishing (its worker "
+            "died each time?); dead-lettered without running"), task_id=task_id)
+        raise Ignore()
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if isinstance(exc, WorkerLostError):
+            WORKER_LOST.labels("retried").inc()
+            log.warning("task %s[%s]: its worker process died (%s); retry %d of %s",
+                        self.name, task_id, exc, (self.request.retries or 0) + 1,
+                        self.max_retries)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
@@ -104,3 +158,18 @@ class DomainTask(Task):
                 task_id=task_id or self.request.id,
             )
         )
+
+
+@signals.task_failure.connect
+def _dead_letter_lost_worker(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
+    kwargs: Any = None, **_: Any
+) -> None:
+    """A task whose worker died once more than its retries allow fails in the worker's main
+    process, where Task.on_failure does not run: dead-letter it here, with that reason."""
+    if not isinstance(sender, DomainTask) or not isinstance(exception, WorkerLostError):
+        return
+    WORKER_LOST.labels("dead_lettered").inc()
+    sender.dead_letter(kwargs, WorkerLost(
+        f"worker lost {(sender.request.retries or 0) + 1} times running this task: "
+        f"{exception}"), task_id=task_id)

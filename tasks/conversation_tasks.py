@@ -5,12 +5,18 @@ import logging
 import time
 import uuid
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from marshmallow import Schema
 
-from conversation.adapters.metrics import CONTEXT_SECONDS, MESSAGES_SAVED, MIGRATIONS
+from conversation.adapters.metrics import (
+    CLEANUP_STEP_FAILURES,
+    CONTEXT_SECONDS,
+    MESSAGES_SAVED,
+    MIGRATIONS,
+)
 from conversation.bootstrap import container
 from conversation.domain.errors import DomainError
 from conversation.domain.messages import NewMessage, Role
@@ -20,6 +26,7 @@ from tasks.schemas import (
     GetContextSchema,
     MigrateConversationSchema,
     NoArgumentsSchema,
+    QuarantinedConversationSchema,
     SaveMessageSchema,
     SaveMessagesSchema,
     SessionClosedSchema,
@@ -150,6 +157,17 @@ def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
                  payload["conversation_id"], len(outcomes))
 
 
+@shared_task(base=DomainTask, bind=True, name="conversation.migrate_quarantined")
+def migrate_quarantined(self: DomainTask, **kwargs: Any) -> str:
+    """Migrate a quarantined conversation again (its dead letter's replay, once fixed)."""
+    payload = validated(_schema(QuarantinedConversationSchema), kwargs)
+    outcome = container().due_migrations.retry_quarantined(payload["conversation_id"])
+    if outcome.status.value != "migrated":
+        MIGRATIONS.labels(outcome.status.value).inc()
+    log.info("quarantined conversation %s: %s", outcome.conversation_id, outcome.status.value)
+    return outcome.status.value
+
+
 @shared_task(base=DomainTask, bind=True, name="conversation.summarise")
 def summarise(self: DomainTask, **kwargs: Any) -> None:
     """Bring a conversation's summary up to date (internal; asked for by get_context)."""
@@ -171,16 +189,41 @@ def aggregate_stats(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
             "skipped": report.skipped}
 
 
+def _cleanup_steps() -> list[tuple[str, Callable[[], dict[str, int]]]]:
+    due, eraser = container().due_migrations, container().eraser
+
+    def lost_timers() -> dict[str, int]:
+        checked, migrated = due.sweep_lost_timers()
+        return {"checked": checked, "migrated": migrated}
+
+    return [
+        ("sweep", lost_timers),
+        ("idle", lambda: {"idle": due.migrate_idle()}),
+        ("retention", lambda: {"expired": eraser.purge_expired()}),
+    ]
+
+
 @shared_task(base=DomainTask, bind=True, name="conversation.cleanup")
-def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, int]:
-    """Migrate lost-timer and idle conversations; erase what retention expired (Celery beat)."""
+def cleanup(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
+    """Migrate lost-timer and idle conversations; erase what retention expired (Celery beat).
+    Each step runs whatever the others did: one failing is logged, counted and reported."""
     validated(_schema(NoArgumentsSchema), kwargs)
-    report = container().due_migrations.sweep()
-    expired = container().eraser.purge_expired()
+    report: dict[str, Any] = {"checked": 0, "migrated": 0, "idle": 0, "expired": 0,
+                              "failed": []}
+    for step, run in _cleanup_steps():
+        try:
+            report.update(run())
+        except Exception:
+            # Not raised: a retry would run the steps that worked again, and a step that
+            # fails every minute would fill the dead-letter table. The beat runs it again.
+            log.exception("cleanup: the %s step failed; the other steps still run", step)
+            CLEANUP_STEP_FAILURES.labels(step).inc()
+            report["failed"].append(step)
     log.info("cleanup: %d overdue closed session(s), %d migrated, %d idle migrated, "
-             "%d expired erased", report.checked, report.migrated, report.idle, expired)
-    return {"checked": report.checked, "migrated": report.migrated, "idle": report.idle,
-            "expired": expired}
+             "%d expired erased%s", report["checked"], report["migrated"], report["idle"],
+             report["expired"],
+             f"; failed: {', '.join(report['failed'])}" if report["failed"] else "")
+    return report
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.index_search")

@@ -156,6 +156,10 @@ class MigrateConversationSchema(PayloadSchema):
     generation = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
 
 
+class QuarantinedConversationSchema(PayloadSchema):
+    conversation_id = Identifier(required=True)
+
+
 class SummariseSchema(PayloadSchema):
     conversation_id = Identifier(required=True)
     budget = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))

@@ -16,11 +16,14 @@ from typing import Any
 from kombu import Connection, Exchange, Producer, Queue
 from sqlalchemy import Engine, delete, func, select
 
-from config.celery import DEAD_LETTER_QUEUE, TASK_QUEUES
-from conversation.adapters.metrics import DEAD_LETTERS
+from config.celery import DEAD_LETTER_QUEUE, MIGRATION_QUEUE, TASK_QUEUES
+from conversation.adapters.metrics import DEAD_LETTERS, QUARANTINED
 from conversation.adapters.sql_schema import dead_letters
 
 log = logging.getLogger("conversation.dead_letters")
+
+# A quarantine record replays as this task: the conversation's migration, tried again.
+QUARANTINE_TASK = "conversation.migrate_quarantined"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,18 @@ class DeadLetterOffice:
                 channel(letter)
             except Exception:
                 log.exception("dead letter channel %s failed", channel.__name__)
+
+    def quarantine(self, conversation_id: str, reason: str) -> None:
+        """Migration set a conversation aside (a store refused its data): a dead letter whose
+        replay migrates it again, once an operator fixed it or its cause."""
+        QUARANTINED.inc()
+        self.send(DeadLetter(
+            task_name=QUARANTINE_TASK,
+            kwargs={"conversation_id": conversation_id},
+            error=f"quarantined: {reason}"[:2000],
+            queue=MIGRATION_QUEUE,
+            reasons={"quarantined": [reason]},
+        ))
 
     def _publish(self, letter: DeadLetter) -> None:
         queue = Queue(DEAD_LETTER_QUEUE, Exchange("conversation", type="direct"), DEAD_LETTER_QUEUE)

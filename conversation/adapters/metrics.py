@@ -50,6 +50,19 @@ CONTEXT_SECONDS = Histogram(
 MIGRATIONS = Counter(
     "conversation_migrations_total", "Migrations to PostgreSQL, by outcome", ["outcome"]
 )
+QUARANTINED = Counter(
+    "conversation_quarantined_total",
+    "Conversations migration set aside because a store refused their data (each has a dead "
+    "letter; they stay in Redis)",
+)
+CLEANUP_STEP_FAILURES = Counter(
+    "conversation_cleanup_step_failures_total",
+    "Steps of the cleanup beat job that failed (the other steps still ran)", ["step"]
+)
+WORKER_LOST = Counter(
+    "conversation_worker_lost_total",
+    "Tasks whose worker process died while running them, by what followed", ["outcome"]
+)
 MIGRATION_LAG = Histogram(
     "conversation_migration_lag_seconds",
     "From a session's close to its conversation landing in PostgreSQL",

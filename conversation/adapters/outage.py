@@ -1,6 +1,7 @@
 """Redis outages: the active store behind a circuit breaker.
 
-A Redis connection error marks the store down for `retry_after` seconds: calls then fail at
+A Redis connection error, or a reply that means "try later" (OOM under noeviction,
+READONLY during a failover, BUSY, LOADING, CLUSTERDOWN, TRYAGAIN), marks the store down for `retry_after` seconds: calls then fail at
 once with ActiveStoreUnavailable (the services fall back to PostgreSQL) instead of each waiting
 for a timeout. After that, the next call tries Redis again. Entering and leaving degraded mode
 is logged once each, not per message.
@@ -8,6 +9,7 @@ is logged once each, not per message.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,28 @@ from conversation.services.ports import ActiveStoreUnavailable
 log = logging.getLogger("conversation.degraded")
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
+
+# Replies that mean "not now": out of memory under noeviction, a replica during a failover,
+# a long script, a restart loading its data, a cluster resharding or without a quorum.
+# redis-py maps some to classes; others (and any raised inside a Lua script, where Redis 6
+# reports "...: -OOM command not allowed...") arrive as a ResponseError naming the code.
+TRANSIENT_REPLY_CLASSES: tuple[type[BaseException], ...] = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
+TRANSIENT_REPLY_CODES = ("OOM", "READONLY", "BUSY", "LOADING", "CLUSTERDOWN", "TRYAGAIN",
+                         "MASTERDOWN")
+_TRANSIENT_REPLY = re.compile(r"(?:^|[\s:-])(?:%s)\b" % "|".join(TRANSIENT_REPLY_CODES))
+
+
+def is_transient_reply(error: BaseException) -> bool:
+    """A Redis error reply that means "try later", not "this request is wrong"."""
+    if isinstance(error, TRANSIENT_REPLY_CLASSES):
+        return True
+    return isinstance(error, redis.ResponseError) and bool(_TRANSIENT_REPLY.search(str(error)))
 
 
 class CircuitBreaker:
@@ -42,7 +66,7 @@ class CircuitBreaker:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 DEGRADED.set(1)
-                log.error("active store (Redis) unreachable: degraded mode, saving to and "
+                log.error("active store (Redis) unavailable: degraded mode, saving to and "
                           "reading from PostgreSQL (%s: %s)", type(error).__name__, error)
             self._retry_at = time.monotonic() + self.retry_after
 
@@ -87,6 +111,12 @@ class GuardedActiveStore:
             except REDIS_ERRORS as error:
                 breaker.failed(error)
                 raise ActiveStoreUnavailable(str(error)) from error
+            except redis.ResponseError as error:
+                if not is_transient_reply(error):
+                    raise
+                # Full, read-only or busy: unusable for now, as if down (PostgreSQL serves).
+                breaker.failed(error)
+                raise ActiveStoreUnavailable(f"{type(error).__name__}: {error}") from error
             breaker.succeeded()
             return result
 

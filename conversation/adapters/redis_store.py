@@ -23,6 +23,7 @@ import redis
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import (
+    ConversationRefused,
     AppendResult,
     ClosedSession,
     MessageRecord,
@@ -303,6 +304,11 @@ class RedisKeys:
     def ready_migrations(self) -> str:
         """Sorted set: "conversation_id:generation" -> when its timer fired, until migrated."""
         return f"{self.prefix}ready_migrations"
+
+    @property
+    def quarantined(self) -> str:
+        """Hash: conversation id -> why migration set it aside (PostgreSQL refused it)."""
+        return f"{self.prefix}quarantined_conversations"
 
     def tenant_active(self, tenant_id: str) -> str:
         return f"{self.prefix}active_conversations:{tenant_id}"
@@ -755,13 +761,20 @@ class RedisActiveStore:
             if not raw:
                 continue
             text, through = _get(stored_summary, "text"), _get(stored_summary, "through")
-            loaded[conversation_id] = MigrationLoad(
-                Conversation.from_dict(orjson.loads(raw)),
-                None,
-                _decode_messages(items),
-                Summary(text, through) if text is not None and through is not None else None,
-                _token_counts(counts),
-            )
+            try:
+                loaded[conversation_id] = MigrationLoad(
+                    Conversation.from_dict(orjson.loads(raw)),
+                    None,
+                    _decode_messages(items),
+                    Summary(text, through) if text is not None and through is not None else None,
+                    _token_counts(counts),
+                )
+            except (ValueError, KeyError, TypeError) as error:
+                # Bad data already in Redis: this conversation alone cannot move.
+                raise ConversationRefused(
+                    f"conversation {conversation_id} does not decode from Redis: "
+                    f"{type(error).__name__}: {error}"[:500]
+                ) from error
         for load in loaded.values():
             pipe.hgetall(self.keys.session_state(load.conversation.session_id))
         for conversation_id, state in zip(list(loaded), pipe.execute(), strict=True):
@@ -784,8 +797,21 @@ class RedisActiveStore:
             if ok:
                 pipe.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
                 pipe.zrem(self.keys.activity, conversation.id)
+                pipe.hdel(self.keys.quarantined, conversation.id)
         pipe.execute()
         return finished
+
+    def quarantine(self, conversation_id: str, reason: str) -> None:
+        self.client.hset(self.keys.quarantined, conversation_id, reason)
+
+    def quarantined(self, conversation_ids: Sequence[str]) -> list[bool]:
+        if not conversation_ids:
+            return []
+        reasons = self.client.hmget(self.keys.quarantined, list(conversation_ids))
+        return [reason is not None for reason in reasons]
+
+    def release_quarantine(self, conversation_id: str) -> None:
+        self.client.hdel(self.keys.quarantined, conversation_id)
 
     def idle_conversations(self, before: float, limit: int) -> list[str]:
         """Active conversations whose last message arrived before `before` (epoch seconds)."""
@@ -811,6 +837,7 @@ class RedisActiveStore:
         if tenant:
             pipe.srem(self.keys.tenant_active(tenant), conversation_id)
         pipe.zrem(self.keys.activity, conversation_id)
+        pipe.hdel(self.keys.quarantined, conversation_id)
         pipe.execute()
         if conversation is not None:
             mapping = self.client.get(self.keys.session_mapping(conversation.session_id))

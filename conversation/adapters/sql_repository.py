@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy import (
     Engine,
     and_,
@@ -41,9 +43,31 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord, Summary
+from conversation.services.ports import ConversationRefused, MessageRecord, Summary
 
 TAIL_CHUNK = 64
+
+# What PostgreSQL (or the rows built for it) says about the data, not the server: the same
+# write fails the same way every time (a NUL in jsonb or text, a constraint, a bad timestamp).
+# COPY goes through psycopg's cursor, the rest through SQLAlchemy, hence both families.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.DataError,
+    sqlalchemy.exc.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    ValueError,
+)
+
+
+def refusal(error: BaseException) -> ConversationRefused:
+    """The port's refusal, with PostgreSQL's own words (message and detail) as the reason."""
+    cause = getattr(error, "orig", None) or error
+    diag = getattr(cause, "diag", None)
+    words = [getattr(diag, "message_primary", None), getattr(diag, "message_detail", None)]
+    if not any(words):
+        words = (str(cause).strip().splitlines() or [""])[:1]
+    reason = " ".join(word for word in words if word)
+    return ConversationRefused(f"{type(cause).__name__}: {reason}"[:500])
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -452,6 +476,14 @@ class SqlRepository:
         """
         if not batch:
             return
+        try:
+            self._store_conversations(batch)
+        except DATA_ERRORS as error:
+            raise refusal(error) from error
+
+    def _store_conversations(
+        self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
+    ) -> None:
         now = datetime.now(UTC)
         rows = [
             {

@@ -10,7 +10,13 @@ from enum import Enum
 
 from conversation.domain.messages import ConversationStatus, now_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
-from conversation.services.ports import ActiveStore, Locks, MigrationLoad, Repository
+from conversation.services.ports import (
+    ActiveStore,
+    ConversationRefused,
+    Locks,
+    MigrationLoad,
+    Repository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,7 @@ class MigrationStatus(Enum):
     NOT_ACTIVE = "not_active"  # already migrated, or never existed: nothing to do
     STALE = "stale"  # the session reconnected after the close that scheduled this
     BUSY = "busy"  # messages kept arriving; try again later
+    QUARANTINED = "quarantined"  # refused by a store: set aside, kept in Redis (see reason)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class MigrationOutcome:
     conversation_id: str
     messages: int = 0
     closed_at: str | None = None
+    reason: str | None = None
 
 
 class ConversationMigrator:
@@ -55,8 +63,11 @@ class ConversationMigrator:
         active: ActiveStore,
         repository: Repository,
         on_migrated: Callable[[MigrationOutcome], None] = lambda outcome: None,
+        on_quarantined: Callable[[MigrationOutcome], None] = lambda outcome: None,
     ) -> None:
         self.on_migrated = on_migrated  # metrics: every migration, whichever path asked for it
+        # The quarantine record (a dead letter) and its metric.
+        self.on_quarantined = on_quarantined
         self.active = active
         self.repository = repository
 
@@ -104,8 +115,7 @@ class ConversationMigrator:
         chunks = self._chunks(pending)
 
         def migrate_chunk(chunk: list[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
-            loads = self.active.load_for_migration([cid for cid, _ in chunk])
-            return self._migrate_chunk(chunk, loads, force, outcomes)
+            return self._migrate_isolating(chunk, force, outcomes)
 
         if len(chunks) == 1:
             return migrate_chunk(chunks[0])
@@ -132,6 +142,40 @@ class ConversationMigrator:
             chunks[-1].append(request)
             size += count
         return chunks
+
+    def _migrate_isolating(
+        self,
+        chunk: list[tuple[str, int | None]],
+        force: bool,
+        outcomes: dict[str, MigrationOutcome],
+    ) -> list[tuple[str, int | None]]:
+        """One chunk in one transaction. When a store refuses its data, each half is tried on
+        its own, down to the refused conversations alone: those are quarantined, the others
+        migrate (a poison conversation costs its chunk about 2 log2(n) transactions more; a
+        chunk that goes through costs nothing more). Anything else (a server down) raises:
+        the task retries the whole chunk, as before."""
+        try:
+            loads = self.active.load_for_migration([cid for cid, _ in chunk])
+            return self._migrate_chunk(chunk, loads, force, outcomes)
+        except (ConversationRefused, ValueError) as error:  # ValueError: a date that won't parse
+            if len(chunk) > 1:
+                middle = len(chunk) // 2
+                return (self._migrate_isolating(chunk[:middle], force, outcomes)
+                        + self._migrate_isolating(chunk[middle:], force, outcomes))
+            self._quarantine(chunk[0][0], str(error) or type(error).__name__, outcomes)
+            return []
+
+    def _quarantine(
+        self, conversation_id: str, reason: str, outcomes: dict[str, MigrationOutcome]
+    ) -> None:
+        """Set aside: kept in Redis as it is (nothing lost), skipped by the sweeps until an
+        operator replays its dead letter, recorded with the reason."""
+        log.error("migration of %s refused: quarantined, kept in Redis (%s)",
+                  conversation_id, reason)
+        self.active.quarantine(conversation_id, reason)
+        outcome = MigrationOutcome(MigrationStatus.QUARANTINED, conversation_id, reason=reason)
+        outcomes[conversation_id] = outcome
+        self.on_quarantined(outcome)
 
     def _migrate_chunk(
         self,
@@ -233,7 +277,7 @@ class DueMigrations:
 
     def due(self, before: float) -> list[tuple[str, int | None]]:
         session_ids = self.active.closed_sessions_before(before, self.batch_size)
-        requests: list[tuple[str, int | None]] = []
+        waiting: list[tuple[str, str, int]] = []
         for session_id, state in zip(
             session_ids, self.active.session_states(session_ids), strict=True
         ):
@@ -241,7 +285,17 @@ class DueMigrations:
                 # Reopened, or already released: nothing is waiting.
                 self.active.forget_closed_session(session_id)
             else:
-                requests.append((state.conversation_id, state.generation))
+                waiting.append((session_id, state.conversation_id, state.generation))
+        requests: list[tuple[str, int | None]] = []
+        set_aside = self.active.quarantined([cid for _, cid, _ in waiting])
+        for (session_id, conversation_id, generation), quarantined in zip(
+            waiting, set_aside, strict=True
+        ):
+            if quarantined:
+                # Not every sweep again: its replay (or a new close) tries it.
+                self.active.forget_closed_session(session_id)
+            else:
+                requests.append((conversation_id, generation))
         return requests
 
     def migrate_when_ready(self, conversation_id: str, generation: int) -> list[MigrationOutcome]:
@@ -272,8 +326,17 @@ class DueMigrations:
         return ready
 
     def sweep(self, now: str | None = None, margin_seconds: float | None = None) -> SweepReport:
+        """The lost-timer sweep, then the idle one."""
+        checked, migrated = self.sweep_lost_timers(now, margin_seconds)
+        idle = self.migrate_idle(parse_timestamp(now or now_timestamp()).timestamp())
+        return SweepReport(checked=checked, migrated=migrated, idle=idle)
+
+    def sweep_lost_timers(
+        self, now: str | None = None, margin_seconds: float | None = None
+    ) -> tuple[int, int]:
         """Migrate what has been due for longer than a margin (one more grace period by
-        default): its timer is lost. Racing a late timer is harmless: both are idempotent."""
+        default): its timer is lost. Racing a late timer is harmless: both are idempotent.
+        How many were checked, and migrated."""
         moment = parse_timestamp(now or now_timestamp()).timestamp()
         if margin_seconds is None:
             margin_seconds = self.grace_seconds
@@ -293,14 +356,29 @@ class DueMigrations:
                 break  # only stale or busy ones left: the next sweep looks again
         if migrated:
             log.warning("cleanup migrated %d conversation(s) whose timer was lost", migrated)
-        idle = self.migrate_idle(moment)
-        return SweepReport(checked=checked, migrated=migrated, idle=idle)
+        return checked, migrated
 
-    def migrate_idle(self, now: float) -> int:
+    def retry_quarantined(self, conversation_id: str) -> MigrationOutcome:
+        """An operator fixed a quarantined conversation (or its cause) and replayed its dead
+        letter: migrate it now, whatever its session does. Refused again, it is quarantined
+        again, with a new record."""
+        self.active.release_quarantine(conversation_id)
+        return self.migrator.migrate(conversation_id, None, force=True)
+
+    def migrate_idle(self, now: float | None = None) -> int:
         """Conversations with no message for `idle_seconds` are persisted, session open or not
         (a websocket that never closed must not keep a conversation in memory for ever)."""
+        if now is None:
+            now = time.time()
         migrated = 0
         while idle := self.active.idle_conversations(now - self.idle_seconds, self.batch_size):
+            set_aside = self.active.quarantined(idle)
+            for conversation_id, quarantined in zip(idle, set_aside, strict=True):
+                if quarantined:  # its replay (or a new close) brings it back
+                    self.active.forget_activity(conversation_id)
+            idle = [c for c, quarantined in zip(idle, set_aside, strict=True) if not quarantined]
+            if not idle:
+                continue
             outcomes = self.migrator.migrate_many([(c, None) for c in idle], force=True)
             for outcome in outcomes:
                 if outcome.status is MigrationStatus.NOT_ACTIVE:

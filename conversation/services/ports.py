@@ -21,6 +21,12 @@ class ActiveStoreUnavailable(ConnectionError):
     """
 
 
+class ConversationRefused(Exception):
+    """A store refused a conversation's data: a row PostgreSQL will not take (a NUL in
+    jsonb, a constraint), or what Redis holds does not decode. Writing the same data again
+    fails the same way, so migration sets the conversation aside instead of retrying it."""
+
+
 class AppendResult(Enum):
     SAVED = "saved"
     DUPLICATE = "duplicate"  # the message id was saved before
@@ -138,7 +144,7 @@ class ActiveStore(Protocol):
     def messages(self, conversation_id: str) -> list[Message]: ...
 
     def load_for_migration(self, conversation_ids: Sequence[str]) -> list[MigrationLoad | None]:
-        ...
+        """ConversationRefused when one of them does not decode."""
 
     def finish_migrations(self, done: Sequence[tuple[Conversation, int]]) -> list[bool]:
         """Remove each conversation that still holds exactly the given number of messages."""
@@ -171,6 +177,13 @@ class ActiveStore(Protocol):
 
     def message_count(self, conversation_id: str) -> int: ...
 
+    def quarantine(self, conversation_id: str, reason: str) -> None:
+        """Set a conversation aside: kept as it is, skipped by the sweeps."""
+
+    def quarantined(self, conversation_ids: Sequence[str]) -> list[bool]: ...
+
+    def release_quarantine(self, conversation_id: str) -> None: ...
+
     def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:
         """Many conversations' message counts in one round trip."""
 
@@ -192,7 +205,8 @@ class Repository(Protocol):
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
     ) -> None:
-        """Many conversations in one transaction (idempotent)."""
+        """Many conversations in one transaction (idempotent); ConversationRefused when
+        PostgreSQL refuses the data (the transaction is rolled back)."""
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
