@@ -83,16 +83,20 @@ _RESOLVE_FN = """
 -- (''). A message written after the session closed (`at` later than closed_at) is a
 -- reconnect that cancels the pending migration; one written before it is a late delivery,
 -- and the migration takes it along.
+-- A new conversation is made only when `confirmed` is '1': before that, the caller checks
+-- that the messages were not stored by an earlier conversation of the session, migrated
+-- since (a redelivered save), so nothing is written and {-5, ''} is returned.
 -- Returns {1 if just set else 0, conversation id or ''}, or {-2, ''} for another tenant's.
-local function resolve(k_mapping, k_state, tenant, candidate, at)
+local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
   local owner = redis.call('HGET', k_state, 'tenant_id')
   if owner and owner ~= tenant then return {-2, ''} end
+  local conversation = redis.call('GET', k_mapping)
+  if (not conversation) and candidate ~= '' and confirmed ~= '1' then return {-5, ''} end
   if not owner then
     redis.call('HSET', k_state, 'tenant_id', tenant, 'generation', 0)
   end
   redis.call('PERSIST', k_state)
   local created = 0
-  local conversation = redis.call('GET', k_mapping)
   if (not conversation) and candidate == '' then
     conversation = ''
   elseif not conversation then
@@ -119,8 +123,9 @@ return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 
 _RESOLVE_SESSION = _RESOLVE_FN + """
 -- KEYS: session_mapping, session_state
--- ARGV: tenant, candidate conversation id or '', the message's created_at ('': none)
-return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+-- ARGV: tenant, candidate conversation id or '', the message's created_at ('': none),
+--       '1' when a new conversation is confirmed
+return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # Standalone Redis only: the session and conversation steps in one script, for one or many
@@ -129,15 +134,22 @@ return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 -- KEYS: session_mapping, session_state, active_sessions
 -- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
---       conversation_json, create ('1': an explicit conversation may be created),
---       the latest created_at of the messages, then (message_id, created_at, message_json)
---       for each message, in order.
--- Returns one status per message, then the conversation id; {-4, ''}: another tenant's session.
+--       conversation_json, create ('1': an explicit conversation may be created, or a new
+--       conversation for the session is confirmed), the latest created_at of the messages,
+--       then (message_id, created_at, message_json) for each message, in order.
+-- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
+-- session; -5 for every message: the session has no conversation, confirm a new one.
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8])
+local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8], ARGV[7])
 if resolved[1] == -2 then return {-4, ''} end
+if resolved[1] == -5 then
+  local unconfirmed = {}
+  for i = 9, #ARGV, 3 do unconfirmed[#unconfirmed + 1] = -5 end
+  unconfirmed[#unconfirmed + 1] = ''
+  return unconfirmed
+end
 local id = explicit
 if id == '' then id = resolved[2] end
 local conversation_json = ARGV[6]
@@ -163,7 +175,9 @@ for i = 9, #ARGV, 3 do
   if status == 1 then saved = true end
 end
 if stored then
-  if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit, '') end
+  if explicit ~= '' and resolved[2] == '' then
+    resolve(KEYS[1], KEYS[2], tenant, explicit, '', '1')
+  end
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
   if saved then
@@ -237,6 +251,7 @@ _APPEND_RESULTS = {
     -1: AppendResult.MOVED,
     -2: AppendResult.FOREIGN,
     -3: AppendResult.NOT_FOUND,
+    -5: AppendResult.NEW_CONVERSATION,
 }
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
@@ -483,10 +498,16 @@ class RedisActiveStore:
         session_id: str,
         candidate_conversation_id: str | None,
         message_at: str | None = None,
+        *,
+        confirmed: bool = True,
     ) -> tuple[str | None, bool]:
+        """The session's conversation and whether it was just set to the candidate. Without
+        `confirmed`, a session with no conversation gets none: (None, False) then asks the
+        caller to check for a redelivery first."""
         created, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, candidate_conversation_id or "", message_at or ""],
+            args=[tenant_id, candidate_conversation_id or "", message_at or "",
+                  "1" if confirmed else "0"],
         )
         if int(created) == -2:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
@@ -583,9 +604,10 @@ class RedisActiveStore:
         """Resolve the session, then append: one round trip on standalone Redis.
 
         `conversation.id` is the producer's conversation id when `explicit`, else a fresh
-        candidate used only if the session has no conversation. An explicit conversation that
-        is not active here is created only when `create` is set (the caller looked in
-        PostgreSQL first). Returns the result and the conversation id used.
+        candidate used only if the session has no conversation. Nothing is created unless
+        `create` is set (the caller looked in PostgreSQL first): an explicit conversation not
+        active here answers NOT_FOUND, a session with no conversation NEW_CONVERSATION.
+        Returns the result and the conversation id used.
         """
         result = self.save_many_in_session([(conversation, message, explicit, create)])[0]
         if isinstance(result, ForeignSession):
@@ -662,7 +684,10 @@ class RedisActiveStore:
             conversation.session_id,
             None if explicit else conversation.id,
             message.created_at,
+            confirmed=create,
         )
+        if not explicit and session_conversation is None:
+            return AppendResult.NEW_CONVERSATION, ""
         conversation_id = conversation.id if explicit else session_conversation
         assert conversation_id is not None
         if conversation_id != conversation.id:

@@ -41,7 +41,12 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord, Summary
+from conversation.services.ports import (
+    ActiveStoreUnavailable,
+    MessageRecord,
+    Summary,
+    TenantConflict,
+)
 
 TAIL_CHUNK = 64
 
@@ -140,6 +145,23 @@ def _insert_message(connection: Any, conversation_id: str, tenant_id: str, messa
     return inserted is not None
 
 
+def _stored_messages(
+    connection: Any, tenant_id: str, session_id: str, message_ids: Sequence[str]
+) -> dict[str, str]:
+    """Message id -> conversation id, for those of the ids the session's persisted
+    conversations hold (ix_conversations_tenant_session, then pk_messages)."""
+    if not message_ids:
+        return {}
+    c, m = conversations.c, messages.c
+    rows = connection.execute(
+        select(m.id, m.conversation_id)
+        .join(conversations, c.id == m.conversation_id)
+        .where(c.tenant_id == tenant_id, c.session_id == session_id,
+               m.tenant_id == tenant_id, m.id.in_(list(message_ids)))
+    ).all()
+    return {row.id: row.conversation_id for row in rows}
+
+
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
     return {
         "conversation_id": conversation.id,
@@ -168,9 +190,12 @@ def _conversation_upsert() -> Any:
     return statement.on_conflict_do_update(
         index_elements=[conversations.c.id],
         set_={c.name: statement.excluded[c.name] for c in conversations.c if c.name not in keep},
+        # A row of another tenant under the same id is never taken over: the statement skips
+        # it and returns no row for it, and the caller refuses that conversation.
+        where=conversations.c.tenant_id == statement.excluded.tenant_id,
     ).returning(
         # xmax = 0 on a returned row: this statement inserted it (it did not exist).
-        conversations.c.id, literal_column("xmax = 0"), sort_by_parameter_order=True
+        conversations.c.id, literal_column("xmax = 0")
     )
 
 
@@ -288,7 +313,10 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
     history = [
         _message(r)
         for r in connection.execute(
-            select(messages).where(messages.c.conversation_id == conversation_id).order_by(*_ORDER)
+            select(messages)
+            .where(messages.c.conversation_id == conversation_id,
+                   messages.c.tenant_id == row.tenant_id)
+            .order_by(*_ORDER)
         )
     ]
     stats = summarise_conversation(history, _iso(row.closed_at))
@@ -324,10 +352,20 @@ class SqlHistory:
         self.owner: str | None = None
         self._prefetched: tuple[int, Any, list[Any]] | None = None
 
+    def _mine(self) -> Any:
+        """The conversation's messages: those of its owner only (a row of another tenant
+        under the same id is never read, whatever wrote it)."""
+        return and_(messages.c.conversation_id == self.conversation_id,
+                    messages.c.tenant_id == self.owner)
+
     def _prefetch(self) -> tuple[int, Any, list[Any]]:
         if self._prefetched is None:
-            mine = messages.c.conversation_id == self.conversation_id
-            count = select(func.count()).select_from(messages).where(mine).scalar_subquery()
+            count = (
+                select(func.count()).select_from(messages)
+                .where(messages.c.conversation_id == self.conversation_id,
+                       messages.c.tenant_id == conversations.c.tenant_id)
+                .scalar_subquery()
+            )
             with self.engine.connect() as connection:
                 head = connection.execute(
                     select(conversations.c.tenant_id, count)
@@ -336,17 +374,17 @@ class SqlHistory:
                 if head is None:
                     self._prefetched = (0, None, [])
                     return self._prefetched
+                self.owner = head[0]
                 first = connection.execute(
-                    select(*_RECORD_COLUMNS).where(mine).order_by(*_ORDER).limit(1)
+                    select(*_RECORD_COLUMNS).where(self._mine()).order_by(*_ORDER).limit(1)
                 ).first()
                 tail = connection.execute(self._older_than(None, self.chunk)).all()
-            self.owner = head[0]
             self._prefetched = (int(head[1]), first, tail)
         return self._prefetched
 
     def _older_than(self, last: Any, limit: int) -> Any:
         """The `limit` messages before `last` (a row; None: the newest), newest first."""
-        query = select(*_RECORD_COLUMNS).where(messages.c.conversation_id == self.conversation_id)
+        query = select(*_RECORD_COLUMNS).where(self._mine())
         if last is not None:
             query = query.where(
                 or_(
@@ -439,19 +477,19 @@ class SqlRepository:
         conversation: Conversation,
         history: Sequence[Message],
         stats: ConversationStats,
-    ) -> None:
-        self.store_conversations([(conversation, history, stats)])
+    ) -> list[TenantConflict]:
+        return self.store_conversations([(conversation, history, stats)])
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
+    ) -> list[TenantConflict]:
         """Write many conversations, their messages and stats rows in one transaction.
 
         Messages go through COPY into a staging table, then one INSERT ... SELECT ... ON
         CONFLICT DO NOTHING: COPY's speed, with the idempotency COPY alone cannot give.
         """
         if not batch:
-            return
+            return []
         now = datetime.now(UTC)
         rows = [
             {
@@ -470,24 +508,35 @@ class SqlRepository:
             }
             for conversation, _, stats in batch
         ]
-        stats_rows = [_stats_row(conversation, stats) for conversation, _, stats in batch]
         with self.engine.begin() as connection:
             # Statements built once and given the rows as parameters: SQLAlchemy compiles
             # them once per process (a VALUES list built per call was compiled per call, the
             # larger part of migrating one short conversation).
-            upserted = connection.execute(CONVERSATION_UPSERT, rows)
+            upserted = connection.execute(CONVERSATION_UPSERT, rows).all()
+            written = {row[0] for row in upserted}
             new_ids = {row[0] for row in upserted if row[1]}
+            # No row back: PostgreSQL holds the id for another tenant. That conversation is
+            # refused whole (its messages are never copied under the other tenant's row).
+            conflicts = [TenantConflict(c.id, c.tenant_id) for c, _, _ in batch
+                         if c.id not in written]
+            if conflicts:
+                batch = [item for item in batch if item[0].id in written]
             if any(history for _, history, _ in batch):
                 copy_messages(connection, batch, new_ids)
-            connection.execute(STATS_UPSERT, stats_rows)
-            absorb_outage_conversations(connection, [c for c, _, _ in batch])
+            if batch:
+                connection.execute(
+                    STATS_UPSERT,
+                    [_stats_row(conversation, stats) for conversation, _, stats in batch],
+                )
+                absorb_outage_conversations(connection, [c for c, _, _ in batch])
+        return conflicts
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
     ) -> None:
         store_token_counts(self.engine, conversation_id, encoding, counts)
 
-    def append_message(self, conversation_id: str, message: Message) -> bool:
+    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
         """Append to a persisted conversation; False when the message id is already there."""
         with self.engine.begin() as connection:
             conversation = connection.execute(
@@ -495,7 +544,9 @@ class SqlRepository:
             ).first()
             if conversation is None:
                 raise LookupError(f"conversation {conversation_id} is not persisted")
-            inserted = _insert_message(connection, conversation_id, conversation.tenant_id, message)
+            if conversation.tenant_id != tenant_id:
+                raise ForeignConversation(f"conversation {conversation_id} belongs to another tenant")
+            inserted = _insert_message(connection, conversation_id, tenant_id, message)
             if inserted:
                 _refresh_stats(connection, conversation_id)
         return inserted
@@ -523,13 +574,27 @@ class SqlRepository:
             )
             if foreign is not None:
                 raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
+            # Stored before by any of the session's conversations (a redelivery or a replay,
+            # whichever tier it went to then): a duplicate.
+            previous = _stored_messages(
+                connection, conversation.tenant_id, conversation.session_id, [message.id])
+            if previous:
+                return previous[message.id], False
             if explicit:
                 target = connection.execute(select(c.id, c.tenant_id).where(
                     c.id == conversation.id)).first()
-                if target is not None and target.tenant_id != conversation.tenant_id:
+                if target is None:
+                    # Producers choose conversation ids, and the id may be live in the Redis
+                    # we cannot reach, perhaps for another tenant: made here, it would become
+                    # that tenant's at migration. Not known here = not decidable now: a
+                    # transient failure, retried (then dead-lettered for a replay).
+                    raise ActiveStoreUnavailable(
+                        f"conversation {conversation.id} is not in PostgreSQL and the active "
+                        "store, which may hold it, is unreachable")
+                if target.tenant_id != conversation.tenant_id:
                     raise ForeignConversation(
                         f"conversation {conversation.id} belongs to another tenant")
-                conversation_id = conversation.id if target is not None else None
+                conversation_id = conversation.id
             else:
                 conversation_id = connection.scalar(
                     select(c.id)
@@ -563,6 +628,14 @@ class SqlRepository:
                 )
         return conversation_id, inserted
 
+    def stored_messages(
+        self, tenant_id: str, session_id: str, message_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Message id -> conversation id, for those of the ids the session's persisted
+        conversations hold."""
+        with self.engine.connect() as connection:
+            return _stored_messages(connection, tenant_id, session_id, message_ids)
+
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
         """Close the session's conversations saved directly during an outage."""
         c = conversations.c
@@ -594,9 +667,12 @@ class SqlRepository:
         return history.owner, history
 
     def messages(self, conversation_id: str) -> list[Message]:
+        """The conversation's messages, its owner's only (see SqlHistory._mine)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(messages)
+                .join(conversations, and_(conversations.c.id == messages.c.conversation_id,
+                                          conversations.c.tenant_id == messages.c.tenant_id))
                 .where(messages.c.conversation_id == conversation_id)
                 .order_by(*_ORDER)
             ).all()

@@ -27,6 +27,22 @@ class AppendResult(Enum):
     MOVED = "moved"  # the conversation has moved to PostgreSQL
     FOREIGN = "foreign"  # the conversation belongs to another tenant
     NOT_FOUND = "not_found"  # not active, and creating it was not asked for
+    # The session has no conversation, and creating one was not asked for: the caller first
+    # checks that the message was not stored by an earlier one, migrated since.
+    NEW_CONVERSATION = "new_conversation"
+
+
+@dataclass(frozen=True)
+class TenantConflict:
+    """A conversation id that PostgreSQL holds for another tenant: never merged into."""
+
+    conversation_id: str
+    tenant_id: str  # the tenant whose conversation was refused
+
+    @property
+    def reason(self) -> str:
+        return (f"conversation {self.conversation_id} of tenant {self.tenant_id}: its id "
+                "belongs to another tenant in PostgreSQL")
 
 
 @dataclass(frozen=True)
@@ -186,20 +202,29 @@ class Repository(Protocol):
         conversation: Conversation,
         messages: Sequence[Message],
         stats: ConversationStats,
-    ) -> None:
+    ) -> list[TenantConflict]:
         """Write the conversation, its messages and stats in one transaction (idempotent)."""
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
-        """Many conversations in one transaction (idempotent)."""
+    ) -> list[TenantConflict]:
+        """Many conversations in one transaction (idempotent). A conversation whose id
+        PostgreSQL holds for another tenant is left out, nothing of it written: returned."""
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
     ) -> None:
         """Keep messages' costs in another encoding (message id -> tokens; idempotent)."""
 
-    def append_message(self, conversation_id: str, message: Message) -> bool: ...
+    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
+        """Append to a persisted conversation of `tenant_id`; False for a message id already
+        there. Raises ForeignConversation."""
+
+    def stored_messages(
+        self, tenant_id: str, session_id: str, message_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Which of the message ids the session's persisted conversations hold: message id ->
+        conversation id (a save redelivered after its conversation migrated)."""
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 
@@ -216,7 +241,8 @@ class Repository(Protocol):
     ) -> tuple[str, bool]:
         """Redis is down: save straight into PostgreSQL, in the session's active conversation
         there (made if needed). Returns the conversation id and whether it was stored.
-        Raises ForeignSession / ForeignConversation."""
+        Raises ForeignSession / ForeignConversation, and ActiveStoreUnavailable for an
+        explicit conversation PostgreSQL does not know (it may be live in Redis)."""
 
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
         """Close the session's conversations written during an outage."""
