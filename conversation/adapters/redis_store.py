@@ -229,6 +229,22 @@ redis.call('HSET', KEYS[2], 'text', ARGV[1], 'through', ARGV[2])
 return 1
 """
 
+_ERASE_CONVERSATION = """
+-- KEYS: every key of one conversation (one hash tag, one slot), owner and migrated marker
+--       first   ARGV: the tenant the keys were named for ('' for none)
+-- All go in one step, or none if the owner changed since they were named (-1: read again).
+local owner = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2]) or ''
+if owner ~= ARGV[1] then return -1 end
+return redis.call('DEL', unpack(KEYS))
+"""
+
+_FORGET_SESSION = """
+-- KEYS: session_mapping, session_state   ARGV: conversation id
+-- The session's records go with its conversation, unless it has moved on to another one.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -487,6 +503,8 @@ class RedisActiveStore:
         self._open = client.register_script(_OPEN_SESSION)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
+        self._erase = client.register_script(_ERASE_CONVERSATION)
+        self._forget_session = client.register_script(_FORGET_SESSION)
         # Redis Cluster runs the session and conversation steps of a save apart.
         self.cluster = not isinstance(client, redis.Redis)
 
@@ -821,29 +839,41 @@ class RedisActiveStore:
         self.client.zrem(self.keys.activity, conversation_id)
 
     def erase_conversation(self, conversation_id: str) -> bool:
-        """Remove every key of one conversation, active or migrated; True if any existed."""
-        tenant = self.owner(conversation_id) or _text(
-            self.client.get(self.keys.migrated(conversation_id)) or b""
-        )
-        conversation = self.get_conversation(conversation_id)
-        keys = self.keys.conversation_keys(tenant, conversation_id) if tenant else [
-            self.keys.migrated(conversation_id)]
-        keys.append(self.keys.summary_requested(conversation_id))
-        removed = 0
-        for key in keys:  # one key a command: they may live in different cluster slots
-            removed += int(self.client.delete(key))
+        """Remove every key of one conversation, active or migrated, in one atomic step (its
+        keys share a slot); then, each in a step of its own, the session's records if they
+        still point at it and the global indexes. True if any key existed."""
+        for _ in range(10):
+            tenant = self.owner(conversation_id) or _text(
+                self.client.get(self.keys.migrated(conversation_id)) or b"")
+            raw = self.client.get(self.keys.conversation(tenant, conversation_id)) if tenant else None
+            keys = [self.keys.owner(conversation_id), self.keys.migrated(conversation_id)]
+            keys += [k for k in self.keys.conversation_keys(tenant, conversation_id)
+                     if k not in keys]
+            keys.append(self.keys.summary_requested(conversation_id))
+            removed = int(self._erase(keys=keys, args=[tenant]))
+            if removed >= 0:
+                break
+        else:
+            raise RuntimeError(f"conversation {conversation_id} kept changing hands: not erased")
         pipe = self.client.pipeline(transaction=False)
         if tenant:
             pipe.srem(self.keys.tenant_active(tenant), conversation_id)
         pipe.zrem(self.keys.activity, conversation_id)
         pipe.execute()
-        if conversation is not None:
-            mapping = self.client.get(self.keys.session_mapping(conversation.session_id))
-            if mapping is not None and _text(mapping) == conversation_id:
-                self.client.delete(self.keys.session_mapping(conversation.session_id))
-                self.client.delete(self.keys.session_state(conversation.session_id))
-                self.client.srem(self.keys.active_sessions, conversation.session_id)
-                self.client.zrem(self.keys.closed_sessions, conversation.session_id)
+        self.forget_ready([
+            (conversation_id, generation)
+            for ready_id, generation in self.ready_migrations(10_000) if ready_id == conversation_id
+        ])
+        if raw:
+            session_id = Conversation.from_dict(orjson.loads(raw)).session_id
+            forgotten = int(self._forget_session(
+                keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
+                args=[conversation_id]))
+            if forgotten:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.srem(self.keys.active_sessions, session_id)
+                pipe.zrem(self.keys.closed_sessions, session_id)
+                pipe.execute()
         return removed > 0
 
     def erase_tenant_sessions(self, tenant_id: str) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation.adapters.sql_schema import (
+    api_keys,
     conversation_stats,
     conversations,
     dead_letters,
@@ -468,6 +469,80 @@ def store_token_counts(
         )
 
 
+def _dead_letter_match(item: str, conversation: bool) -> str:
+    """SQL: the task payload (or batch item) `item` is the erased data's: the tenant's, or for
+    a conversation, one naming it (a payload with no tenant, a migration's, too) or one of the
+    tenant's session that names no conversation (its message went to the session's)."""
+    if not conversation:
+        return f"{item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text))"
+    return (
+        f"(({item} @> jsonb_build_object('conversation_id', CAST(:conversation AS text)) "
+        f"AND ({item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text)) "
+        f"OR {item} -> 'tenant_id' IS NULL)) "
+        f"OR ({item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text), "
+        f"'session_id', CAST(:session AS text)) AND {item} -> 'conversation_id' IS NULL))"
+    )
+
+
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def erase_dead_letters(
+    connection: Any,
+    tenant_id: str,
+    conversation_id: str | None = None,
+    session_id: str | None = None,
+) -> int:
+    """Erase the dead letters that hold the tenant's (or one of its conversation's) data; the
+    number of dead letters removed or edited.
+
+    A single task's payload goes whole; a batch (`messages`, `sessions`) loses only the items
+    that match, and goes when none is left, so another tenant's items in it stay replayable.
+    A payload recorded as a truncated preview cannot be edited: it goes whole when the
+    preview names the tenant (or the conversation).
+    """
+    conversation = conversation_id is not None
+    params = {"tenant": tenant_id, "conversation": conversation_id or "",
+              "session": session_id or ""}
+    emptied: list[int] = []
+    edited = 0
+    for field in ("messages", "sessions"):
+        match = _dead_letter_match("e.item", conversation)
+        rows = connection.execute(text(f"""
+            UPDATE dead_letters d SET kwargs = jsonb_set(d.kwargs, '{{{field}}}', kept.items)
+            FROM (
+                SELECT l.id, COALESCE(jsonb_agg(e.item) FILTER (WHERE NOT ({match})),
+                                      '[]'::jsonb) AS items
+                FROM dead_letters l, jsonb_array_elements(l.kwargs -> '{field}') AS e(item)
+                WHERE jsonb_typeof(l.kwargs -> '{field}') = 'array'
+                GROUP BY l.id HAVING bool_or({match})
+            ) kept
+            WHERE d.id = kept.id
+            RETURNING d.id, jsonb_array_length(kept.items) = 0 AS empty
+        """), params).all()
+        edited += sum(1 for row in rows if not row.empty)
+        emptied += [row.id for row in rows if row.empty]
+    if conversation:
+        preview = ("(d.kwargs ->> 'preview' LIKE :conversation_like ESCAPE '\\' OR "
+                   "(d.kwargs ->> 'preview' LIKE :tenant_like ESCAPE '\\' AND "
+                   "d.kwargs ->> 'preview' LIKE :session_like ESCAPE '\\'))")
+    else:
+        preview = "d.kwargs ->> 'preview' LIKE :tenant_like ESCAPE '\\'"
+    params |= {
+        "tenant_like": f'%"tenant_id": "{_like(tenant_id)}"%',
+        "conversation_like": f'%"conversation_id": "{_like(conversation_id or "")}"%',
+        "session_like": f'%"session_id": "{_like(session_id or "")}"%',
+        "emptied": emptied,
+    }
+    removed = connection.execute(text(f"""
+        DELETE FROM dead_letters d
+        WHERE d.id = ANY(CAST(:emptied AS bigint[])) OR {_dead_letter_match("d.kwargs", conversation)}
+           OR (d.kwargs ? '_truncated' AND {preview})
+    """), params).rowcount
+    return int(removed) + edited
+
+
 class SqlRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -726,19 +801,18 @@ class SqlRepository:
 
     def erase_tenant(self, tenant_id: str) -> dict[str, int]:
         """Delete all of a tenant's conversations (with messages and stats), its dead letters
-        (they hold message content) and its retention setting."""
+        (they hold message content) and its retention setting; revoke its API keys."""
         with self.engine.begin() as connection:
             removed = connection.execute(
                 delete(conversations).where(conversations.c.tenant_id == tenant_id)
             ).rowcount
             connection.execute(delete(messages).where(messages.c.tenant_id == tenant_id))
-            letters = connection.execute(
-                delete(dead_letters).where(
-                    or_(
-                        dead_letters.c.kwargs["tenant_id"].astext == tenant_id,
-                        dead_letters.c.kwargs["messages"][0]["tenant_id"].astext == tenant_id,
-                    )
-                )
+            letters = erase_dead_letters(connection, tenant_id)
+            # Its keys stop working now (revoked, not deleted: the audit trail stays).
+            keys = connection.execute(
+                api_keys.update()
+                .where(api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
             ).rowcount
             connection.execute(
                 delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
@@ -747,7 +821,14 @@ class SqlRepository:
             # above, whose triggers noted the tenant's buckets as changed.
             for table in (stats_daily, stats_active, stats_changes):
                 connection.execute(delete(table).where(table.c.tenant_id == tenant_id))
-        return {"conversations": int(removed), "dead_letters": int(letters)}
+        return {"conversations": int(removed), "dead_letters": letters, "api_keys": int(keys)}
+
+    def erase_dead_letters(
+        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
+    ) -> int:
+        """The dead letters (or batch items) of a conversation, or of a whole tenant."""
+        with self.engine.begin() as connection:
+            return erase_dead_letters(connection, tenant_id, conversation_id, session_id)
 
     def conversation_ids(self, tenant_id: str) -> list[str]:
         with self.engine.connect() as connection:

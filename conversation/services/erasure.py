@@ -18,6 +18,7 @@ class TenantErasure:
     conversations: int
     dead_letters: int
     sessions: int
+    api_keys: int = 0  # revoked
 
 
 class Eraser:
@@ -26,9 +27,15 @@ class Eraser:
         self.repository = repository
 
     def erase_conversation(self, conversation_id: str) -> bool:
-        """True when the conversation existed in either tier."""
+        """True when the conversation existed in either tier. Its dead letters go too (they
+        hold its messages): those naming it, and those of its session naming none."""
+        conversation = (self.active.get_conversation(conversation_id)
+                        or self.repository.get_conversation(conversation_id))
         in_redis = self.active.erase_conversation(conversation_id)
         in_postgres = self.repository.erase_conversation(conversation_id)
+        if conversation is not None:
+            self.repository.erase_dead_letters(
+                conversation.tenant_id, conversation_id, conversation.session_id)
         log.warning("erased conversation %s", conversation_id)
         return bool(in_redis or in_postgres)
 
@@ -45,6 +52,7 @@ class Eraser:
             conversations=len(set(active) - set(persisted)) + removed["conversations"],
             dead_letters=removed["dead_letters"],
             sessions=sessions,
+            api_keys=removed["api_keys"],
         )
 
     def purge_expired(self, now: datetime | None = None) -> int:

@@ -249,7 +249,15 @@ class Repository(Protocol):
 
     def erase_conversation(self, conversation_id: str) -> bool: ...
 
-    def erase_tenant(self, tenant_id: str) -> dict[str, int]: ...
+    def erase_tenant(self, tenant_id: str) -> dict[str, int]:
+        """Everything of the tenant: conversations, messages, dead letters, derived rows; its
+        API keys revoked. Counts by kind."""
+
+    def erase_dead_letters(
+        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
+    ) -> int:
+        """The dead letters (or a batch's items) holding the conversation's data, or the
+        tenant's (conversation_id None)."""
 
     def conversation_ids(self, tenant_id: str) -> list[str]: ...
 

@@ -135,3 +135,72 @@ def test_retention_erases_only_what_expired(container) -> None:
         assert container.repository.get_conversation(recent) is not None
     finally:
         container.repository.set_retention(tenant, None)
+
+
+def dead_letter(container: Container, kwargs: dict, task: str = "conversation.save_message") -> None:
+    with container.engine.begin() as connection:
+        connection.execute(dead_letters.insert().values(
+            task_name=task, queue="conversation.save", kwargs=kwargs, error="x",
+            created_at=datetime.now(UTC)))
+
+
+def letters_mentioning(container: Container, *needles: str) -> list[str]:
+    """The dead letters' payloads (as text) that mention any needle."""
+    with container.engine.connect() as connection:
+        payloads = [str(k) for k in connection.scalars(select(dead_letters.c.kwargs))]
+    return [p for p in payloads if any(n in p for n in needles)]
+
+
+def test_erasing_a_conversation_erases_its_dead_letters(container) -> None:
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant, other = f"dl-{suffix}", f"dlo-{suffix}"
+    erased = save(container, tenant, f"dl-s-{suffix}", f"chat {suffix}")
+    kept = save(container, tenant, f"dl-k-{suffix}", f"unrelated {suffix}")
+    mine = {"tenant_id": tenant, "session_id": f"dl-s-{suffix}", "agent_id": "bot",
+            "role": "user"}
+    dead_letter(container, {**mine, "conversation_id": erased, "content": f"secret 1 {suffix}"})
+    dead_letter(container, {**mine, "content": f"secret 2 {suffix}"})  # its session's
+    dead_letter(container, {"messages": [
+        {**mine, "conversation_id": erased, "content": f"secret 3 {suffix}"},
+        {**mine, "session_id": f"dl-k-{suffix}", "content": f"stays 1 {suffix}"}]},
+        task="conversation.save_messages")
+    dead_letter(container, {"conversation_id": erased, "generation": 1},
+                task="conversation.migrate_conversation")
+    # Another tenant naming the id (refused as another tenant's): its own data, it stays.
+    dead_letter(container, {**mine, "tenant_id": other, "conversation_id": erased,
+                            "content": f"stays 2 {suffix}"})
+    dead_letter(container, {"_truncated": True, "bytes": 300_000, "preview":
+                            f'{{"messages": [{{"conversation_id": "{erased}", "content": "secret 4'})
+
+    assert container.eraser.erase_conversation(erased) is True
+
+    left = letters_mentioning(container, erased, f"secret 2 {suffix}")
+    assert len(left) == 1 and f"stays 2 {suffix}" in left[0]
+    batch = letters_mentioning(container, f"stays 1 {suffix}")
+    assert len(batch) == 1 and "secret" not in batch[0]
+    assert [m.content for m in container.active_store.messages(kept)] == [f"unrelated {suffix}"]
+
+
+def test_erasing_a_tenant_erases_its_batch_items_and_revokes_its_keys(container) -> None:
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant, other = f"gk-{suffix}", f"gko-{suffix}"
+    save(container, tenant, f"gk-s-{suffix}", "anything")
+    item = {"session_id": "s", "agent_id": "bot", "role": "user"}
+    dead_letter(container, {"messages": [
+        {**item, "tenant_id": other, "content": f"theirs {suffix}"},
+        {**item, "tenant_id": tenant, "content": f"erased {suffix}"}]},
+        task="conversation.save_messages")
+    dead_letter(container, {"sessions": [{"tenant_id": tenant, "session_id": "s"}]},
+                task="conversation.sessions_closed")
+    client = create_app(container=container).test_client()
+    key = container.api_keys.create(tenant)
+    assert client.get(f"/api/conversations/list/{tenant}",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+    report = container.eraser.erase_tenant(tenant)
+
+    assert report.api_keys == 1 and report.dead_letters == 2
+    assert client.get(f"/api/conversations/list/{tenant}",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert letters_mentioning(container, f"erased {suffix}", tenant) == []
+    assert len(letters_mentioning(container, f"theirs {suffix}")) == 1

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete
 
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
-from conversation.adapters.sql_schema import conversations, messages
 from conversation.bootstrap import Container
+from tests.integration.conftest import forget_tenant_rows
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
 
 pytestmark = pytest.mark.integration
@@ -22,12 +21,7 @@ def active(container: Container, request: pytest.FixtureRequest) -> RedisActiveS
 
 @pytest.fixture
 def repository(container: Container) -> SqlRepository:
-    """The run's database, without what an earlier test left for tenant "acme": the shared
-    tests reuse its session and message ids, and a message id is stored once per tenant and
-    session, whichever conversation of the session holds it."""
-    with container.engine.begin() as connection:
-        connection.execute(delete(messages).where(messages.c.tenant_id == "acme"))
-        connection.execute(delete(conversations).where(conversations.c.tenant_id == "acme"))
+    forget_tenant_rows(container)
     return container.repository
 
 
