@@ -24,7 +24,6 @@ from conversation.adapters.sql_schema import (
     api_keys,
     conversation_stats,
     conversations,
-    dead_letters,
     message_token_counts,
     messages,
     stats_active,
