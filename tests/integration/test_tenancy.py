@@ -14,13 +14,14 @@ from sqlalchemy import func, select
 
 from api import create_app
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, messages
+from conversation.adapters.sql_schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
 from conversation.domain.errors import ForeignConversation
 from conversation.domain.messages import NewMessage, Role
 from conversation.embedded import EmbeddedRedis
 from conversation.services.migration import MigrationStatus
 from conversation.services.ports import ActiveStoreUnavailable
+from tests.workers import producer, running_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -205,4 +206,80 @@ def test_a_save_redelivered_after_migration_during_an_outage_is_stored_once(
             assert connection.scalar(select(func.count()).select_from(conversations).where(
                 conversations.c.tenant_id == tenant)) == 1
     finally:
+        container.close()
+
+
+def test_the_collision_through_a_real_worker_and_the_api(
+    settings: Settings, own_redis: EmbeddedRedis, test_var_dir: Path
+) -> None:
+    """The issue's scenario as producers drive it: B's conversation active in Redis, Redis
+    stopped, A's save naming B's id retried by the worker, Redis back, A's save dead-lettered
+    as another tenant's; B's session closes and its conversation migrates whole; each tenant
+    reads only its own messages through the API and the context service. Then B's second
+    save is delivered again after the migration: stored once, no new conversation."""
+    settings = replace(settings, redis_url=f"{own_redis.url}/0")
+    container = Container(settings)
+    app = producer(settings)
+    suffix = settings.redis_key_prefix.strip(":")
+    shared, tenant_a, tenant_b = f"wshared-{suffix}", f"wa-{suffix}", f"wb-{suffix}"
+    log_path = test_var_dir / f"w-tenancy-{suffix}.log"
+
+    def send(tenant: str, session: str, text: str, *, explicit: bool = True) -> None:
+        app.send_task("conversation.save_message", queue="conversation.save", kwargs={
+            "tenant_id": tenant, "session_id": session, "agent_id": "bot", "role": "user",
+            "content": text, "message_id": text.replace(" ", "-"),
+            **({"conversation_id": shared} if explicit else {})})
+
+    def letters_of(tenant: str) -> list[str]:
+        with container.engine.connect() as connection:
+            return list(connection.scalars(select(dead_letters.c.error).where(
+                dead_letters.c.kwargs["tenant_id"].astext == tenant)))
+
+    try:
+        with running_worker(settings, log_path, concurrency=1):
+            send(tenant_b, f"wsb-{suffix}", "b one")
+            wait_until(lambda: container.active_store.messages(shared), what="B's conversation")
+            send(tenant_b, f"wsb-{suffix}", "b two", explicit=False)  # the session's
+            wait_until(lambda: len(container.active_store.messages(shared)) == 2,
+                       what="B's messages in Redis")
+
+            own_redis.stop()
+            send(tenant_a, f"wsa-{suffix}", "a secret")
+            wait_until(lambda: "retry: Retry in" in log_path.read_text(), timeout=30,
+                       what="the worker retrying A's save while Redis is down")
+            assert container.repository.get_conversation(shared) is None
+            own_redis.start()
+
+            errors = wait_until(lambda: letters_of(tenant_a), timeout=60,
+                                what="A's save dead-lettered")
+            assert "ForeignConversation" in errors[0]
+            app.send_task("conversation.session_closed", queue="conversation.sessions",
+                          kwargs={"tenant_id": tenant_b, "session_id": f"wsb-{suffix}"})
+            wait_until(lambda: container.repository.get_conversation(shared), timeout=60,
+                       what="B's conversation migrated")
+
+            # Delivered again after the migration, naming only its session.
+            send(tenant_b, f"wsb-{suffix}", "b two", explicit=False)
+            app.send_task("conversation.save_message", queue="conversation.save", kwargs={
+                "tenant_id": tenant_b, "session_id": f"wsb-marker-{suffix}", "agent_id": "bot",
+                "role": "user", "content": "marker", "message_id": "marker"})
+            # One worker process: the redelivered save ran before the marker.
+            wait_until(lambda: container.repository.stored_messages(
+                tenant_b, f"wsb-marker-{suffix}", ["marker"]) or container.active_store
+                .session_conversation(tenant_b, f"wsb-marker-{suffix}"), timeout=30,
+                what="the marker saved")
+
+        b_full = read_full(container, tenant_b, shared)
+        assert [m["content"] for m in b_full.json["messages"]] == ["b one", "b two"]
+        assert b_full.json["tier"] == "postgres"
+        assert read_full(container, tenant_a, shared).status_code == 404
+        assert context_of(container, tenant_b, shared) == ["b one", "b two"]
+        assert context_of(container, tenant_a, shared) == []
+        assert container.active_store.session_conversation(tenant_b, f"wsb-{suffix}") is None
+        with container.engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(messages).where(
+                messages.c.tenant_id.in_([tenant_a, tenant_b]),
+                messages.c.id != "marker")) == 2
+    finally:
+        app.close()
         container.close()
