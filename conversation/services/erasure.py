@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from conversation.services.ports import ActiveStore, Repository
+from conversation.services.ports import ActiveStore, QueuedDeadLetters, Repository
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,69 @@ class TenantErasure:
     api_keys: int = 0  # revoked
 
 
+def without_erased(
+    kwargs: Any,
+    tenant_id: str,
+    conversation_id: str | None = None,
+    session_id: str | None = None,
+) -> Any:
+    """A dead letter's task payload less the erased data (the tenant's, or the
+    conversation's): None when it is the erased data or nothing else is left of it, the
+    payload itself when it holds none of it, else a copy without the erased batch items.
+    The same rule as the repository's erase_dead_letters applies to the dead_letters table."""
+    def erased(item: Any) -> bool:
+        if not isinstance(item, dict):
+            return False
+        if conversation_id is None:
+            return item.get("tenant_id") == tenant_id
+        if item.get("conversation_id") == conversation_id:
+            return item.get("tenant_id") in (None, tenant_id)
+        return (item.get("tenant_id") == tenant_id and item.get("session_id") == session_id
+                and "conversation_id" not in item)
+
+    if not isinstance(kwargs, dict):
+        return kwargs
+    if kwargs.get("_truncated"):
+        preview = str(kwargs.get("preview", ""))
+        tenant = f'"tenant_id": "{tenant_id}"' in preview
+        named = (tenant if conversation_id is None
+                 else f'"conversation_id": "{conversation_id}"' in preview
+                 or (tenant and f'"session_id": "{session_id}"' in preview))
+        return None if named else kwargs
+    if erased(kwargs):
+        return None
+    for name in ("messages", "sessions"):
+        items = kwargs.get(name)
+        if isinstance(items, list) and any(erased(item) for item in items):
+            kept = [item for item in items if not erased(item)]
+            return {**kwargs, name: kept} if kept else None
+    return kwargs
+
+
 class Eraser:
-    def __init__(self, active: ActiveStore, repository: Repository) -> None:
+    def __init__(
+        self,
+        active: ActiveStore,
+        repository: Repository,
+        queued_letters: QueuedDeadLetters | None = None,
+    ) -> None:
         self.active = active
         self.repository = repository
+        self.queued_letters = queued_letters
+
+    def _erase_queued(
+        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        """The copies on the dead-letter queue go too. Best effort: the broker being down must
+        not undo the rest of an erasure, so a failure is an ERROR line for the operators."""
+        if self.queued_letters is None:
+            return
+        try:
+            self.queued_letters.erase_queued(
+                lambda kwargs: without_erased(kwargs, tenant_id, conversation_id, session_id))
+        except Exception:
+            log.exception("could not erase the queued dead letters of %s",
+                          conversation_id or f"tenant {tenant_id}")
 
     def erase_conversation(self, conversation_id: str) -> bool:
         """True when the conversation existed in either tier. Its dead letters go too (they
@@ -36,6 +96,7 @@ class Eraser:
         if conversation is not None:
             self.repository.erase_dead_letters(
                 conversation.tenant_id, conversation_id, conversation.session_id)
+            self._erase_queued(conversation.tenant_id, conversation_id, conversation.session_id)
         log.warning("erased conversation %s", conversation_id)
         return bool(in_redis or in_postgres)
 
@@ -47,6 +108,7 @@ class Eraser:
             self.active.erase_conversation(conversation_id)
         removed = self.repository.erase_tenant(tenant_id)
         sessions = self.active.erase_tenant_sessions(tenant_id)
+        self._erase_queued(tenant_id)
         log.warning("erased tenant %s", tenant_id)
         return TenantErasure(
             conversations=len(set(active) - set(persisted)) + removed["conversations"],

@@ -1,11 +1,11 @@
 """The ports the services use; adapters implement them, fakes stand in for them in unit tests."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -270,6 +270,11 @@ class Repository(Protocol):
     def summary(self, conversation_id: str) -> Summary | None: ...
 
     def save_summary(self, conversation_id: str, summary: Summary) -> bool: ...
+
+
+class QueuedDeadLetters(Protocol):
+    def erase_queued(self, edit: Callable[[Any], Any]) -> int:
+        """Rewrite each queued dead letter's task payload through `edit` (None: drop it)."""
 
 
 class Tokenizer(Protocol):

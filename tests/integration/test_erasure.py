@@ -1,9 +1,12 @@
 """Erasure and retention on real Redis and PostgreSQL: nothing is left behind in either tier."""
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kombu import Connection
 from sqlalchemy import func, select
 
 from api import create_app
@@ -17,6 +20,7 @@ from conversation.adapters.sql_schema import (
     stats_changes,
     stats_daily,
 )
+from conversation.adapters.dead_letters import DeadLetter
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator
@@ -138,16 +142,24 @@ def test_retention_erases_only_what_expired(container) -> None:
 
 
 def dead_letter(container: Container, kwargs: dict, task: str = "conversation.save_message") -> None:
-    with container.engine.begin() as connection:
-        connection.execute(dead_letters.insert().values(
-            task_name=task, queue="conversation.save", kwargs=kwargs, error="x",
-            created_at=datetime.now(UTC)))
+    """Through the dead-letter office: a row, and a copy on the conversation.dlq queue."""
+    container.dead_letters.send(DeadLetter(task_name=task, kwargs=kwargs, error="x",
+                                           queue="conversation.save"))
+
+
+def queued_payloads(container: Container) -> list[str]:
+    """The task payloads on the broker's conversation.dlq queue (a Redis list here)."""
+    with Connection(container.settings.broker_url) as connection:
+        raw = connection.default_channel.client.lrange("conversation.dlq", 0, -1)
+    return [str(json.loads(base64.b64decode(json.loads(r)["body"]))["kwargs"]) for r in raw]
 
 
 def letters_mentioning(container: Container, *needles: str) -> list[str]:
-    """The dead letters' payloads (as text) that mention any needle."""
+    """The dead letters' payloads (as text) that mention any needle, in the table and then
+    on the queue."""
     with container.engine.connect() as connection:
         payloads = [str(k) for k in connection.scalars(select(dead_letters.c.kwargs))]
+    payloads += queued_payloads(container)
     return [p for p in payloads if any(n in p for n in needles)]
 
 
@@ -175,9 +187,9 @@ def test_erasing_a_conversation_erases_its_dead_letters(container) -> None:
     assert container.eraser.erase_conversation(erased) is True
 
     left = letters_mentioning(container, erased, f"secret 2 {suffix}")
-    assert len(left) == 1 and f"stays 2 {suffix}" in left[0]
+    assert len(left) == 2 and all(f"stays 2 {suffix}" in letter for letter in left)
     batch = letters_mentioning(container, f"stays 1 {suffix}")
-    assert len(batch) == 1 and "secret" not in batch[0]
+    assert len(batch) == 2 and all("secret" not in letter for letter in batch)
     assert [m.content for m in container.active_store.messages(kept)] == [f"unrelated {suffix}"]
 
 
@@ -203,4 +215,4 @@ def test_erasing_a_tenant_erases_its_batch_items_and_revokes_its_keys(container)
     assert client.get(f"/api/conversations/list/{tenant}",
                       headers={"Authorization": f"Bearer {key}"}).status_code == 401
     assert letters_mentioning(container, f"erased {suffix}", tenant) == []
-    assert len(letters_mentioning(container, f"theirs {suffix}")) == 1
+    assert len(letters_mentioning(container, f"theirs {suffix}")) == 2  # table and queue
