@@ -72,33 +72,47 @@ class Eraser:
         self.repository = repository
         self.queued_letters = queued_letters
 
-    def _erase_queued(
-        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
-    ) -> None:
-        """The copies on the dead-letter queue go too. Best effort: the broker being down must
+    def _erase_queued(self, targets: list[tuple[str, str | None, str | None]]) -> None:
+        """The copies on the dead-letter queue go too, for (tenant, conversation or None,
+        session) targets, in one pass over the queue. Best effort: the broker being down must
         not undo the rest of an erasure, so a failure is an ERROR line for the operators."""
-        if self.queued_letters is None:
+        if self.queued_letters is None or not targets:
             return
+
+        def edit(kwargs: Any) -> Any:
+            for tenant_id, conversation_id, session_id in targets:
+                kwargs = without_erased(kwargs, tenant_id, conversation_id, session_id)
+                if kwargs is None:
+                    break
+            return kwargs
+
         try:
-            self.queued_letters.erase_queued(
-                lambda kwargs: without_erased(kwargs, tenant_id, conversation_id, session_id))
+            self.queued_letters.erase_queued(edit)
         except Exception:
-            log.exception("could not erase the queued dead letters of %s",
-                          conversation_id or f"tenant {tenant_id}")
+            log.exception("could not erase the queued dead letters of %d target(s)", len(targets))
 
     def erase_conversation(self, conversation_id: str) -> bool:
         """True when the conversation existed in either tier. Its dead letters go too (they
         hold its messages): those naming it, and those of its session naming none."""
+        erased, target = self._erase_conversation(conversation_id)
+        if target is not None:
+            self._erase_queued([target])
+        return erased
+
+    def _erase_conversation(
+        self, conversation_id: str
+    ) -> tuple[bool, tuple[str, str | None, str | None] | None]:
+        """Both tiers and the dead-letter rows; the target the queue's copies are erased for."""
         conversation = (self.active.get_conversation(conversation_id)
                         or self.repository.get_conversation(conversation_id))
         in_redis = self.active.erase_conversation(conversation_id)
         in_postgres = self.repository.erase_conversation(conversation_id)
+        target = None
         if conversation is not None:
-            self.repository.erase_dead_letters(
-                conversation.tenant_id, conversation_id, conversation.session_id)
-            self._erase_queued(conversation.tenant_id, conversation_id, conversation.session_id)
+            target = (conversation.tenant_id, conversation_id, conversation.session_id)
+            self.repository.erase_dead_letters(*target)
         log.warning("erased conversation %s", conversation_id)
-        return bool(in_redis or in_postgres)
+        return bool(in_redis or in_postgres), target
 
     def erase_tenant(self, tenant_id: str) -> TenantErasure:
         active = [c.id for c in self.active.active_conversations(tenant_id)]
@@ -108,7 +122,7 @@ class Eraser:
             self.active.erase_conversation(conversation_id)
         removed = self.repository.erase_tenant(tenant_id)
         sessions = self.active.erase_tenant_sessions(tenant_id)
-        self._erase_queued(tenant_id)
+        self._erase_queued([(tenant_id, None, None)])
         log.warning("erased tenant %s", tenant_id)
         return TenantErasure(
             conversations=len(set(active) - set(persisted)) + removed["conversations"],
@@ -121,6 +135,7 @@ class Eraser:
         """Erase persisted conversations older than their tenant's retention (0: keep all)."""
         now = now or datetime.now(UTC)
         erased = 0
+        targets: list[tuple[str, str | None, str | None]] = []
         for tenant_id, days in self.repository.retention().items():
             if days <= 0:
                 continue
@@ -129,8 +144,12 @@ class Eraser:
                 tenant_id, cutoff, RETENTION_BATCH
             ):
                 for conversation_id in expired:
-                    self.erase_conversation(conversation_id)
+                    _, target = self._erase_conversation(conversation_id)
+                    if target is not None:
+                        targets.append(target)
                 erased += len(expired)
+        # The dead-letter queue in one pass for them all, not one per conversation.
+        self._erase_queued(targets)
         if erased:
             log.warning("retention erased %d conversation(s)", erased)
         return erased
