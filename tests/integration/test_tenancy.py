@@ -141,7 +141,8 @@ def test_a_migration_never_merges_into_another_tenants_row(container: Container)
 
 def test_reads_skip_messages_of_another_tenant_under_a_persisted_id(container: Container) -> None:
     """Defence in depth: a message row of another tenant under a conversation's id (mixed by
-    an older version) is returned by no read: /full, context, LangChain history, export."""
+    an older version) is returned by no read: /full, context, LangChain history, export,
+    search (summaries read through repository.messages)."""
     from conversation.export import export_records
     from conversation.langchain import ConversationChatHistory
 
@@ -167,6 +168,13 @@ def test_reads_skip_messages_of_another_tenant_under_a_persisted_id(container: C
                                                      owner)]
     assert exported == ["mine"]
     assert [m.content for m in container.repository.messages(shared)] == ["mine"]
+    # Search: the other tenant's row is its message, but not in its conversation.
+    client = create_app(container=container).test_client()
+    for tenant in (owner, other):
+        key = container.api_keys.create(tenant)
+        found = client.get(f"/api/conversations/search/{tenant}?q=yours",
+                           headers={"Authorization": f"Bearer {key}"})
+        assert found.status_code == 200 and found.json["items"] == [], found.json
 
 
 def test_a_save_redelivered_after_migration_is_stored_once(container: Container) -> None:
