@@ -158,7 +158,7 @@ class MessageSaver:
         """Redis is down: the message goes straight to PostgreSQL, same idempotency and order."""
         # An explicit conversation PostgreSQL does not know may be live in Redis, perhaps for
         # another tenant: save_direct raises ActiveStoreUnavailable rather than make one on a
-        # guess (the task retries; see README "Redis outages").
+        # guess (the task retries; README, "Tenants and conversation ids").
         try:
             conversation_id, stored = self.repository.save_direct(conversation, message, explicit)
         except DomainError as refusal:
