@@ -112,15 +112,14 @@ class FakeRepository:
         return list(self.stored.get(conversation_id, []))
 
     def stored_messages(
-        self, tenant_id: str, session_id: str, message_ids: Sequence[str]
-    ) -> dict[str, str]:
-        wanted = set(message_ids)
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        keys = set(wanted)
         return {
-            message.id: conversation.id
+            (conversation.tenant_id, conversation.session_id, message.id): conversation.id
             for conversation in self.conversations.values()
-            if conversation.tenant_id == tenant_id and conversation.session_id == session_id
             for message in self.stored.get(conversation.id, [])
-            if message.id in wanted
+            if (conversation.tenant_id, conversation.session_id, message.id) in keys
         }
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:

@@ -146,20 +146,26 @@ def _insert_message(connection: Any, conversation_id: str, tenant_id: str, messa
 
 
 def _stored_messages(
-    connection: Any, tenant_id: str, session_id: str, message_ids: Sequence[str]
-) -> dict[str, str]:
-    """Message id -> conversation id, for those of the ids the session's persisted
-    conversations hold (ix_conversations_tenant_session, then pk_messages)."""
-    if not message_ids:
+    connection: Any, wanted: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
+    """(tenant, session, message id) -> conversation id, for those of the wanted messages a
+    persisted conversation of their session holds: one query for many sessions
+    (ix_conversations_tenant_session, then pk_messages)."""
+    if not wanted:
         return {}
     c, m = conversations.c, messages.c
+    sessions = sorted({(tenant, session) for tenant, session, _ in wanted})
     rows = connection.execute(
-        select(m.id, m.conversation_id)
-        .join(conversations, c.id == m.conversation_id)
-        .where(c.tenant_id == tenant_id, c.session_id == session_id,
-               m.tenant_id == tenant_id, m.id.in_(list(message_ids)))
+        select(c.tenant_id, c.session_id, m.id, m.conversation_id)
+        .join(conversations, and_(c.id == m.conversation_id, c.tenant_id == m.tenant_id))
+        .where(tuple_(c.tenant_id, c.session_id).in_(sessions),
+               m.id.in_(sorted({message_id for _, _, message_id in wanted})))
     ).all()
-    return {row.id: row.conversation_id for row in rows}
+    keys = set(wanted)
+    return {
+        (row.tenant_id, row.session_id, row.id): row.conversation_id
+        for row in rows if (row.tenant_id, row.session_id, row.id) in keys
+    }
 
 
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
@@ -650,10 +656,10 @@ class SqlRepository:
                 raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
             # Stored before by any of the session's conversations (a redelivery or a replay,
             # whichever tier it went to then): a duplicate.
-            previous = _stored_messages(
-                connection, conversation.tenant_id, conversation.session_id, [message.id])
+            key = (conversation.tenant_id, conversation.session_id, message.id)
+            previous = _stored_messages(connection, [key])
             if previous:
-                return previous[message.id], False
+                return previous[key], False
             if explicit:
                 target = connection.execute(select(c.id, c.tenant_id).where(
                     c.id == conversation.id)).first()
@@ -703,12 +709,12 @@ class SqlRepository:
         return conversation_id, inserted
 
     def stored_messages(
-        self, tenant_id: str, session_id: str, message_ids: Sequence[str]
-    ) -> dict[str, str]:
-        """Message id -> conversation id, for those of the ids the session's persisted
-        conversations hold."""
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """(tenant, session, message id) -> conversation id, for those of the wanted messages
+        a persisted conversation of their session holds."""
         with self.engine.connect() as connection:
-            return _stored_messages(connection, tenant_id, session_id, message_ids)
+            return _stored_messages(connection, wanted)
 
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
         """Close the session's conversations saved directly during an outage."""

@@ -221,10 +221,11 @@ class Repository(Protocol):
         there. Raises ForeignConversation."""
 
     def stored_messages(
-        self, tenant_id: str, session_id: str, message_ids: Sequence[str]
-    ) -> dict[str, str]:
-        """Which of the message ids the session's persisted conversations hold: message id ->
-        conversation id (a save redelivered after its conversation migrated)."""
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """Which of the (tenant, session, message id) the session's persisted conversations
+        hold, with the conversation holding each (a save redelivered after its conversation
+        migrated)."""
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 

@@ -129,19 +129,13 @@ class MessageSaver:
         ]
         if not waiting:
             return replies, {}
-        sessions: dict[tuple[str, str], list[int]] = {}
-        for i in waiting:
-            conversation = items[i][0]
-            sessions.setdefault((conversation.tenant_id, conversation.session_id), []).append(i)
-        redelivered: dict[int, SaveOutcome] = {}
-        for (tenant_id, session_id), indexes in sessions.items():
-            stored = self.repository.stored_messages(
-                tenant_id, session_id, [items[i][1].id for i in indexes]
-            )
-            for i in indexes:
-                message_id = items[i][1].id
-                if message_id in stored:
-                    redelivered[i] = SaveOutcome(stored[message_id], message_id, False, "postgres")
+        keys = {i: (items[i][0].tenant_id, items[i][0].session_id, items[i][1].id)
+                for i in waiting}
+        stored = self.repository.stored_messages(list(keys.values()))
+        redelivered = {
+            i: SaveOutcome(stored[key], key[2], False, "postgres")
+            for i, key in keys.items() if key in stored
+        }
         confirm = [i for i in waiting if i not in redelivered]
         replies = list(replies)
         if confirm:
