@@ -149,23 +149,34 @@ def _stored_messages(
     connection: Any, wanted: Sequence[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], str]:
     """(tenant, session, message id) -> conversation id, for those of the wanted messages a
-    persisted conversation of their session holds: one query for many sessions
-    (ix_conversations_tenant_session, then pk_messages)."""
-    if not wanted:
+    persisted conversation of their session holds. The sessions' conversations first
+    (ix_conversations_tenant_session), then their messages by primary key (conversation_id,
+    id): two statements, so that no plan can start from the messages (a message id alone, or
+    the tenant equated to a constant, would offer a walk over many of them)."""
+    by_session: dict[tuple[str, str], set[str]] = {}
+    for tenant_id, session_id, message_id in wanted:
+        by_session.setdefault((tenant_id, session_id), set()).add(message_id)
+    if not by_session:
         return {}
     c, m = conversations.c, messages.c
-    sessions = sorted({(tenant, session) for tenant, session, _ in wanted})
-    rows = connection.execute(
-        select(c.tenant_id, c.session_id, m.id, m.conversation_id)
-        .join(conversations, and_(c.id == m.conversation_id, c.tenant_id == m.tenant_id))
-        .where(tuple_(c.tenant_id, c.session_id).in_(sessions),
-               m.id.in_(sorted({message_id for _, _, message_id in wanted})))
+    held = connection.execute(
+        select(c.id, c.tenant_id, c.session_id)
+        .where(tuple_(c.tenant_id, c.session_id).in_(sorted(by_session)))
     ).all()
-    keys = set(wanted)
-    return {
-        (row.tenant_id, row.session_id, row.id): row.conversation_id
-        for row in rows if (row.tenant_id, row.session_id, row.id) in keys
-    }
+    if not held:
+        return {}
+    owners = {row.id: (row.tenant_id, row.session_id) for row in held}
+    pairs = [(conversation_id, message_id) for conversation_id, session in owners.items()
+             for message_id in sorted(by_session[session])]
+    found: dict[tuple[str, str, str], str] = {}
+    for row in connection.execute(
+        select(m.conversation_id, m.id, m.tenant_id)
+        .where(tuple_(m.conversation_id, m.id).in_(pairs))
+    ):
+        tenant_id, session_id = owners[row.conversation_id]
+        if row.tenant_id == tenant_id:  # a row another tenant left under the id: not its
+            found[(tenant_id, session_id, row.id)] = row.conversation_id
+    return found
 
 
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
