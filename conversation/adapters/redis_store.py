@@ -883,8 +883,8 @@ class RedisActiveStore:
             if _text(self.client.hget(key, "tenant_id") or b"") == tenant_id:
                 # "{prefix}session_state:{<session id>}"
                 session_id = _text(key)[len(self.keys.prefix) + len("session_state:{") : -1]
-                self.client.delete(key)
-                self.client.delete(self.keys.session_mapping(session_id))
+                # State and mapping share the session's slot: one DEL, one step.
+                self.client.delete(key, self.keys.session_mapping(session_id))
                 self.client.srem(self.keys.active_sessions, session_id)
                 self.client.zrem(self.keys.closed_sessions, session_id)
                 removed += 1
