@@ -37,6 +37,7 @@ class ErasedOut(Schema):
     conversations = fields.Integer()
     dead_letters = fields.Integer()
     sessions = fields.Integer()
+    api_keys = fields.Integer()  # revoked
 
 
 @blp.route("/conversations/<conversation_id>")

@@ -198,7 +198,9 @@ class Container:
 
     @cached_property
     def eraser(self) -> Eraser:
-        return Eraser(self.active_store, self.repository)
+        # The dead-letter queue's copies go too, where there is a broker to reach.
+        queued = self.dead_letters if self.settings.broker_url else None
+        return Eraser(self.active_store, self.repository, queued)
 
     @cached_property
     def search_indexer(self) -> SearchIndexer:

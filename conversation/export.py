@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, select
 
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_schema import conversations, messages
@@ -41,7 +41,8 @@ def export_records(
         select(c.id, c.session_id, c.agent_id, c.status, c.created_at, c.closed_at,
                m.id.label("message_id"), m.role, m.name, m.content, m.tokens,
                m.created_at.label("message_created_at"), m.metadata)
-        .join(messages, m.conversation_id == c.id)
+        # The message's own tenant too: a row of another tenant under the id is never read.
+        .join(messages, and_(m.conversation_id == c.id, m.tenant_id == c.tenant_id))
         .where(c.tenant_id == tenant_id)
         .order_by(c.created_at, c.id, m.created_at, m.seq)
     )

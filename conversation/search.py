@@ -115,12 +115,13 @@ class ConversationSearch:
                 FROM message_search s
                 JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
                 JOIN conversations c ON c.id = s.conversation_id, query
-                WHERE s.tenant_id = :tenant AND s.vector @@ query.q {extra}
+                WHERE s.tenant_id = :tenant AND c.tenant_id = :tenant
+                  AND s.vector @@ query.q {extra}
                 UNION ALL
                 SELECT {columns}, ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
                 FROM messages m JOIN conversations c ON c.id = m.conversation_id, query
                 WHERE m.conversation_id IN (SELECT conversation_id FROM search_pending)
-                  AND m.tenant_id = :tenant
+                  AND m.tenant_id = :tenant AND c.tenant_id = :tenant
                   AND NOT EXISTS (SELECT 1 FROM message_search s
                                   WHERE s.conversation_id = m.conversation_id
                                     AND s.message_id = m.id)

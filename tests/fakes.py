@@ -5,9 +5,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conversation.domain.errors import ForeignConversation
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord
+from conversation.services.ports import MessageRecord, TenantConflict
 
 
 def message_record(message: Message) -> MessageRecord:
@@ -59,7 +60,10 @@ class FakeRepository:
 
     def store_conversation(
         self, conversation: Conversation, messages: Sequence[Message], stats: ConversationStats
-    ) -> None:
+    ) -> list[TenantConflict]:
+        held = self.conversations.get(conversation.id)
+        if held is not None and held.tenant_id != conversation.tenant_id:
+            return [TenantConflict(conversation.id, conversation.tenant_id)]
         self.writes += 1
         self.conversations[conversation.id] = conversation
         existing = {m.id: m for m in self.stored.get(conversation.id, [])}
@@ -67,12 +71,13 @@ class FakeRepository:
             existing.setdefault(message.id, message)
         self.stored[conversation.id] = sorted(existing.values(), key=lambda m: m.created_at)
         self.stats[conversation.id] = stats
+        return []
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
-        for conversation, messages, stats in batch:
-            self.store_conversation(conversation, messages, stats)
+    ) -> list[TenantConflict]:
+        return [conflict for conversation, messages, stats in batch
+                for conflict in self.store_conversation(conversation, messages, stats)]
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: dict[str, int]
@@ -81,7 +86,9 @@ class FakeRepository:
         for message_id, tokens in counts.items():
             kept.setdefault((encoding, message_id), tokens)
 
-    def append_message(self, conversation_id: str, message: Message) -> bool:
+    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
+        if self.conversations[conversation_id].tenant_id != tenant_id:
+            raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
         history = self.stored.setdefault(conversation_id, [])
         if any(m.id == message.id for m in history):
             return False
@@ -103,6 +110,17 @@ class FakeRepository:
 
     def messages(self, conversation_id: str) -> list[Message]:
         return list(self.stored.get(conversation_id, []))
+
+    def stored_messages(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        keys = set(wanted)
+        return {
+            (conversation.tenant_id, conversation.session_id, message.id): conversation.id
+            for conversation in self.conversations.values()
+            for message in self.stored.get(conversation.id, [])
+            if (conversation.tenant_id, conversation.session_id, message.id) in keys
+        }
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:
         found = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -201,6 +202,34 @@ class DeadLetterOffice:
             except Exception:
                 log.warning("could not purge the %s queue", DEAD_LETTER_QUEUE)
         return int(removed)
+
+    def erase_queued(self, edit: Callable[[Any], Any]) -> int:
+        """Erasure on the `conversation.dlq` queue: each dead letter queued now is read once;
+        `edit` gives its task payload less the erased data (None: drop it). What is left is
+        published again (at the back) before the original is acknowledged, so a crash
+        midway duplicates a letter rather than losing one. Returns how many were dropped or
+        edited."""
+        queue = Queue(DEAD_LETTER_QUEUE, Exchange("conversation", type="direct"), DEAD_LETTER_QUEUE)
+        changed = 0
+        with Connection(self.broker_url, connect_timeout=5) as connection:
+            bound = queue(connection.default_channel)
+            bound.declare()
+            waiting = int(bound.queue_declare(passive=True).message_count)
+            producer = Producer(connection)
+            for _ in range(waiting):
+                message = bound.get(no_ack=False)
+                if message is None:
+                    break
+                letter = message.decode()
+                kwargs = letter.get("kwargs") if isinstance(letter, dict) else None
+                kept = edit(kwargs)
+                if kept is not None:
+                    producer.publish({**letter, "kwargs": kept}, exchange=queue.exchange,
+                                     routing_key=DEAD_LETTER_QUEUE, serializer="json")
+                if kept is not kwargs:
+                    changed += 1
+                message.ack()
+        return changed
 
     def count(self) -> int:
         assert self.engine is not None

@@ -84,16 +84,20 @@ _RESOLVE_FN = """
 -- (''). A message written after the session closed (`at` later than closed_at) is a
 -- reconnect that cancels the pending migration; one written before it is a late delivery,
 -- and the migration takes it along.
+-- A new conversation is made only when `confirmed` is '1': before that, the caller checks
+-- that the messages were not stored by an earlier conversation of the session, migrated
+-- since (a redelivered save), so nothing is written and {-5, ''} is returned.
 -- Returns {1 if just set else 0, conversation id or ''}, or {-2, ''} for another tenant's.
-local function resolve(k_mapping, k_state, tenant, candidate, at)
+local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
   local owner = redis.call('HGET', k_state, 'tenant_id')
   if owner and owner ~= tenant then return {-2, ''} end
+  local conversation = redis.call('GET', k_mapping)
+  if (not conversation) and candidate ~= '' and confirmed ~= '1' then return {-5, ''} end
   if not owner then
     redis.call('HSET', k_state, 'tenant_id', tenant, 'generation', 0)
   end
   redis.call('PERSIST', k_state)
   local created = 0
-  local conversation = redis.call('GET', k_mapping)
   if (not conversation) and candidate == '' then
     conversation = ''
   elseif not conversation then
@@ -120,8 +124,9 @@ return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 
 _RESOLVE_SESSION = _RESOLVE_FN + """
 -- KEYS: session_mapping, session_state
--- ARGV: tenant, candidate conversation id or '', the message's created_at ('': none)
-return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+-- ARGV: tenant, candidate conversation id or '', the message's created_at ('': none),
+--       '1' when a new conversation is confirmed
+return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # Standalone Redis only: the session and conversation steps in one script, for one or many
@@ -130,15 +135,22 @@ return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 -- KEYS: session_mapping, session_state, active_sessions
 -- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
---       conversation_json, create ('1': an explicit conversation may be created),
---       the latest created_at of the messages, then (message_id, created_at, message_json)
---       for each message, in order.
--- Returns one status per message, then the conversation id; {-4, ''}: another tenant's session.
+--       conversation_json, create ('1': an explicit conversation may be created, or a new
+--       conversation for the session is confirmed), the latest created_at of the messages,
+--       then (message_id, created_at, message_json) for each message, in order.
+-- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
+-- session; -5 for every message: the session has no conversation, confirm a new one.
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8])
+local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8], ARGV[7])
 if resolved[1] == -2 then return {-4, ''} end
+if resolved[1] == -5 then
+  local unconfirmed = {}
+  for i = 9, #ARGV, 3 do unconfirmed[#unconfirmed + 1] = -5 end
+  unconfirmed[#unconfirmed + 1] = ''
+  return unconfirmed
+end
 local id = explicit
 if id == '' then id = resolved[2] end
 local conversation_json = ARGV[6]
@@ -164,7 +176,9 @@ for i = 9, #ARGV, 3 do
   if status == 1 then saved = true end
 end
 if stored then
-  if explicit ~= '' and resolved[2] == '' then resolve(KEYS[1], KEYS[2], tenant, explicit, '') end
+  if explicit ~= '' and resolved[2] == '' then
+    resolve(KEYS[1], KEYS[2], tenant, explicit, '', '1')
+  end
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
   if saved then
@@ -216,6 +230,22 @@ redis.call('HSET', KEYS[2], 'text', ARGV[1], 'through', ARGV[2])
 return 1
 """
 
+_ERASE_CONVERSATION = """
+-- KEYS: every key of one conversation (one hash tag, one slot), owner and migrated marker
+--       first   ARGV: the tenant the keys were named for ('' for none)
+-- All go in one step, or none if the owner changed since they were named (-1: read again).
+local owner = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2]) or ''
+if owner ~= ARGV[1] then return -1 end
+return redis.call('DEL', unpack(KEYS))
+"""
+
+_FORGET_SESSION = """
+-- KEYS: session_mapping, session_state   ARGV: conversation id
+-- The session's records go with its conversation, unless it has moved on to another one.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -238,6 +268,7 @@ _APPEND_RESULTS = {
     -1: AppendResult.MOVED,
     -2: AppendResult.FOREIGN,
     -3: AppendResult.NOT_FOUND,
+    -5: AppendResult.NEW_CONVERSATION,
 }
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
@@ -478,6 +509,8 @@ class RedisActiveStore:
         self._open = client.register_script(_OPEN_SESSION)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
+        self._erase = client.register_script(_ERASE_CONVERSATION)
+        self._forget_session = client.register_script(_FORGET_SESSION)
         # Redis Cluster runs the session and conversation steps of a save apart.
         self.cluster = not isinstance(client, redis.Redis)
 
@@ -489,10 +522,16 @@ class RedisActiveStore:
         session_id: str,
         candidate_conversation_id: str | None,
         message_at: str | None = None,
+        *,
+        confirmed: bool = True,
     ) -> tuple[str | None, bool]:
+        """The session's conversation and whether it was just set to the candidate. Without
+        `confirmed`, a session with no conversation gets none: (None, False) then asks the
+        caller to check for a redelivery first."""
         created, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, candidate_conversation_id or "", message_at or ""],
+            args=[tenant_id, candidate_conversation_id or "", message_at or "",
+                  "1" if confirmed else "0"],
         )
         if int(created) == -2:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
@@ -589,9 +628,10 @@ class RedisActiveStore:
         """Resolve the session, then append: one round trip on standalone Redis.
 
         `conversation.id` is the producer's conversation id when `explicit`, else a fresh
-        candidate used only if the session has no conversation. An explicit conversation that
-        is not active here is created only when `create` is set (the caller looked in
-        PostgreSQL first). Returns the result and the conversation id used.
+        candidate used only if the session has no conversation. Nothing is created unless
+        `create` is set (the caller looked in PostgreSQL first): an explicit conversation not
+        active here answers NOT_FOUND, a session with no conversation NEW_CONVERSATION.
+        Returns the result and the conversation id used.
         """
         result = self.save_many_in_session([(conversation, message, explicit, create)])[0]
         if isinstance(result, ForeignSession):
@@ -668,7 +708,10 @@ class RedisActiveStore:
             conversation.session_id,
             None if explicit else conversation.id,
             message.created_at,
+            confirmed=create,
         )
+        if not explicit and session_conversation is None:
+            return AppendResult.NEW_CONVERSATION, ""
         conversation_id = conversation.id if explicit else session_conversation
         assert conversation_id is not None
         if conversation_id != conversation.id:
@@ -822,30 +865,42 @@ class RedisActiveStore:
         self.client.zrem(self.keys.activity, conversation_id)
 
     def erase_conversation(self, conversation_id: str) -> bool:
-        """Remove every key of one conversation, active or migrated; True if any existed."""
-        tenant = self.owner(conversation_id) or _text(
-            self.client.get(self.keys.migrated(conversation_id)) or b""
-        )
-        conversation = self.get_conversation(conversation_id)
-        keys = self.keys.conversation_keys(tenant, conversation_id) if tenant else [
-            self.keys.migrated(conversation_id)]
-        keys.append(self.keys.summary_requested(conversation_id))
-        removed = 0
-        for key in keys:  # one key a command: they may live in different cluster slots
-            removed += int(self.client.delete(key))
+        """Remove every key of one conversation, active or migrated, in one atomic step (its
+        keys share a slot); then, each in a step of its own, the session's records if they
+        still point at it and the global indexes. True if any key existed."""
+        for _ in range(10):
+            tenant = self.owner(conversation_id) or _text(
+                self.client.get(self.keys.migrated(conversation_id)) or b"")
+            raw = self.client.get(self.keys.conversation(tenant, conversation_id)) if tenant else None
+            keys = [self.keys.owner(conversation_id), self.keys.migrated(conversation_id)]
+            keys += [k for k in self.keys.conversation_keys(tenant, conversation_id)
+                     if k not in keys]
+            keys.append(self.keys.summary_requested(conversation_id))
+            removed = int(self._erase(keys=keys, args=[tenant]))
+            if removed >= 0:
+                break
+        else:
+            raise RuntimeError(f"conversation {conversation_id} kept changing hands: not erased")
         pipe = self.client.pipeline(transaction=False)
         if tenant:
             pipe.srem(self.keys.tenant_active(tenant), conversation_id)
         pipe.zrem(self.keys.activity, conversation_id)
         pipe.hdel(self.keys.quarantined, conversation_id)
         pipe.execute()
-        if conversation is not None:
-            mapping = self.client.get(self.keys.session_mapping(conversation.session_id))
-            if mapping is not None and _text(mapping) == conversation_id:
-                self.client.delete(self.keys.session_mapping(conversation.session_id))
-                self.client.delete(self.keys.session_state(conversation.session_id))
-                self.client.srem(self.keys.active_sessions, conversation.session_id)
-                self.client.zrem(self.keys.closed_sessions, conversation.session_id)
+        self.forget_ready([
+            (conversation_id, generation)
+            for ready_id, generation in self.ready_migrations(10_000) if ready_id == conversation_id
+        ])
+        if raw:
+            session_id = Conversation.from_dict(orjson.loads(raw)).session_id
+            forgotten = int(self._forget_session(
+                keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
+                args=[conversation_id]))
+            if forgotten:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.srem(self.keys.active_sessions, session_id)
+                pipe.zrem(self.keys.closed_sessions, session_id)
+                pipe.execute()
         return removed > 0
 
     def erase_tenant_sessions(self, tenant_id: str) -> int:
@@ -855,8 +910,8 @@ class RedisActiveStore:
             if _text(self.client.hget(key, "tenant_id") or b"") == tenant_id:
                 # "{prefix}session_state:{<session id>}"
                 session_id = _text(key)[len(self.keys.prefix) + len("session_state:{") : -1]
-                self.client.delete(key)
-                self.client.delete(self.keys.session_mapping(session_id))
+                # State and mapping share the session's slot: one DEL, one step.
+                self.client.delete(key, self.keys.session_mapping(session_id))
                 self.client.srem(self.keys.active_sessions, session_id)
                 self.client.zrem(self.keys.closed_sessions, session_id)
                 removed += 1

@@ -23,9 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation.adapters.sql_schema import (
+    api_keys,
     conversation_stats,
     conversations,
-    dead_letters,
     message_token_counts,
     messages,
     stats_active,
@@ -43,7 +43,13 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import ConversationRefused, MessageRecord, Summary
+from conversation.services.ports import (
+    ActiveStoreUnavailable,
+    ConversationRefused,
+    MessageRecord,
+    Summary,
+    TenantConflict,
+)
 
 TAIL_CHUNK = 64
 
@@ -164,6 +170,40 @@ def _insert_message(connection: Any, conversation_id: str, tenant_id: str, messa
     return inserted is not None
 
 
+def _stored_messages(
+    connection: Any, wanted: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
+    """(tenant, session, message id) -> conversation id, for those of the wanted messages a
+    persisted conversation of their session holds. The sessions' conversations first
+    (ix_conversations_tenant_session), then their messages by primary key (conversation_id,
+    id): two statements, so that no plan can start from the messages (a message id alone, or
+    the tenant equated to a constant, would offer a walk over many of them)."""
+    by_session: dict[tuple[str, str], set[str]] = {}
+    for tenant_id, session_id, message_id in wanted:
+        by_session.setdefault((tenant_id, session_id), set()).add(message_id)
+    if not by_session:
+        return {}
+    c, m = conversations.c, messages.c
+    held = connection.execute(
+        select(c.id, c.tenant_id, c.session_id)
+        .where(tuple_(c.tenant_id, c.session_id).in_(sorted(by_session)))
+    ).all()
+    if not held:
+        return {}
+    owners = {row.id: (row.tenant_id, row.session_id) for row in held}
+    pairs = [(conversation_id, message_id) for conversation_id, session in owners.items()
+             for message_id in sorted(by_session[session])]
+    found: dict[tuple[str, str, str], str] = {}
+    for row in connection.execute(
+        select(m.conversation_id, m.id, m.tenant_id)
+        .where(tuple_(m.conversation_id, m.id).in_(pairs))
+    ):
+        tenant_id, session_id = owners[row.conversation_id]
+        if row.tenant_id == tenant_id:  # a row another tenant left under the id: not its
+            found[(tenant_id, session_id, row.id)] = row.conversation_id
+    return found
+
+
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
     return {
         "conversation_id": conversation.id,
@@ -192,9 +232,12 @@ def _conversation_upsert() -> Any:
     return statement.on_conflict_do_update(
         index_elements=[conversations.c.id],
         set_={c.name: statement.excluded[c.name] for c in conversations.c if c.name not in keep},
+        # A row of another tenant under the same id is never taken over: the statement skips
+        # it and returns no row for it, and the caller refuses that conversation.
+        where=conversations.c.tenant_id == statement.excluded.tenant_id,
     ).returning(
         # xmax = 0 on a returned row: this statement inserted it (it did not exist).
-        conversations.c.id, literal_column("xmax = 0"), sort_by_parameter_order=True
+        conversations.c.id, literal_column("xmax = 0")
     )
 
 
@@ -312,7 +355,10 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
     history = [
         _message(r)
         for r in connection.execute(
-            select(messages).where(messages.c.conversation_id == conversation_id).order_by(*_ORDER)
+            select(messages)
+            .where(messages.c.conversation_id == conversation_id,
+                   messages.c.tenant_id == row.tenant_id)
+            .order_by(*_ORDER)
         )
     ]
     stats = summarise_conversation(history, _iso(row.closed_at))
@@ -348,10 +394,20 @@ class SqlHistory:
         self.owner: str | None = None
         self._prefetched: tuple[int, Any, list[Any]] | None = None
 
+    def _mine(self) -> Any:
+        """The conversation's messages: those of its owner only (a row of another tenant
+        under the same id is never read, whatever wrote it)."""
+        return and_(messages.c.conversation_id == self.conversation_id,
+                    messages.c.tenant_id == self.owner)
+
     def _prefetch(self) -> tuple[int, Any, list[Any]]:
         if self._prefetched is None:
-            mine = messages.c.conversation_id == self.conversation_id
-            count = select(func.count()).select_from(messages).where(mine).scalar_subquery()
+            count = (
+                select(func.count()).select_from(messages)
+                .where(messages.c.conversation_id == self.conversation_id,
+                       messages.c.tenant_id == conversations.c.tenant_id)
+                .scalar_subquery()
+            )
             with self.engine.connect() as connection:
                 head = connection.execute(
                     select(conversations.c.tenant_id, count)
@@ -360,17 +416,17 @@ class SqlHistory:
                 if head is None:
                     self._prefetched = (0, None, [])
                     return self._prefetched
+                self.owner = head[0]
                 first = connection.execute(
-                    select(*_RECORD_COLUMNS).where(mine).order_by(*_ORDER).limit(1)
+                    select(*_RECORD_COLUMNS).where(self._mine()).order_by(*_ORDER).limit(1)
                 ).first()
                 tail = connection.execute(self._older_than(None, self.chunk)).all()
-            self.owner = head[0]
             self._prefetched = (int(head[1]), first, tail)
         return self._prefetched
 
     def _older_than(self, last: Any, limit: int) -> Any:
         """The `limit` messages before `last` (a row; None: the newest), newest first."""
-        query = select(*_RECORD_COLUMNS).where(messages.c.conversation_id == self.conversation_id)
+        query = select(*_RECORD_COLUMNS).where(self._mine())
         if last is not None:
             query = query.where(
                 or_(
@@ -454,6 +510,80 @@ def store_token_counts(
         )
 
 
+def _dead_letter_match(item: str, conversation: bool) -> str:
+    """SQL: the task payload (or batch item) `item` is the erased data's: the tenant's, or for
+    a conversation, one naming it (a payload with no tenant, a migration's, too) or one of the
+    tenant's session that names no conversation (its message went to the session's)."""
+    if not conversation:
+        return f"{item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text))"
+    return (
+        f"(({item} @> jsonb_build_object('conversation_id', CAST(:conversation AS text)) "
+        f"AND ({item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text)) "
+        f"OR {item} -> 'tenant_id' IS NULL)) "
+        f"OR ({item} @> jsonb_build_object('tenant_id', CAST(:tenant AS text), "
+        f"'session_id', CAST(:session AS text)) AND {item} -> 'conversation_id' IS NULL))"
+    )
+
+
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def erase_dead_letters(
+    connection: Any,
+    tenant_id: str,
+    conversation_id: str | None = None,
+    session_id: str | None = None,
+) -> int:
+    """Erase the dead letters that hold the tenant's (or one of its conversation's) data; the
+    number of dead letters removed or edited.
+
+    A single task's payload goes whole; a batch (`messages`, `sessions`) loses only the items
+    that match, and goes when none is left, so another tenant's items in it stay replayable.
+    A payload recorded as a truncated preview cannot be edited: it goes whole when the
+    preview names the tenant (or the conversation).
+    """
+    conversation = conversation_id is not None
+    params = {"tenant": tenant_id, "conversation": conversation_id or "",
+              "session": session_id or ""}
+    emptied: list[int] = []
+    edited = 0
+    for field in ("messages", "sessions"):
+        match = _dead_letter_match("e.item", conversation)
+        rows = connection.execute(text(f"""
+            UPDATE dead_letters d SET kwargs = jsonb_set(d.kwargs, '{{{field}}}', kept.items)
+            FROM (
+                SELECT l.id, COALESCE(jsonb_agg(e.item) FILTER (WHERE NOT ({match})),
+                                      '[]'::jsonb) AS items
+                FROM dead_letters l, jsonb_array_elements(l.kwargs -> '{field}') AS e(item)
+                WHERE jsonb_typeof(l.kwargs -> '{field}') = 'array'
+                GROUP BY l.id HAVING bool_or({match})
+            ) kept
+            WHERE d.id = kept.id
+            RETURNING d.id, jsonb_array_length(kept.items) = 0 AS empty
+        """), params).all()
+        edited += sum(1 for row in rows if not row.empty)
+        emptied += [row.id for row in rows if row.empty]
+    if conversation:
+        preview = ("(d.kwargs ->> 'preview' LIKE :conversation_like ESCAPE '\\' OR "
+                   "(d.kwargs ->> 'preview' LIKE :tenant_like ESCAPE '\\' AND "
+                   "d.kwargs ->> 'preview' LIKE :session_like ESCAPE '\\'))")
+    else:
+        preview = "d.kwargs ->> 'preview' LIKE :tenant_like ESCAPE '\\'"
+    params |= {
+        "tenant_like": f'%"tenant_id": "{_like(tenant_id)}"%',
+        "conversation_like": f'%"conversation_id": "{_like(conversation_id or "")}"%',
+        "session_like": f'%"session_id": "{_like(session_id or "")}"%',
+        "emptied": emptied,
+    }
+    removed = connection.execute(text(f"""
+        DELETE FROM dead_letters d
+        WHERE d.id = ANY(CAST(:emptied AS bigint[])) OR {_dead_letter_match("d.kwargs", conversation)}
+           OR (d.kwargs ? '_truncated' AND {preview})
+    """), params).rowcount
+    return int(removed) + edited
+
+
 class SqlRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -463,27 +593,27 @@ class SqlRepository:
         conversation: Conversation,
         history: Sequence[Message],
         stats: ConversationStats,
-    ) -> None:
-        self.store_conversations([(conversation, history, stats)])
+    ) -> list[TenantConflict]:
+        return self.store_conversations([(conversation, history, stats)])
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
+    ) -> list[TenantConflict]:
         """Write many conversations, their messages and stats rows in one transaction.
 
         Messages go through COPY into a staging table, then one INSERT ... SELECT ... ON
         CONFLICT DO NOTHING: COPY's speed, with the idempotency COPY alone cannot give.
         """
         if not batch:
-            return
+            return []
         try:
-            self._store_conversations(batch)
+            return self._store_conversations(batch)
         except DATA_ERRORS as error:
             raise refusal(error) from error
 
     def _store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
+    ) -> list[TenantConflict]:
         now = datetime.now(UTC)
         rows = [
             {
@@ -502,24 +632,35 @@ class SqlRepository:
             }
             for conversation, _, stats in batch
         ]
-        stats_rows = [_stats_row(conversation, stats) for conversation, _, stats in batch]
         with self.engine.begin() as connection:
             # Statements built once and given the rows as parameters: SQLAlchemy compiles
             # them once per process (a VALUES list built per call was compiled per call, the
             # larger part of migrating one short conversation).
-            upserted = connection.execute(CONVERSATION_UPSERT, rows)
+            upserted = connection.execute(CONVERSATION_UPSERT, rows).all()
+            written = {row[0] for row in upserted}
             new_ids = {row[0] for row in upserted if row[1]}
+            # No row back: PostgreSQL holds the id for another tenant. That conversation is
+            # refused whole (its messages are never copied under the other tenant's row).
+            conflicts = [TenantConflict(c.id, c.tenant_id) for c, _, _ in batch
+                         if c.id not in written]
+            if conflicts:
+                batch = [item for item in batch if item[0].id in written]
             if any(history for _, history, _ in batch):
                 copy_messages(connection, batch, new_ids)
-            connection.execute(STATS_UPSERT, stats_rows)
-            absorb_outage_conversations(connection, [c for c, _, _ in batch])
+            if batch:
+                connection.execute(
+                    STATS_UPSERT,
+                    [_stats_row(conversation, stats) for conversation, _, stats in batch],
+                )
+                absorb_outage_conversations(connection, [c for c, _, _ in batch])
+        return conflicts
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
     ) -> None:
         store_token_counts(self.engine, conversation_id, encoding, counts)
 
-    def append_message(self, conversation_id: str, message: Message) -> bool:
+    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
         """Append to a persisted conversation; False when the message id is already there."""
         with self.engine.begin() as connection:
             conversation = connection.execute(
@@ -527,7 +668,9 @@ class SqlRepository:
             ).first()
             if conversation is None:
                 raise LookupError(f"conversation {conversation_id} is not persisted")
-            inserted = _insert_message(connection, conversation_id, conversation.tenant_id, message)
+            if conversation.tenant_id != tenant_id:
+                raise ForeignConversation(f"conversation {conversation_id} belongs to another tenant")
+            inserted = _insert_message(connection, conversation_id, tenant_id, message)
             if inserted:
                 _refresh_stats(connection, conversation_id)
         return inserted
@@ -555,13 +698,27 @@ class SqlRepository:
             )
             if foreign is not None:
                 raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
+            # Stored before by any of the session's conversations (a redelivery or a replay,
+            # whichever tier it went to then): a duplicate.
+            key = (conversation.tenant_id, conversation.session_id, message.id)
+            previous = _stored_messages(connection, [key])
+            if previous:
+                return previous[key], False
             if explicit:
                 target = connection.execute(select(c.id, c.tenant_id).where(
                     c.id == conversation.id)).first()
-                if target is not None and target.tenant_id != conversation.tenant_id:
+                if target is None:
+                    # Producers choose conversation ids, and the id may be live in the Redis
+                    # we cannot reach, perhaps for another tenant: made here, it would become
+                    # that tenant's at migration. Not known here = not decidable now: a
+                    # transient failure, retried (then dead-lettered for a replay).
+                    raise ActiveStoreUnavailable(
+                        f"conversation {conversation.id} is not in PostgreSQL and the active "
+                        "store, which may hold it, is unreachable")
+                if target.tenant_id != conversation.tenant_id:
                     raise ForeignConversation(
                         f"conversation {conversation.id} belongs to another tenant")
-                conversation_id = conversation.id if target is not None else None
+                conversation_id = conversation.id
             else:
                 conversation_id = connection.scalar(
                     select(c.id)
@@ -595,6 +752,14 @@ class SqlRepository:
                 )
         return conversation_id, inserted
 
+    def stored_messages(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """(tenant, session, message id) -> conversation id, for those of the wanted messages
+        a persisted conversation of their session holds."""
+        with self.engine.connect() as connection:
+            return _stored_messages(connection, wanted)
+
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
         """Close the session's conversations saved directly during an outage."""
         c = conversations.c
@@ -626,9 +791,12 @@ class SqlRepository:
         return history.owner, history
 
     def messages(self, conversation_id: str) -> list[Message]:
+        """The conversation's messages, its owner's only (see SqlHistory._mine)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(messages)
+                .join(conversations, and_(conversations.c.id == messages.c.conversation_id,
+                                          conversations.c.tenant_id == messages.c.tenant_id))
                 .where(messages.c.conversation_id == conversation_id)
                 .order_by(*_ORDER)
             ).all()
@@ -682,19 +850,18 @@ class SqlRepository:
 
     def erase_tenant(self, tenant_id: str) -> dict[str, int]:
         """Delete all of a tenant's conversations (with messages and stats), its dead letters
-        (they hold message content) and its retention setting."""
+        (they hold message content) and its retention setting; revoke its API keys."""
         with self.engine.begin() as connection:
             removed = connection.execute(
                 delete(conversations).where(conversations.c.tenant_id == tenant_id)
             ).rowcount
             connection.execute(delete(messages).where(messages.c.tenant_id == tenant_id))
-            letters = connection.execute(
-                delete(dead_letters).where(
-                    or_(
-                        dead_letters.c.kwargs["tenant_id"].astext == tenant_id,
-                        dead_letters.c.kwargs["messages"][0]["tenant_id"].astext == tenant_id,
-                    )
-                )
+            letters = erase_dead_letters(connection, tenant_id)
+            # Its keys stop working now (revoked, not deleted: the audit trail stays).
+            keys = connection.execute(
+                api_keys.update()
+                .where(api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
             ).rowcount
             connection.execute(
                 delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
@@ -703,7 +870,14 @@ class SqlRepository:
             # above, whose triggers noted the tenant's buckets as changed.
             for table in (stats_daily, stats_active, stats_changes):
                 connection.execute(delete(table).where(table.c.tenant_id == tenant_id))
-        return {"conversations": int(removed), "dead_letters": int(letters)}
+        return {"conversations": int(removed), "dead_letters": letters, "api_keys": int(keys)}
+
+    def erase_dead_letters(
+        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
+    ) -> int:
+        """The dead letters (or batch items) of a conversation, or of a whole tenant."""
+        with self.engine.begin() as connection:
+            return erase_dead_letters(connection, tenant_id, conversation_id, session_id)
 
     def conversation_ids(self, tenant_id: str) -> list[str]:
         with self.engine.connect() as connection:

@@ -45,7 +45,9 @@ class MigrationStatus(Enum):
     NOT_ACTIVE = "not_active"  # already migrated, or never existed: nothing to do
     STALE = "stale"  # the session reconnected after the close that scheduled this
     BUSY = "busy"  # messages kept arriving; try again later
-    QUARANTINED = "quarantined"  # refused by a store: set aside, kept in Redis (see reason)
+    # Refused by a store (bad data, or PostgreSQL holds the id for another tenant): set
+    # aside, kept in Redis, nothing merged (see `reason`).
+    QUARANTINED = "quarantined"
 
 
 @dataclass(frozen=True)
@@ -213,9 +215,16 @@ class ConversationMigrator:
                           for encoding, by_id in load.token_counts.items())
         if not batch:
             return []
-        self.repository.store_conversations(
+        conflicts = self.repository.store_conversations(
             [(c, m, summarise_conversation(m, c.closed_at)) for c, m, _ in batch]
         )
+        if conflicts:
+            # Another tenant's conversation under the same id: never merged, set aside.
+            refused = {conflict.conversation_id: conflict.reason for conflict in conflicts}
+            for conversation_id, reason in refused.items():
+                self._quarantine(conversation_id, reason, outcomes)
+            batch = [item for item in batch if item[0].id not in refused]
+            counts = [item for item in counts if item[0] not in refused]
         # Costs counted in other encodings go along (rare: a model of another encoding read
         # the conversation); kept apart from the batch's transaction, they are derived data.
         for conversation_id, encoding, by_id in counts:
@@ -385,7 +394,9 @@ class DueMigrations:
                     self.active.forget_activity(outcome.conversation_id)
             done = sum(1 for o in outcomes if o.status is MigrationStatus.MIGRATED)
             migrated += done
-            if done == 0 and all(o.status is MigrationStatus.BUSY for o in outcomes):
+            if done == 0 and all(
+                o.status in (MigrationStatus.BUSY, MigrationStatus.QUARANTINED) for o in outcomes
+            ):
                 break
         if migrated:
             log.info("cleanup migrated %d idle conversation(s)", migrated)

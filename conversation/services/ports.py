@@ -1,11 +1,11 @@
 """The ports the services use; adapters implement them, fakes stand in for them in unit tests."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -33,6 +33,22 @@ class AppendResult(Enum):
     MOVED = "moved"  # the conversation has moved to PostgreSQL
     FOREIGN = "foreign"  # the conversation belongs to another tenant
     NOT_FOUND = "not_found"  # not active, and creating it was not asked for
+    # The session has no conversation, and creating one was not asked for: the caller first
+    # checks that the message was not stored by an earlier one, migrated since.
+    NEW_CONVERSATION = "new_conversation"
+
+
+@dataclass(frozen=True)
+class TenantConflict:
+    """A conversation id that PostgreSQL holds for another tenant: never merged into."""
+
+    conversation_id: str
+    tenant_id: str  # the tenant whose conversation was refused
+
+    @property
+    def reason(self) -> str:
+        return (f"conversation {self.conversation_id} of tenant {self.tenant_id}: its id "
+                "belongs to another tenant in PostgreSQL")
 
 
 @dataclass(frozen=True)
@@ -199,21 +215,31 @@ class Repository(Protocol):
         conversation: Conversation,
         messages: Sequence[Message],
         stats: ConversationStats,
-    ) -> None:
+    ) -> list[TenantConflict]:
         """Write the conversation, its messages and stats in one transaction (idempotent)."""
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
-    ) -> None:
-        """Many conversations in one transaction (idempotent); ConversationRefused when
-        PostgreSQL refuses the data (the transaction is rolled back)."""
+    ) -> list[TenantConflict]:
+        """Many conversations in one transaction (idempotent). A conversation whose id
+        PostgreSQL holds for another tenant is left out, nothing of it written: returned.
+        ConversationRefused when PostgreSQL refuses the data (the transaction is rolled back)."""
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
     ) -> None:
         """Keep messages' costs in another encoding (message id -> tokens; idempotent)."""
 
-    def append_message(self, conversation_id: str, message: Message) -> bool: ...
+    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
+        """Append to a persisted conversation of `tenant_id`; False for a message id already
+        there. Raises ForeignConversation."""
+
+    def stored_messages(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """Which of the (tenant, session, message id) the session's persisted conversations
+        hold, with the conversation holding each (a save redelivered after its conversation
+        migrated)."""
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 
@@ -230,14 +256,23 @@ class Repository(Protocol):
     ) -> tuple[str, bool]:
         """Redis is down: save straight into PostgreSQL, in the session's active conversation
         there (made if needed). Returns the conversation id and whether it was stored.
-        Raises ForeignSession / ForeignConversation."""
+        Raises ForeignSession / ForeignConversation, and ActiveStoreUnavailable for an
+        explicit conversation PostgreSQL does not know (it may be live in Redis)."""
 
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
         """Close the session's conversations written during an outage."""
 
     def erase_conversation(self, conversation_id: str) -> bool: ...
 
-    def erase_tenant(self, tenant_id: str) -> dict[str, int]: ...
+    def erase_tenant(self, tenant_id: str) -> dict[str, int]:
+        """Everything of the tenant: conversations, messages, dead letters, derived rows; its
+        API keys revoked. Counts by kind."""
+
+    def erase_dead_letters(
+        self, tenant_id: str, conversation_id: str | None = None, session_id: str | None = None
+    ) -> int:
+        """The dead letters (or a batch's items) holding the conversation's data, or the
+        tenant's (conversation_id None)."""
 
     def conversation_ids(self, tenant_id: str) -> list[str]: ...
 
@@ -250,6 +285,11 @@ class Repository(Protocol):
     def summary(self, conversation_id: str) -> Summary | None: ...
 
     def save_summary(self, conversation_id: str, summary: Summary) -> bool: ...
+
+
+class QueuedDeadLetters(Protocol):
+    def erase_queued(self, edit: Callable[[Any], Any]) -> int:
+        """Rewrite each queued dead letter's task payload through `edit` (None: drop it)."""
 
 
 class Tokenizer(Protocol):

@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conversation.domain.errors import DomainError, ForeignConversation
+from conversation.domain.errors import DomainError, ForeignConversation, ForeignSession
 from conversation.domain.messages import (
     Conversation,
     Message,
@@ -97,21 +97,62 @@ class MessageSaver:
             replies = self.active.save_many_in_session(items)
         except ActiveStoreUnavailable:
             return [self._save_direct(c, m, explicit) for c, m, explicit, _ in items]
+        replies, redelivered = self._confirm_new_conversations(items, replies)
         outcomes: list[SaveOutcome | DomainError] = []
-        for conversation, message, reply in zip(conversations, messages, replies, strict=True):
-            if isinstance(reply, DomainError):
+        for index, (conversation, message, reply) in enumerate(
+            zip(conversations, messages, replies, strict=True)
+        ):
+            if index in redelivered:
+                outcomes.append(redelivered[index])
+            elif isinstance(reply, DomainError):
                 outcomes.append(reply)
-                continue
-            try:
-                outcomes.append(self._settle(conversation, message, *reply))
-            except DomainError as refusal:
-                outcomes.append(refusal)
+            else:
+                try:
+                    outcomes.append(self._settle(conversation, message, *reply))
+                except DomainError as refusal:
+                    outcomes.append(refusal)
         return outcomes
+
+    def _confirm_new_conversations(
+        self,
+        items: list[tuple[Conversation, Message, bool, bool]],
+        replies: list[tuple[AppendResult, str] | ForeignSession],
+    ) -> tuple[list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome]]:
+        """Messages for a session with no conversation in Redis: before one is made, those an
+        earlier conversation of the session stored (a save redelivered by the broker, or
+        replayed, after that conversation migrated) are duplicates; the others are saved in
+        a new conversation. Only this path asks PostgreSQL; appends to an active conversation
+        never do."""
+        waiting = [
+            i for i, reply in enumerate(replies)
+            if not isinstance(reply, DomainError) and reply[0] is AppendResult.NEW_CONVERSATION
+        ]
+        if not waiting:
+            return replies, {}
+        keys = {i: (items[i][0].tenant_id, items[i][0].session_id, items[i][1].id)
+                for i in waiting}
+        stored = self.repository.stored_messages(list(keys.values()))
+        redelivered = {
+            i: SaveOutcome(stored[key], key[2], False, "postgres")
+            for i, key in keys.items() if key in stored
+        }
+        confirm = [i for i in waiting if i not in redelivered]
+        replies = list(replies)
+        if confirm:
+            confirmed = self.active.save_many_in_session(
+                [(items[i][0], items[i][1], False, True) for i in confirm]
+            )
+            for i, reply in zip(confirm, confirmed, strict=True):
+                replies[i] = reply
+        return replies, redelivered
 
     def _save_direct(
         self, conversation: Conversation, message: Message, explicit: bool
     ) -> SaveOutcome | DomainError:
         """Redis is down: the message goes straight to PostgreSQL, same idempotency and order."""
+        # An explicit conversation PostgreSQL does not know may be live in Redis, perhaps for
+        # another tenant: save_direct raises ActiveStoreUnavailable rather than make one on a
+        # guess (the task retries; README, "Tenants and conversation ids").
         try:
             conversation_id, stored = self.repository.save_direct(conversation, message, explicit)
         except DomainError as refusal:
@@ -143,7 +184,9 @@ class MessageSaver:
                 f"conversation {conversation_id} belongs to another tenant"
             )
         if result is AppendResult.MOVED:
-            stored = self.repository.append_message(conversation_id, message)
+            stored = self.repository.append_message(
+                conversation_id, conversation.tenant_id, message
+            )
             return SaveOutcome(conversation_id, message.id, stored, "postgres")
         return SaveOutcome(conversation_id, message.id, result is AppendResult.SAVED, "redis")
 

@@ -1,9 +1,12 @@
 """Erasure and retention on real Redis and PostgreSQL: nothing is left behind in either tier."""
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kombu import Connection
 from sqlalchemy import func, select
 
 from api import create_app
@@ -17,6 +20,7 @@ from conversation.adapters.sql_schema import (
     stats_changes,
     stats_daily,
 )
+from conversation.adapters.dead_letters import DeadLetter
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator
@@ -135,3 +139,80 @@ def test_retention_erases_only_what_expired(container) -> None:
         assert container.repository.get_conversation(recent) is not None
     finally:
         container.repository.set_retention(tenant, None)
+
+
+def dead_letter(container: Container, kwargs: dict, task: str = "conversation.save_message") -> None:
+    """Through the dead-letter office: a row, and a copy on the conversation.dlq queue."""
+    container.dead_letters.send(DeadLetter(task_name=task, kwargs=kwargs, error="x",
+                                           queue="conversation.save"))
+
+
+def queued_payloads(container: Container) -> list[str]:
+    """The task payloads on the broker's conversation.dlq queue (a Redis list here)."""
+    with Connection(container.settings.broker_url) as connection:
+        raw = connection.default_channel.client.lrange("conversation.dlq", 0, -1)
+    return [str(json.loads(base64.b64decode(json.loads(r)["body"]))["kwargs"]) for r in raw]
+
+
+def letters_mentioning(container: Container, *needles: str) -> list[str]:
+    """The dead letters' payloads (as text) that mention any needle, in the table and then
+    on the queue."""
+    with container.engine.connect() as connection:
+        payloads = [str(k) for k in connection.scalars(select(dead_letters.c.kwargs))]
+    payloads += queued_payloads(container)
+    return [p for p in payloads if any(n in p for n in needles)]
+
+
+def test_erasing_a_conversation_erases_its_dead_letters(container) -> None:
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant, other = f"dl-{suffix}", f"dlo-{suffix}"
+    erased = save(container, tenant, f"dl-s-{suffix}", f"chat {suffix}")
+    kept = save(container, tenant, f"dl-k-{suffix}", f"unrelated {suffix}")
+    mine = {"tenant_id": tenant, "session_id": f"dl-s-{suffix}", "agent_id": "bot",
+            "role": "user"}
+    dead_letter(container, {**mine, "conversation_id": erased, "content": f"secret 1 {suffix}"})
+    dead_letter(container, {**mine, "content": f"secret 2 {suffix}"})  # its session's
+    dead_letter(container, {"messages": [
+        {**mine, "conversation_id": erased, "content": f"secret 3 {suffix}"},
+        {**mine, "session_id": f"dl-k-{suffix}", "content": f"stays 1 {suffix}"}]},
+        task="conversation.save_messages")
+    dead_letter(container, {"conversation_id": erased, "generation": 1},
+                task="conversation.migrate_conversation")
+    # Another tenant naming the id (refused as another tenant's): its own data, it stays.
+    dead_letter(container, {**mine, "tenant_id": other, "conversation_id": erased,
+                            "content": f"stays 2 {suffix}"})
+    dead_letter(container, {"_truncated": True, "bytes": 300_000, "preview":
+                            f'{{"messages": [{{"conversation_id": "{erased}", "content": "secret 4'})
+
+    assert container.eraser.erase_conversation(erased) is True
+
+    left = letters_mentioning(container, erased, f"secret 2 {suffix}")
+    assert len(left) == 2 and all(f"stays 2 {suffix}" in letter for letter in left)
+    batch = letters_mentioning(container, f"stays 1 {suffix}")
+    assert len(batch) == 2 and all("secret" not in letter for letter in batch)
+    assert [m.content for m in container.active_store.messages(kept)] == [f"unrelated {suffix}"]
+
+
+def test_erasing_a_tenant_erases_its_batch_items_and_revokes_its_keys(container) -> None:
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant, other = f"gk-{suffix}", f"gko-{suffix}"
+    save(container, tenant, f"gk-s-{suffix}", "anything")
+    item = {"session_id": "s", "agent_id": "bot", "role": "user"}
+    dead_letter(container, {"messages": [
+        {**item, "tenant_id": other, "content": f"theirs {suffix}"},
+        {**item, "tenant_id": tenant, "content": f"erased {suffix}"}]},
+        task="conversation.save_messages")
+    dead_letter(container, {"sessions": [{"tenant_id": tenant, "session_id": "s"}]},
+                task="conversation.sessions_closed")
+    client = create_app(container=container).test_client()
+    key = container.api_keys.create(tenant)
+    assert client.get(f"/api/conversations/list/{tenant}",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+    report = container.eraser.erase_tenant(tenant)
+
+    assert report.api_keys == 1 and report.dead_letters == 2
+    assert client.get(f"/api/conversations/list/{tenant}",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert letters_mentioning(container, f"erased {suffix}", tenant) == []
+    assert len(letters_mentioning(container, f"theirs {suffix}")) == 2  # table and queue

@@ -21,6 +21,7 @@ from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.embedded import EmbeddedRedis, free_port
+from tests.integration.conftest import forget_tenant_rows
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,7 @@ def active(cluster_container: Container) -> RedisActiveStore:
 
 @pytest.fixture
 def repository(cluster_container: Container) -> SqlRepository:
+    forget_tenant_rows(cluster_container)
     return cluster_container.repository
 
 
@@ -130,6 +132,14 @@ def test_context_statistics_and_migration_on_the_cluster(cluster_container: Cont
     assert [m.content for m in container.repository.messages(closed.conversation_id)] == [
         "turn 0", "turn 1", "turn 2"]
     assert container.active_store.get_conversation(closed.conversation_id) is None
+    # Erasure: the conversation's keys in one script on their slot, the session's on another.
+    erased = container.saver.save(NewMessage(
+        tenant_id=tenant, session_id=f"{session}-2", agent_id="bot", role=Role.USER,
+        content="forget me", message_id="f1")).conversation_id
+    assert container.eraser.erase_conversation(erased) is True
+    assert container.active_store.messages(erased) == []
+    assert container.active_store.session_conversation(tenant, f"{session}-2") is None
+    assert container.eraser.erase_conversation(erased) is False
 
 
 def test_the_apis_rate_limit_on_the_cluster(settings: Settings, cluster_url: str) -> None:

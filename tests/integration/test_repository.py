@@ -21,7 +21,7 @@ def repository(settings: Settings):  # noqa: ANN201
 
 
 def conversation_with(n: int) -> tuple[Conversation, list[Message]]:
-    conversation = Conversation(uuid.uuid4().hex, "acme", "s", "bot",
+    conversation = Conversation(uuid.uuid4().hex, "acme", f"s-{uuid.uuid4().hex}", "bot",
                                 "2026-01-01T00:00:00.000000Z", ConversationStatus.CLOSED)
     history = [Message(f"m{i}", Role.USER if i % 2 == 0 else Role.ASSISTANT, f"text {i}",
                        f"2026-01-01T00:00:{i:02d}.000000Z", 5, "cl100k_base",

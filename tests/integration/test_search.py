@@ -148,7 +148,7 @@ def test_the_indexer_moves_vectors_off_the_write_path(container, corpus) -> None
     assert [(h["message_id"], h["snippet"]) for h in after] == [
         (h["message_id"], h["snippet"]) for h in before]
     # A late message on an indexed conversation is found at once, and indexed once.
-    container.repository.append_message(corpus["es"], container.saver.build_message(
+    container.repository.append_message(corpus["es"], tenant, container.saver.build_message(
         NewMessage(tenant_id=tenant, session_id="es", agent_id="soporte", role=Role.USER,
                    content="Y además quiero un reembolso", message_id="late-1")))
     assert [h["message_id"] for h in search(container, tenant, "q=reembolso").json["items"]] == [

@@ -6,6 +6,7 @@ import pytest
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
+from tests.integration.conftest import forget_tenant_rows
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)
 
 pytestmark = pytest.mark.integration
@@ -20,6 +21,7 @@ def active(container: Container, request: pytest.FixtureRequest) -> RedisActiveS
 
 @pytest.fixture
 def repository(container: Container) -> SqlRepository:
+    forget_tenant_rows(container)
     return container.repository
 
 

@@ -4,12 +4,15 @@ tests/integration/test_tiers.py runs these same tests on real Redis and PostgreS
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import fakeredis
 import pytest
 
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
+from conversation.domain.stats import summarise_conversation
 from conversation.services.context import ContextBuilder
 from conversation.services.migration import (
     MIGRATION_LEAD,
@@ -17,7 +20,7 @@ from conversation.services.migration import (
     DueMigrations,
     MigrationStatus,
 )
-from conversation.services.save import MessageSaver
+from conversation.services.save import MessageSaver, SaveOutcome
 from conversation.services.sessions import SessionLifecycle
 from tests.fakes import FakeRepository, RecordingScheduler, TwoEncodingTokenizer, WordTokenizer
 
@@ -192,6 +195,35 @@ def test_a_message_after_migration_is_appended_in_postgres(saver, active, reposi
     # Without the conversation id, the closed session starts a new conversation.
     fresh = saver.save(message("new chat"))
     assert fresh.conversation_id != outcome.conversation_id and fresh.tier == "redis"
+
+
+def test_a_save_redelivered_after_migration_is_stored_once(saver, active, repository) -> None:
+    """The broker redelivers (or an operator replays) a save whose conversation has migrated
+    since: the session has no conversation in Redis, and the message is found in PostgreSQL."""
+    outcome = saver.save(message("once"))
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    ConversationMigrator(active, repository).migrate(outcome.conversation_id, closed.generation)
+    outcomes = saver.save_many([message("once"), message("new one")])
+    assert outcomes[0] == SaveOutcome(outcome.conversation_id, "once", False, "postgres")
+    assert outcomes[1].stored and outcomes[1].tier == "redis"
+    assert [m.content for m in repository.messages(outcome.conversation_id)] == ["once"]
+    assert [m.content for m in active.messages(outcomes[1].conversation_id)] == ["new one"]
+
+
+def test_a_migration_is_refused_where_another_tenant_holds_the_id(
+    saver, active, repository
+) -> None:
+    outcome = saver.save(message("mine"))
+    theirs = replace(active.get_conversation(outcome.conversation_id), tenant_id="other")
+    repository.store_conversation(theirs, [], summarise_conversation([]))
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "s-1")
+    refused = ConversationMigrator(active, repository).migrate(
+        outcome.conversation_id, closed.generation)
+    assert refused.status is MigrationStatus.QUARANTINED and "another tenant" in refused.reason
+    assert [m.content for m in active.messages(outcome.conversation_id)] == ["mine"]
+    assert repository.messages(outcome.conversation_id) == []
 
 
 def test_the_cleanup_sweep_migrates_a_session_whose_timer_was_lost(saver, active, repository) -> None:
