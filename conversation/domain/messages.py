@@ -29,7 +29,9 @@ def utc_timestamp(moment: datetime) -> str:
     """A fixed-width ISO-8601 UTC string: sorting these strings sorts the instants."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y..."): glibc writes year 1 as "1", not "0001", which breaks
+    # both the fixed width (the order) and reading it back.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -132,17 +132,18 @@ def test_nul_anywhere_and_a_trailing_newline_in_an_identifier_are_refused_with_a
 def test_a_dead_letter_past_256_kb_replays_whole(service: tuple[Container, Any]) -> None:
     container, app = service
     session = f"big-{uuid.uuid4().hex[:8]}"
-    content = "é" * 150_000 + "end"  # 300 KB of UTF-8: past the old 256 KB preview limit
-    item = message(session, 0, message_id="big", content=content,
-                   metadata={"note": "x" * 60_000})
+    # A batch dead-lettered whole (its retries exhausted), past the 256 KB kept inline.
+    batch = [message(session, i, message_id=f"big{i}", content="é" * 150_000 + f"end {i}",
+                     metadata={"note": "x" * 60_000}) for i in range(2)]
     container.dead_letters.send(DeadLetter(
         task_name="conversation.save_messages", queue="conversation.save",
-        error="TimeoutError: PostgreSQL", kwargs={"messages": [item]}))
+        error="TimeoutError: PostgreSQL", kwargs={"messages": batch}))
     (letter,) = letters(container, session)
+    assert letter.kwargs["_truncated"]  # the inline copy is a preview; the payload is whole
     assert container.dead_letters.replay(container.producer, [letter.id]) == 1
-    wait_until(lambda: stored(container, session), what="the replayed message")
-    (saved,) = stored(container, session)
-    assert (saved.id, saved.content, saved.metadata) == ("big", content, item["metadata"])
+    wait_until(lambda: len(stored(container, session)) == 2, what="the replayed messages")
+    saved = {m.id: (m.content, m.metadata) for m in stored(container, session)}
+    assert saved == {item["message_id"]: (item["content"], item["metadata"]) for item in batch}
 
 
 def test_a_payload_over_the_size_cap_is_refused_whole_with_its_reason(
