@@ -60,6 +60,17 @@ class SaveTask(DomainTask):
 
     abstract = True
 
+    def oversize(self, kwargs: dict[str, Any]) -> bool:
+        """Dead-letter a payload past MAX_TASK_BYTES whole (a preview, never replayed) before
+        anything else reads it: neither validated, copied nor stored item by item."""
+        limit = container().settings.max_task_bytes
+        if (size := payload_bytes(kwargs, limit)) <= limit:
+            return False
+        reason = (f"the payload is over {limit} bytes (MAX_TASK_BYTES), at least {size}: "
+                  "refused whole; send it as smaller tasks")
+        self.dead_letter(kwargs, InvalidPayload({"_schema": [reason]}), replayable=False)
+        return True
+
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
@@ -104,25 +115,22 @@ def _schema(schema_class: type[Schema]) -> Schema:
 
 
 @shared_task(base=SaveTask, bind=True, name="conversation.save_message")
-def save_message(self: DomainTask, **kwargs: Any) -> None:
+def save_message(self: SaveTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
+    if self.oversize(kwargs):
+        return
     payload = validated(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
     outcome = container().saver.save(_new_message(payload))
     MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
 
 
 @shared_task(base=SaveTask, bind=True, name="conversation.save_messages")
-def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
+def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
+    if self.oversize(kwargs):
+        messages = kwargs.get("messages")
+        return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
     batch = validated(_schema(SaveMessagesSchema), kwargs)["messages"]
-    # The whole payload's size first: its items are not validated, copied, nor stored one by
-    # one when together they are more than a worker should hold.
-    limit = container().settings.max_task_bytes
-    if (size := payload_bytes(kwargs, limit)) > limit:
-        reason = (f"the payload is over {limit} bytes (MAX_TASK_BYTES), at least {size}: "
-                  "refused whole; send it as smaller batches")
-        self.dead_letter(kwargs, InvalidPayload({"messages": [reason]}), replayable=False)
-        return {"saved": 0, "rejected": len(batch)}
     batch = with_message_ids(self.name, {"messages": batch}, self.request.id)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []

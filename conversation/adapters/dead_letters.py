@@ -151,7 +151,10 @@ class DeadLetterOffice:
             recorded, payload = _exact(letter.kwargs)
         else:  # never encoded whole: it may be the over-size payload itself
             recorded, payload = {"_truncated": True, **_identifiers(letter.kwargs)}, None
-        letter = DeadLetter(**{**letter.__dict__, "kwargs": recorded})
+        # A preview with nothing whole beside it (not even JSON) is never replayable.
+        whole = payload is not None or not (isinstance(recorded, dict) and "_truncated" in recorded)
+        letter = DeadLetter(**{**letter.__dict__, "kwargs": recorded,
+                               "replayable": letter.replayable and whole})
         DEAD_LETTERS.labels(task=letter.task_name).inc()
         log.error(
             "dead letter: %s failed after %d attempt(s): %s",

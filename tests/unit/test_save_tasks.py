@@ -110,3 +110,11 @@ def test_payload_bytes_counts_utf8_and_stops_past_the_limit() -> None:
     assert payload_bytes({"ab": ["é", 1]}, 100) == 2 + 2 + 8
     huge = {"messages": [{"content": "x" * 1000}] * 1000}
     assert 100 < payload_bytes(huge, 100) <= 100 + 1000 + 8
+
+
+def test_the_cap_comes_first_for_one_message_and_for_too_long_a_batch(fake: FakeContainer) -> None:
+    save_message.apply(kwargs=payload(content="x" * 20_000), task_id="task-7").get()
+    save_messages.apply(kwargs={"messages": [payload()] * 2_000}, task_id="task-8").get()
+    assert fake.saver.saved == []
+    assert [letter.replayable for letter in fake.dead_letters.letters] == [False, False]
+    assert all("MAX_TASK_BYTES" in str(letter.reasons) for letter in fake.dead_letters.letters)
