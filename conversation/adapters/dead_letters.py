@@ -106,7 +106,8 @@ def _exact(kwargs: Any) -> tuple[Any, bytes | None]:
         text = json.dumps(kwargs, ensure_ascii=True)
     except (TypeError, ValueError, RecursionError):
         return recorded, None  # not JSON: nothing a replay could send
-    if json.loads(text) == recorded:
+    preview = isinstance(recorded, dict) and "_truncated" in recorded
+    if not preview and json.loads(text) == recorded:
         return recorded, None
     return recorded, zlib.compress(text.encode("ascii"))
 
