@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import string
+import uuid
+from dataclasses import replace
 from datetime import UTC, timedelta, timezone
 from typing import Any
 
@@ -18,7 +20,7 @@ from conversation.adapters.redis_store import _dumps
 from conversation.adapters.sql_repository import message_row
 from conversation.adapters.sql_schema import messages
 from conversation.bootstrap import Container
-from conversation.domain.messages import Message, utc_timestamp
+from conversation.domain.messages import Message, NewMessage, Role, utc_timestamp
 from tasks.base import InvalidPayload, validated
 from tasks.conversation_tasks import _new_message
 from tasks.schemas import SaveMessageSchema, SaveMessagesSchema
@@ -112,10 +114,12 @@ def same_json(a: Any, b: Any) -> bool:
 
 
 def assert_storable(container: Container, loaded: dict[str, Any]) -> None:
-    """Accepted: the saver builds it, Redis's codec writes and reads it back the same, and
-    PostgreSQL takes it on both write paths (in a transaction rolled back)."""
+    """Accepted: the saver builds it, Redis's codec writes and reads it back the same, the
+    real save stores it in Redis (its Lua script reading it back, too), and PostgreSQL takes it
+    on both write paths (in a transaction rolled back)."""
     message = container.saver.build_message(_new_message(loaded))
     assert Message.from_dict(orjson.loads(_dumps(message.to_dict()))) == message
+    assert_saved_in_redis(container, _new_message(loaded))
     with container.engine.connect() as connection, connection.begin() as transaction:
         connection.execute(insert(messages).values(
             message_row(f"fuzz-{message.id}"[:128], "fuzz", 0, message)))
@@ -128,6 +132,25 @@ def assert_storable(container: Container, loaded: dict[str, Any]) -> None:
         assert utc_timestamp(moment) == message.created_at
         assert same_json(metadata, message.metadata), (metadata, message.metadata)
         transaction.rollback()
+
+
+def assert_saved_in_redis(container: Container, command: NewMessage) -> None:
+    """Saved in a session of its own, then an earlier message after it: the script walks back
+    over the fuzzed message, decoding it (cjson), to put the late one before it."""
+    key = uuid.uuid4().hex
+    command = replace(command, tenant_id="fuzz", session_id=f"s-{key}", message_id=f"m-{key}",
+                      conversation_id=None)
+    outcome = container.saver.save(command)
+    anchor = replace(command, message_id=f"a-{key}", role=Role.USER, content="first",
+                     created_at="0001-01-01T00:00:00Z", metadata={}, name=None)
+    container.saver.save(anchor)
+    stored = {m.id: m for m in container.active_store.messages(outcome.conversation_id)}
+    assert set(stored) == {command.message_id, anchor.message_id}
+    saved = stored[command.message_id]
+    assert (saved.role, saved.content, saved.name, saved.metadata) == (
+        command.role, command.content, command.name, command.metadata)
+    if command.created_at:
+        assert saved.created_at == command.created_at
 
 
 @settings(max_examples=300, deadline=None,
