@@ -23,6 +23,7 @@ from conversation.domain.messages import (
     IDENTIFIER_PATTERN,
     json_problem,
     stored_timestamp,
+    text_problem,
 )
 
 IDENTIFIER = validate.Regexp(
@@ -67,11 +68,12 @@ class PayloadSchema(Schema):
             return data  # a batch checks each item with its own schema; a non-dict, marshmallow
         errors: dict[str, list[str]] = {}
         for key, value in data.items():
-            if not isinstance(key, str) or json_problem(key, 1):
+            if not isinstance(key, str) or text_problem(key):
                 errors.setdefault("_schema", []).append(
                     "a field name is not a string PostgreSQL can store (NUL, lone surrogate)"
                 )
-            elif problem := json_problem(value, MAX_METADATA_DEPTH):
+            elif problem := (text_problem(value) if type(value) is str
+                             else json_problem(value, MAX_METADATA_DEPTH)):
                 errors[key] = [problem]
         if errors:
             raise ValidationError(errors)

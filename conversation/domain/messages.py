@@ -66,18 +66,19 @@ def stored_timestamp(value: str) -> str:
 
 # What PostgreSQL's text and jsonb and the Redis codec (orjson) refuse in a string.
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+_NUL = "contains a NUL character, which PostgreSQL cannot store"
 # orjson writes integers of 64 bits (signed or unsigned) and refuses larger ones.
 _JSON_INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def text_problem(value: str) -> str | None:
     """Why a string cannot be stored as it is (NUL, lone surrogate), or None."""
+    if value.isascii():  # a flag CPython keeps: most text is checked by one `in`
+        return _NUL if "\x00" in value else None
     found = _UNSTORABLE_CHARACTER.search(value)
     if found is None:
         return None
-    if found.group() == "\x00":
-        return "contains a NUL character, which PostgreSQL cannot store"
-    return "is not valid UTF-8 (lone surrogate)"
+    return _NUL if found.group() == "\x00" else "is not valid UTF-8 (lone surrogate)"
 
 
 def json_problem(value: Any, max_depth: int) -> str | None:

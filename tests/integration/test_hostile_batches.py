@@ -14,6 +14,7 @@ from config.settings import Settings
 from conversation.adapters.dead_letters import DeadLetter
 from conversation.adapters.sql_schema import dead_letters
 from conversation.bootstrap import Container
+from tasks.conversation_tasks import with_message_ids
 from tests.workers import producer, running_worker, wait_until
 
 OVERFLOWING = "0001-01-01T00:00:00+01:00"  # valid ISO-8601; before year 1 once in UTC
@@ -84,7 +85,6 @@ def test_a_batch_without_message_ids_redelivered_or_replayed_stores_nothing_twic
         app.send_task("conversation.save_messages", kwargs={"messages": batch},
                       queue="conversation.save", task_id=task_id)
     wait_until(lambda: len(stored(container, session)) >= 20, what="the batch")
-    from tasks.conversation_tasks import with_message_ids
     container.dead_letters.send(DeadLetter(
         task_name="conversation.save_messages", queue="conversation.save", error="TimeoutError",
         kwargs=with_message_ids("conversation.save_messages", {"messages": batch}, task_id),
