@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 
 from tasks.base import InvalidPayload, validated
-from tasks.schemas import GetContextSchema, MigrateConversationSchema, SaveMessageSchema
+from tasks.schemas import (
+    GetContextSchema,
+    MigrateConversationSchema,
+    SaveMessageSchema,
+    SessionClosedSchema,
+)
 from tests.fakes import payload
 
 
@@ -93,3 +98,9 @@ def test_migration_generation_must_be_a_non_negative_integer() -> None:
     found = reasons({"conversation_id": "c1", "generation": "1"}, MigrateConversationSchema())
     assert "generation" in found
 
+
+
+def test_a_close_time_storage_cannot_hold_is_refused_too() -> None:
+    close = {"tenant_id": "acme", "session_id": "s", "closed_at": "0001-01-01T00:00:00+01:00"}
+    found = reasons(close, SessionClosedSchema())
+    assert "out of range" in str(found["closed_at"])
