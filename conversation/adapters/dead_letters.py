@@ -98,18 +98,20 @@ def _identifiers(value: Any) -> dict[str, Any]:
     return kept
 
 
-def _exact(kwargs: Any) -> tuple[Any, bytes | None]:
-    """(what the `kwargs` column holds, the compressed exact payload when that is not it)."""
+def _exact(kwargs: Any) -> tuple[Any, bytes | None, bool]:
+    """(what the `kwargs` column holds, the compressed exact payload when that is not it,
+    whether a replay can send the payload as it came)."""
     recorded = _json_safe(kwargs)
-    try:
-        # ensure_ascii escapes NUL and lone surrogates, so the text reads back exactly.
-        text = json.dumps(kwargs, ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError):
-        return recorded, None  # not JSON: nothing a replay could send
     preview = isinstance(recorded, dict) and "_truncated" in recorded
+    try:
+        # ensure_ascii escapes NUL and lone surrogates, so the text reads back exactly. No
+        # NaN: the service's JSON writer (orjson) would send it as null, another payload.
+        text = json.dumps(kwargs, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return recorded, None, False  # nothing a replay could send as it came
     if not preview and json.loads(text) == recorded:
-        return recorded, None
-    return recorded, zlib.compress(text.encode("ascii"))
+        return recorded, None, True
+    return recorded, zlib.compress(text.encode("ascii")), True
 
 
 def payload_of(row: Any) -> Any:
@@ -149,13 +151,11 @@ class DeadLetterOffice:
     def send(self, letter: DeadLetter) -> None:
         """Every channel is tried; one failing does not stop the others."""
         if letter.replayable:
-            recorded, payload = _exact(letter.kwargs)
+            recorded, payload, replayable = _exact(letter.kwargs)
         else:  # never encoded whole: it may be the over-size payload itself
-            recorded, payload = {"_truncated": True, **_identifiers(letter.kwargs)}, None
-        # A preview with nothing whole beside it (not even JSON) is never replayable.
-        whole = payload is not None or not (isinstance(recorded, dict) and "_truncated" in recorded)
-        letter = DeadLetter(**{**letter.__dict__, "kwargs": recorded,
-                               "replayable": letter.replayable and whole})
+            recorded, payload, replayable = (
+                {"_truncated": True, **_identifiers(letter.kwargs)}, None, False)
+        letter = DeadLetter(**{**letter.__dict__, "kwargs": recorded, "replayable": replayable})
         DEAD_LETTERS.labels(task=letter.task_name).inc()
         log.error(
             "dead letter: %s failed after %d attempt(s): %s",

@@ -2,7 +2,6 @@
 line whenever that copy is not it, so a replay never sends a preview or an altered payload."""
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,23 +15,31 @@ def row(kwargs: Any, blob: bytes | None, replayable: bool = True) -> SimpleNames
 
 def test_a_small_clean_payload_is_kept_inline_only() -> None:
     kwargs = {"messages": [payload(metadata={"a": [1, 2.5, None]})]}
-    recorded, blob = _exact(kwargs)
-    assert (recorded, blob) == (kwargs, None)
+    recorded, blob, replayable = _exact(kwargs)
+    assert (recorded, blob, replayable) == (kwargs, None, True)
     assert payload_of(row(recorded, blob)) == kwargs
 
 
 def test_text_jsonb_refuses_is_shown_readable_and_replayed_exact() -> None:
-    kwargs = payload(content="a\x00b", metadata={"k\x00": "\ud800", "n": float("nan")})
-    recorded, blob = _exact(kwargs)
-    assert recorded["content"] == "a\ufffdb" and recorded["metadata"]["n"] == "nan"
+    kwargs = payload(content="a\x00b", metadata={"k\x00": "\ud800"})
+    recorded, blob, replayable = _exact(kwargs)
+    assert recorded["content"] == "a\ufffdb" and replayable
     replayed = payload_of(row(recorded, blob))
     assert replayed["content"] == "a\x00b" and replayed["metadata"]["k\x00"] == "\ud800"
-    assert math.isnan(replayed["metadata"]["n"])
+
+
+def test_nan_is_shown_as_text_and_never_replayed_as_another_payload() -> None:
+    # The service's JSON writer (orjson) would publish NaN as null: a different payload.
+    recorded, blob, replayable = _exact(payload(metadata={"n": float("nan")}))
+    assert recorded["metadata"]["n"] == "nan"
+    assert (blob, replayable) == (None, False)
+    assert payload_of(row(recorded, blob, replayable)) is None
 
 
 def test_a_payload_past_the_inline_limit_is_a_preview_and_replays_whole() -> None:
     items = [payload(message_id=f"m{i}", content="é" * 100_000) for i in range(3)]
-    recorded, blob = _exact({"messages": items})
+    recorded, blob, replayable = _exact({"messages": items})
+    assert replayable
     assert recorded["_truncated"] and recorded["bytes"] > MAX_RECORDED_BYTES
     assert recorded["messages"] == [
         {"tenant_id": "acme", "session_id": "s-1", "agent_id": "support", "message_id": f"m{i}"}
