@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
@@ -30,6 +31,7 @@ from langchain_core.messages import (
 )
 
 from conversation.domain.messages import Message, NewMessage, Role
+from tasks.schemas import SaveMessageSchema
 
 _ROLES: dict[str, Role] = {
     "human": Role.USER,
@@ -52,6 +54,11 @@ def to_langchain(message: Message) -> BaseMessage:
         name=message.name,
         id=message.id,
     )
+
+
+@lru_cache(maxsize=4)
+def _save_schema(max_message_chars: int) -> SaveMessageSchema:
+    return SaveMessageSchema(max_message_chars=max_message_chars)
 
 
 class ConversationChatHistory(BaseChatMessageHistory):
@@ -103,20 +110,37 @@ class ConversationChatHistory(BaseChatMessageHistory):
             metadata: dict[str, Any] = {}
             if isinstance(message, ToolMessage):
                 metadata["tool_call_id"] = message.tool_call_id
+            content = message.text if not isinstance(message.content, str) else message.content
+            message_id = message.id or uuid.uuid4().hex
+            self._check(role, content, message_id, metadata, message.name)
             outcome = self.container.saver.save(
                 NewMessage(
                     tenant_id=self.tenant_id,
                     session_id=self.session_id,
                     agent_id=self.agent_id,
                     role=role,
-                    content=message.text if not isinstance(message.content, str) else message.content,
-                    message_id=message.id or uuid.uuid4().hex,
+                    content=content,
+                    message_id=message_id,
                     conversation_id=self.conversation_id,
                     metadata=metadata,
                     name=message.name,
                 )
             )
             self.conversation_id = outcome.conversation_id
+
+    def _check(self, role: Role, content: str, message_id: str, metadata: dict[str, Any],
+               name: str | None) -> None:
+        """The save task's own validation (tasks.schemas): what it refuses, storage cannot
+        take either (a NUL in the text, an id with a newline...), so it is refused here too."""
+        payload: dict[str, Any] = {
+            "tenant_id": self.tenant_id, "session_id": self.session_id,
+            "agent_id": self.agent_id, "role": role.value, "content": content,
+            "message_id": message_id, "conversation_id": self.conversation_id,
+            "metadata": metadata, "name": name,
+        }
+        errors = _save_schema(self.container.settings.max_message_chars).validate(payload)
+        if errors:
+            raise ValueError(f"the service refuses this message: {errors}")
 
     def clear(self) -> None:
         """Start a new conversation: the service keeps every conversation it was given."""

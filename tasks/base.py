@@ -71,6 +71,27 @@ def validated(schema: Schema, kwargs: dict[str, Any]) -> dict[str, Any]:
         raise InvalidPayload({"_schema": ["payload is nested too deeply"]}) from None
 
 
+def payload_bytes(value: Any, limit: int) -> int:
+    """The UTF-8 bytes of a decoded payload's text (keys and strings; 8 per other value), a
+    close lower bound of its JSON size, counted without encoding it again and given up as soon
+    as it passes `limit`: a walk over what is already in memory, with no copy of it."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            # ASCII is a flag CPython keeps: its length is its size, with no encoding.
+            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            total += 8
+    return total
+
+
 class DomainTask(Task):
     """Retries transient failures 3 times with exponential backoff and jitter, then
     dead-letters; invalid payloads and refused requests are dead-lettered at once."""
@@ -141,7 +162,8 @@ class DomainTask(Task):
         self.dead_letter(kwargs, exc, task_id=task_id)
 
     def dead_letter(
-        self, kwargs: Any, exc: BaseException, *, task_id: str | None = None
+        self, kwargs: Any, exc: BaseException, *, task_id: str | None = None,
+        replayable: bool = True,
     ) -> None:
         reasons = getattr(exc, "reasons", None)
         if reasons is None and isinstance(exc, DomainError):
@@ -156,6 +178,7 @@ class DomainTask(Task):
                 reasons=reasons,
                 traceback="".join(traceback.format_exception(exc, limit=-5))[-4000:],
                 task_id=task_id or self.request.id,
+                replayable=replayable,
             )
         )
 

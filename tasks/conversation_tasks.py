@@ -18,10 +18,9 @@ from conversation.adapters.metrics import (
     MIGRATIONS,
 )
 from conversation.bootstrap import container
-from conversation.domain.errors import DomainError
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.context import empty_context
-from tasks.base import DomainTask, InvalidPayload, validated
+from tasks.base import TRANSIENT_ERRORS, DomainTask, InvalidPayload, payload_bytes, validated
 from tasks.schemas import (
     GetContextSchema,
     MigrateConversationSchema,
@@ -37,8 +36,56 @@ from tasks.schemas import (
 log = logging.getLogger(__name__)
 
 
+# Message ids a producer left out are derived from the task's id and the item's place: a
+# retry and a broker redelivery keep the task id, and a dead letter records the ids so
+# derived, so a second attempt or a replay finds what the first stored (idempotent on
+# message_id) instead of storing it again under a new id.
+MESSAGE_ID_NAMESPACE = uuid.UUID("9f1c1c8e-5a34-4d0e-9a43-6c2f1b7de415")
+
+
+def derived_message_id(task_id: str, index: int | None = None) -> str:
+    return uuid.uuid5(MESSAGE_ID_NAMESPACE, task_id if index is None else f"{task_id}:{index}").hex
+
+
+def with_message_ids(task_name: str, kwargs: Any, task_id: str | None) -> Any:
+    """A save task's kwargs with every missing message_id derived from its task id."""
+    if not task_id or not isinstance(kwargs, dict):
+        return kwargs
+    if task_name == save_message.name and kwargs.get("message_id") is None:
+        return {**kwargs, "message_id": derived_message_id(task_id)}
+    if task_name == save_messages.name and isinstance(kwargs.get("messages"), list):
+        return {**kwargs, "messages": [
+            {**item, "message_id": derived_message_id(task_id, index)}
+            if isinstance(item, dict) and item.get("message_id") is None else item
+            for index, item in enumerate(kwargs["messages"])
+        ]}
+    return kwargs
+
+
+class SaveTask(DomainTask):
+    """A save: what it dead-letters after its retries carries the message ids it derived."""
+
+    abstract = True
+
+    def oversize(self, kwargs: dict[str, Any]) -> bool:
+        """Dead-letter a payload past MAX_TASK_BYTES whole (a preview, never replayed) before
+        anything else reads it: neither validated, copied nor stored item by item."""
+        limit = container().settings.max_task_bytes
+        if (size := payload_bytes(kwargs, limit)) <= limit:
+            return False
+        reason = (f"the payload is over {limit} bytes (MAX_TASK_BYTES), at least {size}: "
+                  "refused whole; send it as smaller tasks")
+        self.dead_letter(kwargs, InvalidPayload({"_schema": [reason]}), replayable=False)
+        return True
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        super().on_failure(exc, task_id, args, with_message_ids(self.name, kwargs, task_id), einfo)
+
+
 def _saved_label(outcome: Any) -> str:
-    if isinstance(outcome, DomainError):
+    if isinstance(outcome, Exception):
         return "refused"
     return "saved" if outcome.stored else "duplicate"
 
@@ -74,18 +121,24 @@ def _schema(schema_class: type[Schema]) -> Schema:
     return schema_class()
 
 
-@shared_task(base=DomainTask, bind=True, name="conversation.save_message")
-def save_message(self: DomainTask, **kwargs: Any) -> None:
+@shared_task(base=SaveTask, bind=True, name="conversation.save_message")
+def save_message(self: SaveTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
-    payload = validated(_save_schema(), kwargs)
+    if self.oversize(kwargs):
+        return
+    payload = validated(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
     outcome = container().saver.save(_new_message(payload))
     MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
 
 
-@shared_task(base=DomainTask, bind=True, name="conversation.save_messages")
-def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
+@shared_task(base=SaveTask, bind=True, name="conversation.save_messages")
+def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
+    if self.oversize(kwargs):
+        messages = kwargs.get("messages")
+        return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
     batch = validated(_schema(SaveMessagesSchema), kwargs)["messages"]
+    batch = with_message_ids(self.name, {"messages": batch}, self.request.id)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []
     for item in batch:
@@ -95,18 +148,40 @@ def save_messages(self: DomainTask, **kwargs: Any) -> dict[str, int]:
             valid.append((item, _new_message(validated(schema, item))))
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
-    outcomes = container().saver.save_many([c for _, c in valid]) if valid else []
-    for outcome in outcomes:
-        MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
+    outcomes = _save_each([command for _, command in valid])
     refused = 0
-    for (item, command), outcome in zip(valid, outcomes, strict=True):
-        if isinstance(outcome, DomainError):
+    for (item, _), outcome in zip(valid, outcomes, strict=True):
+        MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
+        if isinstance(outcome, Exception):
             refused += 1
-            # With the id it was given here, so a replay stays idempotent.
-            self.dead_letter(
-                {"messages": [{**item, "message_id": command.message_id}]}, outcome
-            )
+            # Alone, with its message_id: a replay of it is idempotent.
+            self.dead_letter({"messages": [item]}, outcome)
     return {"saved": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
+
+
+def _save_each(commands: list[NewMessage]) -> list[Any]:
+    """The batch in one round trip; if that fails for a reason of its own (not a server's),
+    each message alone, so one that storage cannot take costs only itself. A transient
+    failure retries the whole task: its message ids are stable, so nothing is stored twice."""
+    if not commands:
+        return []
+    saver = container().saver
+    try:
+        return list(saver.save_many(commands))
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:
+        log.warning("a batch of %d failed to save; saving its messages one by one",
+                    len(commands), exc_info=True)
+    outcomes: list[Any] = []
+    for command in commands:
+        try:
+            outcomes.append(saver.save_many([command])[0])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this message's own failure, dead-lettered
+            outcomes.append(exc)
+    return outcomes
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False)

@@ -5,19 +5,25 @@ with these messages, never retried.
 """
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from typing import Any
 
-from conversation.domain.messages import IDENTIFIER_PATTERN
+import orjson
 from marshmallow import (
     RAISE,
     Schema,
     ValidationError,
     fields,
+    pre_load,
     validate,
     validates,
     validates_schema,
+)
+
+from conversation.domain.messages import (
+    IDENTIFIER_PATTERN,
+    json_problem,
+    stored_timestamp,
+    text_problem,
 )
 
 IDENTIFIER = validate.Regexp(
@@ -30,51 +36,48 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_BATCH = 1000
 
 
-def _check_utf8(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError("is not valid UTF-8 (lone surrogate)") from exc
-    if "\x00" in value:
-        raise ValidationError("contains a NUL character, which PostgreSQL cannot store")
-
-
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth, iteratively (a recursive walk would overflow on hostile input)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return depth
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
 class Identifier(fields.String):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(validate=IDENTIFIER, **kwargs)
 
 
 class Timestamp(fields.String):
-    """An ISO-8601 instant, kept as given; a naive one is taken as UTC."""
+    """An ISO-8601 instant, converted here to the UTC form it is stored in (a naive one is
+    taken as UTC), by the storage's own code: what it cannot hold is refused with a reason."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return stored_timestamp(text)
         except ValueError as exc:
-            raise ValidationError("is not an ISO-8601 timestamp") from exc
-        return text
+            raise ValidationError(str(exc)) from exc
 
 
 class PayloadSchema(Schema):
     class Meta:
         unknown = RAISE
+
+    # Each field's value is walked before it is loaded: a NUL or a lone surrogate anywhere,
+    # keys included, NaN, an integer orjson cannot write, or nesting past the limit is refused
+    # here, with the field it is in (so no reason ever carries the bad text itself).
+    check_values = True
+
+    @pre_load
+    def _storable_values(self, data: Any, **_: Any) -> Any:
+        if not self.check_values or not isinstance(data, dict):
+            return data  # a batch checks each item with its own schema; a non-dict, marshmallow
+        errors: dict[str, list[str]] = {}
+        for key, value in data.items():
+            if not isinstance(key, str) or text_problem(key):
+                errors.setdefault("_schema", []).append(
+                    "a field name is not a string PostgreSQL can store (NUL, lone surrogate)"
+                )
+            elif problem := (text_problem(value) if type(value) is str
+                             else json_problem(value, MAX_METADATA_DEPTH)):
+                errors[key] = [problem]
+        if errors:
+            raise ValidationError(errors)
+        return data
 
 
 class SaveMessageSchema(PayloadSchema):
@@ -99,26 +102,21 @@ class SaveMessageSchema(PayloadSchema):
             raise ValidationError(
                 f"is {len(value)} characters; at most {self.max_message_chars} are accepted"
             )
-        _check_utf8(value)
-
-    @validates("name")
-    def _name(self, value: str | None, **_: Any) -> None:
-        if value is not None:
-            _check_utf8(value)
 
     @validates("metadata")
     def _metadata(self, value: dict[str, Any], **_: Any) -> None:
-        if _depth(value, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
-            raise ValidationError(f"is nested deeper than {MAX_METADATA_DEPTH} levels")
+        # Its values were walked before loading (NUL, NaN, depth...): here, orjson writes it
+        # as both tiers will (Redis stores these bytes; PostgreSQL's jsonb is fed them).
         try:
-            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
-        except (TypeError, ValueError, UnicodeEncodeError) as exc:
-            raise ValidationError(f"is not JSON-serialisable UTF-8: {exc}") from exc
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise ValidationError(f"is not JSON both tiers can store: {exc}") from exc
         if size > MAX_METADATA_BYTES:
             raise ValidationError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are accepted")
 
 
 class SaveMessagesSchema(PayloadSchema):
+    check_values = False  # each item is checked by SaveMessageSchema, on its own
     messages = fields.List(
         fields.Raw(), required=True, validate=validate.Length(min=1, max=MAX_BATCH)
     )

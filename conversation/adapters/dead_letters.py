@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,9 @@ class DeadLetter:
     reasons: Any = None
     traceback: str | None = None
     task_id: str | None = None
+    # False for a letter whose kwargs are already only a preview (an over-size task): it is
+    # recorded as such, and replay never sends it.
+    replayable: bool = True
 
     def record(self) -> dict[str, Any]:
         return {
@@ -51,9 +56,12 @@ class DeadLetter:
         }
 
 
-# A dead letter keeps the whole payload (for replay) up to this size; beyond, a preview.
+# The `kwargs` column holds the whole payload up to this size; beyond, a preview, and the
+# whole payload goes out of line, compressed, in `payload` (what replay sends).
 MAX_RECORDED_BYTES = 256 * 1024
 MAX_RECORDED_DEPTH = 64
+# Kept in a preview, so operators (and erasure) still see whose payload it is.
+_IDENTIFIERS = ("tenant_id", "session_id", "agent_id", "conversation_id", "message_id")
 
 
 def _json_safe(value: Any) -> Any:
@@ -65,8 +73,58 @@ def _json_safe(value: Any) -> Any:
     # PostgreSQL's JSON refuses lone surrogates (invalid UTF-8): record them as U+FFFD.
     text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > MAX_RECORDED_BYTES or _too_deep(value):
-        return {"_truncated": True, "bytes": len(text), "preview": text[:10_000]}
-    return json.loads(text)
+        return {"_truncated": True, "bytes": len(text), **_identifiers(value),
+                "preview": text[:10_000]}
+    return _readable(json.loads(text))
+
+
+def _readable(value: Any) -> Any:
+    """What jsonb holds of a value: NUL shown as U+FFFD, NaN and infinities as text. This copy
+    is for reading; when it differs, replay sends the exact `payload` (see `_exact`)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return value
+
+
+def _identifiers(value: Any) -> dict[str, Any]:
+    """A payload's identifiers (its items' too, for a batch): what a preview still says."""
+    if not isinstance(value, dict):
+        return {}
+    kept = {k: v for k in _IDENTIFIERS if isinstance(v := value.get(k), str) and len(v) <= 128}
+    if isinstance(value.get("messages"), list):
+        kept["messages"] = [_identifiers(item) for item in value["messages"][:1000]]
+    return kept
+
+
+def _exact(kwargs: Any) -> tuple[Any, bytes | None, bool]:
+    """(what the `kwargs` column holds, the compressed exact payload when that is not it,
+    whether a replay can send the payload as it came)."""
+    recorded = _json_safe(kwargs)
+    preview = isinstance(recorded, dict) and "_truncated" in recorded
+    try:
+        # ensure_ascii escapes NUL and lone surrogates, so the text reads back exactly. No
+        # NaN: the service's JSON writer (orjson) would send it as null, another payload.
+        text = json.dumps(kwargs, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return recorded, None, False  # nothing a replay could send as it came
+    if not preview and json.loads(text) == recorded:
+        return recorded, None, True
+    return recorded, zlib.compress(text.encode("ascii")), True
+
+
+def payload_of(row: Any) -> Any:
+    """The kwargs a replay sends for a recorded dead letter, or None when it has none whole."""
+    if row.payload is not None:
+        return json.loads(zlib.decompress(row.payload))
+    if not row.replayable or (isinstance(row.kwargs, dict) and row.kwargs.get("_truncated")):
+        return None  # a preview (or an old row's): never sent as if it were the payload
+    return row.kwargs
 
 
 def _too_deep(value: Any, limit: int = MAX_RECORDED_DEPTH) -> bool:
@@ -96,7 +154,12 @@ class DeadLetterOffice:
 
     def send(self, letter: DeadLetter) -> None:
         """Every channel is tried; one failing does not stop the others."""
-        letter = DeadLetter(**{**letter.__dict__, "kwargs": _json_safe(letter.kwargs)})
+        if letter.replayable:
+            recorded, payload, replayable = _exact(letter.kwargs)
+        else:  # never encoded whole: it may be the over-size payload itself
+            recorded, payload, replayable = (
+                {"_truncated": True, **_identifiers(letter.kwargs)}, None, False)
+        letter = DeadLetter(**{**letter.__dict__, "kwargs": recorded, "replayable": replayable})
         DEAD_LETTERS.labels(task=letter.task_name).inc()
         log.error(
             "dead letter: %s failed after %d attempt(s): %s",
@@ -105,11 +168,14 @@ class DeadLetterOffice:
             letter.error,
             extra={"dead_letter": letter.record()},
         )
-        for channel in (self._publish, self._store, self._alert):
+        channels = {"publish": lambda: self._publish(letter),
+                    "store": lambda: self._store(letter, payload),
+                    "alert": lambda: self._alert(letter)}
+        for name, channel in channels.items():
             try:
-                channel(letter)
+                channel()
             except Exception:
-                log.exception("dead letter channel %s failed", channel.__name__)
+                log.exception("dead letter channel %s failed", name)
 
     def quarantine(self, conversation_id: str, reason: str) -> None:
         """Migration set a conversation aside (a store refused its data): a dead letter whose
@@ -137,12 +203,15 @@ class DeadLetterOffice:
                 retry_policy={"max_retries": 2, "interval_start": 0.2},
             )
 
-    def _store(self, letter: DeadLetter) -> None:
+    def _store(self, letter: DeadLetter, payload: bytes | None = None) -> None:
         if self.engine is None:
             return
         with self.engine.begin() as connection:
             connection.execute(
-                dead_letters.insert().values(**letter.record(), created_at=datetime.now(UTC))
+                dead_letters.insert().values(
+                    **letter.record(), payload=payload, replayable=letter.replayable,
+                    created_at=datetime.now(UTC),
+                )
             )
 
     def _alert(self, letter: DeadLetter) -> None:
@@ -166,14 +235,20 @@ class DeadLetterOffice:
 
     def list(self, limit: int = 100, include_replayed: bool = False) -> list[dict[str, Any]]:
         assert self.engine is not None
-        query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        # Not the out-of-line payload itself (megabytes of compressed JSON): its size.
+        columns = [c for c in dead_letters.c if c.name != "payload"]
+        query = (
+            select(*columns, func.octet_length(dead_letters.c.payload).label("payload_bytes"))
+            .order_by(dead_letters.c.id.desc()).limit(limit)
+        )
         if not include_replayed:
             query = query.where(dead_letters.c.replayed_at.is_(None))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def replay(self, sender: Any, ids: list[int] | None = None) -> int:
-        """Publish the original tasks again by name; mark their rows replayed."""
+        """Publish the original tasks again by name, whole; mark their rows replayed. A letter
+        kept only as a preview (never replayable) is skipped and stays listed."""
         assert self.engine is not None
         query = select(dead_letters).where(dead_letters.c.replayed_at.is_(None))
         if ids:
@@ -181,8 +256,12 @@ class DeadLetterOffice:
         replayed = 0
         with self.engine.begin() as connection:
             for row in connection.execute(query.with_for_update()).all():
+                kwargs = payload_of(row)
+                if kwargs is None:
+                    log.warning("dead letter %s is a preview only: not replayed", row.id)
+                    continue
                 queue = TASK_QUEUES.get(row.task_name, row.queue)
-                sender.send_task(row.task_name, kwargs=row.kwargs, queue=queue)
+                sender.send_task(row.task_name, kwargs=kwargs, queue=queue)
                 connection.execute(
                     dead_letters.update()
                     .where(dead_letters.c.id == row.id)

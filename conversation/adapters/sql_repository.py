@@ -556,7 +556,7 @@ def erase_dead_letters(
                 SELECT l.id, COALESCE(jsonb_agg(e.item) FILTER (WHERE NOT ({match})),
                                       '[]'::jsonb) AS items
                 FROM dead_letters l, jsonb_array_elements(l.kwargs -> '{field}') AS e(item)
-                WHERE jsonb_typeof(l.kwargs -> '{field}') = 'array'
+                WHERE jsonb_typeof(l.kwargs -> '{field}') = 'array' AND l.payload IS NULL
                 GROUP BY l.id HAVING bool_or({match})
             ) kept
             WHERE d.id = kept.id
@@ -576,10 +576,19 @@ def erase_dead_letters(
         "session_like": f'%"session_id": "{_like(session_id or "")}"%',
         "emptied": emptied,
     }
+    # A payload kept out of line (compressed, exact) cannot be edited item by item: a batch
+    # holding any erased item goes whole, the other tenants' items with it (erasure wins).
+    item = _dead_letter_match("e.item", conversation)
+    out_of_line = " OR ".join(
+        f"""EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(d.kwargs -> '{field}')
+                    = 'array' THEN d.kwargs -> '{field}' ELSE '[]'::jsonb END) AS e(item)
+                    WHERE {item})"""
+        for field in ("messages", "sessions"))
     removed = connection.execute(text(f"""
         DELETE FROM dead_letters d
         WHERE d.id = ANY(CAST(:emptied AS bigint[])) OR {_dead_letter_match("d.kwargs", conversation)}
            OR (d.kwargs ? '_truncated' AND {preview})
+           OR (d.payload IS NOT NULL AND ({out_of_line}))
     """), params).rowcount
     return int(removed) + edited
 

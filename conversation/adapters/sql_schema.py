@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -137,6 +138,11 @@ dead_letters = Table(
     Column("task_name", String(128), nullable=False),
     Column("queue", String(64), nullable=False),
     Column("kwargs", JSONB, nullable=False),
+    # The whole kwargs a replay sends, zlib-compressed JSON, when `kwargs` cannot hold them
+    # exactly (past 256 KB, nested too deep, or text jsonb refuses); `kwargs` is then a preview.
+    Column("payload", LargeBinary),
+    # False for a letter kept only as a preview (an over-size task): replay skips it.
+    Column("replayable", Boolean, nullable=False, server_default="true"),
     Column("error", Text, nullable=False),
     Column("reasons", JSONB),
     Column("traceback", Text),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -216,3 +217,22 @@ def test_erasing_a_tenant_erases_its_batch_items_and_revokes_its_keys(container)
                       headers={"Authorization": f"Bearer {key}"}).status_code == 401
     assert letters_mentioning(container, f"erased {suffix}", tenant) == []
     assert len(letters_mentioning(container, f"theirs {suffix}")) == 2  # table and queue
+
+
+def test_erasing_a_tenant_erases_dead_letters_kept_out_of_line(container) -> None:
+    """A batch past 256 KB is kept whole in the compressed `payload` column (what replay
+    sends): erasure cannot edit it item by item, so the letter goes whole."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant, other = f"ol-{suffix}", f"olo-{suffix}"
+    item = {"session_id": "s", "agent_id": "bot", "role": "user"}
+    dead_letter(container, {"messages": [
+        {**item, "tenant_id": other, "content": "x" * 200_000},
+        {**item, "tenant_id": tenant, "content": f"erased {suffix} " + "y" * 200_000}]},
+        task="conversation.save_messages")
+
+    container.eraser.erase_tenant(tenant)
+
+    with container.engine.connect() as connection:
+        exact = [zlib.decompress(p).decode() for p in connection.scalars(
+            select(dead_letters.c.payload).where(dead_letters.c.payload.is_not(None)))]
+    assert [p for p in exact if f"erased {suffix}" in p] == []

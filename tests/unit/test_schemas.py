@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 
 from tasks.base import InvalidPayload, validated
-from tasks.schemas import GetContextSchema, MigrateConversationSchema, SaveMessageSchema
+from tasks.schemas import (
+    GetContextSchema,
+    MigrateConversationSchema,
+    SaveMessageSchema,
+    SessionClosedSchema,
+)
 from tests.fakes import payload
 
 
@@ -33,12 +38,39 @@ def test_a_valid_payload_loads_with_defaults() -> None:
         ("content", None, "Field may not be null"),
         ("metadata", [1, 2], "Not a valid mapping"),
         ("created_at", "yesterday", "ISO-8601"),
+        # Issue 15: what storage could not take, refused here with a reason.
+        ("tenant_id", "acme\n", "letters, digits"),
+        ("message_id", "m-1\n", "letters, digits"),
+        ("created_at", "0001-01-01T00:00:00+01:00", "out of range once converted to UTC"),
+        ("created_at", "9999-12-31T23:59:59-01:00", "out of range once converted to UTC"),
+        ("created_at", "9999-12-31T00:00:00Z", "out of range"),
+        ("metadata", {"ok": 1, "bad\x00key": "v"}, "has a key that contains a NUL"),
+        ("metadata", {"a": [{"b": "nested\x00value"}]}, "a[0].b contains a NUL"),
+        ("metadata", {"a": {"\ud800": 1}}, "lone surrogate"),
+        ("metadata", {"a": float("nan")}, "NaN and Infinity are not JSON"),
+        ("metadata", {"a": float("-inf")}, "NaN and Infinity are not JSON"),
+        ("metadata", {"a": 2**64}, "beyond 64 bits"),
+        ("name", "bob\x00", "NUL"),
+        ("content", "text with \x00 in it", "NUL"),
     ],
 )
 def test_each_bad_field_is_named_with_its_reason(field: str, value: object, needle: str) -> None:
     found = reasons(payload(**{field: value}))
     assert list(found) == [field]
     assert needle in " ".join(map(str, found[field]))
+
+
+def test_created_at_is_converted_to_the_utc_form_it_is_stored_in() -> None:
+    schema = SaveMessageSchema(max_message_chars=100)
+    assert validated(schema, payload(created_at="2024-01-01T05:00:00+02:00"))["created_at"] == (
+        "2024-01-01T03:00:00.000000Z")
+    assert validated(schema, payload(created_at="0001-01-01T00:00:00Z"))["created_at"] == (
+        "0001-01-01T00:00:00.000000Z")
+
+
+def test_an_unknown_field_named_with_a_nul_is_refused_without_repeating_it() -> None:
+    found = reasons(payload(**{"x\x00": 1}))
+    assert list(found) == ["_schema"] and "\x00" not in str(found)
 
 
 def test_missing_fields_and_unknown_fields_are_reported() -> None:
@@ -66,3 +98,9 @@ def test_migration_generation_must_be_a_non_negative_integer() -> None:
     found = reasons({"conversation_id": "c1", "generation": "1"}, MigrateConversationSchema())
     assert "generation" in found
 
+
+
+def test_a_close_time_storage_cannot_hold_is_refused_too() -> None:
+    close = {"tenant_id": "acme", "session_id": "s", "closed_at": "0001-01-01T00:00:00+01:00"}
+    found = reasons(close, SessionClosedSchema())
+    assert "out of range" in str(found["closed_at"])

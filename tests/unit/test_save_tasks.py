@@ -1,0 +1,120 @@
+"""The save tasks over fakes: items stored and dead-lettered one by one, message ids derived
+from the task, the size cap checked before anything else."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from config.settings import Settings
+from conversation import bootstrap
+from conversation.adapters.dead_letters import DeadLetter
+from conversation.domain.messages import NewMessage
+from conversation.services.save import SaveOutcome
+from tasks.base import payload_bytes
+from tasks.conversation_tasks import (
+    derived_message_id,
+    save_message,
+    save_messages,
+    with_message_ids,
+)
+from tests.fakes import payload
+
+
+class Poisoned(Exception):
+    """What storage raises for one message it cannot take (a bug, not a server)."""
+
+
+@dataclass
+class FakeSaver:
+    saved: list[NewMessage] = field(default_factory=list)
+
+    def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome]:
+        if any(command.content == "poison" for command in commands):
+            raise Poisoned("storage cannot take this one")
+        self.saved.extend(commands)
+        return [SaveOutcome("c", command.message_id, True, "redis") for command in commands]
+
+    def save(self, command: NewMessage) -> SaveOutcome:
+        return self.save_many([command])[0]
+
+
+@dataclass
+class FakeDeadLetters:
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    def send(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+
+@dataclass
+class FakeContainer:
+    settings: Settings = field(default_factory=lambda: Settings(max_task_bytes=10_000))
+    saver: FakeSaver = field(default_factory=FakeSaver)
+    dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeContainer]:
+    container = FakeContainer()
+    bootstrap.reset_container(container)  # type: ignore[arg-type]
+    yield container
+    bootstrap.reset_container(None)
+
+
+def test_one_message_storage_cannot_take_costs_only_itself(fake: FakeContainer) -> None:
+    batch = [payload(content="one"), payload(content="poison"), payload(content="three")]
+    result = save_messages.apply(kwargs={"messages": batch}, task_id="task-1").get()
+    assert result == {"saved": 2, "rejected": 1}
+    assert [c.content for c in fake.saver.saved] == ["one", "three"]
+    (letter,) = fake.dead_letters.letters
+    assert letter.kwargs == {"messages": [{**batch[1],
+                                           "message_id": derived_message_id("task-1", 1)}]}
+    assert "Poisoned" in letter.error
+
+
+def test_missing_message_ids_are_derived_from_the_task_id_and_place(fake: FakeContainer) -> None:
+    batch = [payload(content="a"), payload(content="b", message_id="given")]
+    for _ in range(2):  # a redelivery or a retry: the same task id
+        save_messages.apply(kwargs={"messages": batch}, task_id="task-2").get()
+    ids = [c.message_id for c in fake.saver.saved]
+    assert ids == [derived_message_id("task-2", 0), "given"] * 2
+    save_message.apply(kwargs=payload(), task_id="task-3").get()
+    assert fake.saver.saved[-1].message_id == derived_message_id("task-3")
+    assert derived_message_id("task-2", 0) != derived_message_id("task-4", 0)
+
+
+def test_a_failed_save_dead_letters_the_ids_it_derived(fake: FakeContainer) -> None:
+    batch = [payload(content="a"), payload(content="b")]
+    save_messages.on_failure(TimeoutError("PostgreSQL"), "task-5", (), {"messages": batch}, None)
+    (letter,) = fake.dead_letters.letters
+    assert letter.kwargs == with_message_ids(save_messages.name, {"messages": batch}, "task-5")
+    assert [m["message_id"] for m in letter.kwargs["messages"]] == [
+        derived_message_id("task-5", 0), derived_message_id("task-5", 1)]
+
+
+def test_a_payload_over_the_cap_is_refused_whole_before_its_items(fake: FakeContainer) -> None:
+    batch = [payload(content="x" * 4_000, message_id=f"m{i}") for i in range(3)]
+    result = save_messages.apply(kwargs={"messages": batch}, task_id="task-6").get()
+    assert result == {"saved": 0, "rejected": 3} and fake.saver.saved == []
+    (letter,) = fake.dead_letters.letters
+    assert not letter.replayable
+    assert "MAX_TASK_BYTES" in str(letter.reasons)
+
+
+def test_payload_bytes_counts_utf8_and_stops_past_the_limit() -> None:
+    assert payload_bytes({"ab": ["é", 1]}, 100) == 2 + 2 + 8
+    huge = {"messages": [{"content": "x" * 1000}] * 1000}
+    assert 100 < payload_bytes(huge, 100) <= 100 + 1000 + 8
+
+
+def test_the_cap_comes_first_for_one_message_and_for_too_long_a_batch(fake: FakeContainer) -> None:
+    save_message.apply(kwargs=payload(content="x" * 20_000), task_id="task-7").get()
+    save_messages.apply(kwargs={"messages": [payload()] * 2_000}, task_id="task-8").get()
+    assert fake.saver.saved == []
+    assert [letter.replayable for letter in fake.dead_letters.letters] == [False, False]
+    assert all("MAX_TASK_BYTES" in str(letter.reasons) for letter in fake.dead_letters.letters)
