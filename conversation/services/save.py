@@ -117,7 +117,9 @@ class MessageSaver:
         self,
         items: list[tuple[Conversation, Message, bool, bool]],
         replies: list[tuple[AppendResult, str] | ForeignSession],
-    ) -> tuple[list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome]]:
+    ) -> tuple[
+        list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome | DomainError]
+    ]:
         """Messages for a session with no conversation in Redis: before one is made, those an
         earlier conversation of the session stored (a save redelivered by the broker, or
         replayed, after that conversation migrated) are duplicates; the others are saved in
@@ -132,16 +134,23 @@ class MessageSaver:
         keys = {i: (items[i][0].tenant_id, items[i][0].session_id, items[i][1].id)
                 for i in waiting}
         stored = self.repository.stored_messages(list(keys.values()))
-        redelivered = {
+        redelivered: dict[int, SaveOutcome | DomainError] = {
             i: SaveOutcome(stored[key], key[2], False, "postgres")
             for i, key in keys.items() if key in stored
         }
         confirm = [i for i in waiting if i not in redelivered]
         replies = list(replies)
         if confirm:
-            confirmed = self.active.save_many_in_session(
-                [(items[i][0], items[i][1], False, True) for i in confirm]
-            )
+            try:
+                confirmed = self.active.save_many_in_session(
+                    [(items[i][0], items[i][1], False, True) for i in confirm]
+                )
+            except ActiveStoreUnavailable:
+                # Redis went away, or refuses writes (OOM under noeviction), between the two
+                # calls: these new conversations start in PostgreSQL, as during an outage.
+                for i in confirm:
+                    redelivered[i] = self._save_direct(items[i][0], items[i][1], items[i][2])
+                return replies, redelivered
             for i, reply in zip(confirm, confirmed, strict=True):
                 replies[i] = reply
         return replies, redelivered
