@@ -99,3 +99,12 @@ def settings(redis_server: str, database_url: str, test_var_dir: Path) -> Settin
         session_grace_seconds=1,
         var_dir=test_var_dir,
     )
+
+
+@pytest.fixture
+def own_redis(test_var_dir: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, with persistence, that the test may stop and restart on
+    the same port (an outage of the active store); stopped after the test."""
+    server = EmbeddedRedis(test_var_dir / f"own-redis-{uuid.uuid4().hex[:6]}", persist=True).start()
+    yield server
+    server.stop()

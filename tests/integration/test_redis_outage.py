@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,14 +16,6 @@ from conversation.embedded import EmbeddedRedis
 from conversation.services.migration import ConversationMigrator, MigrationStatus
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(test_var_dir: Path):  # noqa: ANN201
-    """An active-store Redis of this test's own, with persistence, so it can be stopped."""
-    server = EmbeddedRedis(test_var_dir / "outage-redis", persist=True).start()
-    yield server
-    server.stop()
 
 
 def say(container: Container, text: str, at: str, **extra: object):  # noqa: ANN201

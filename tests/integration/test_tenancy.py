@@ -26,14 +26,6 @@ from tests.workers import producer, running_worker, wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_redis(test_var_dir: Path):  # noqa: ANN201
-    """An active-store Redis of this test's own, with persistence, so it can be stopped."""
-    server = EmbeddedRedis(test_var_dir / "tenancy-redis", persist=True).start()
-    yield server
-    server.stop()
-
-
 def new_message(tenant: str, session: str, text: str, **extra: object) -> NewMessage:
     return NewMessage(tenant_id=tenant, session_id=session, agent_id="bot", role=Role.USER,
                       content=text, message_id=text, **extra)  # type: ignore[arg-type]
