@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from functools import lru_cache
 from collections.abc import Callable
+from functools import cache, lru_cache
 from typing import Any
 
 from celery import shared_task
@@ -63,7 +63,7 @@ def with_message_ids(task_name: str, kwargs: Any, task_id: str | None) -> Any:
 
 
 class SaveTask(DomainTask):
-    """A save: what it dead-letters after its retries carries the message ids it derived."""
+    """A save: whatever it dead-letters carries the message ids it derived."""
 
     abstract = True
 
@@ -78,10 +78,16 @@ class SaveTask(DomainTask):
         self.dead_letter(kwargs, InvalidPayload({"_schema": [reason]}), replayable=False)
         return True
 
-    def on_failure(
-        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    def dead_letter(
+        self, kwargs: Any, exc: BaseException, *, task_id: str | None = None,
+        replayable: bool = True,
     ) -> None:
-        super().on_failure(exc, task_id, args, with_message_ids(self.name, kwargs, task_id), einfo)
+        """Every path that dead-letters a save (its retries spent, its worker lost, the
+        redelivery cap, an item alone) records the message ids its attempts derived, so a
+        replay, under a new task id, finds what they stored instead of storing it again."""
+        if replayable:
+            kwargs = with_message_ids(self.name, kwargs, task_id or self.request.id)
+        super().dead_letter(kwargs, exc, task_id=task_id, replayable=replayable)
 
 
 def _saved_label(outcome: Any) -> str:
@@ -115,7 +121,7 @@ def _save_schema() -> SaveMessageSchema:
     return _cached_save_schema(container().settings.max_message_chars)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(schema_class: type[Schema]) -> Schema:
     """One instance per schema class, for the same reason (loading does not change it)."""
     return schema_class()

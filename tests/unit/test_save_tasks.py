@@ -118,3 +118,44 @@ def test_the_cap_comes_first_for_one_message_and_for_too_long_a_batch(fake: Fake
     assert fake.saver.saved == []
     assert [letter.replayable for letter in fake.dead_letters.letters] == [False, False]
     assert all("MAX_TASK_BYTES" in str(letter.reasons) for letter in fake.dead_letters.letters)
+
+
+@dataclass
+class FakeDeliveries:
+    """Every delivery counted as a start of the task that never finished (its worker died)."""
+
+    starts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def redelivered(self, task_id: str, retries: int) -> int:
+        key = (task_id, retries)
+        self.starts[key] = self.starts.get(key, 0) + 1
+        return self.starts[key]
+
+
+def test_a_batch_whose_worker_keeps_dying_is_dead_lettered_with_its_derived_ids(
+    fake: FakeContainer,
+) -> None:
+    """Both worker-lost paths (the redelivery cap in before_start, the pool's WorkerLostError
+    past max_retries) dead-letter the ids the attempts derived: a replay stores nothing twice.
+    Failed before the fix: both letters held `message_id: None`."""
+    from billiard.exceptions import WorkerLostError
+    from celery.exceptions import Ignore
+
+    from tasks.base import MAX_REDELIVERIES, _dead_letter_lost_worker
+
+    fake.deliveries = FakeDeliveries()  # type: ignore[attr-defined]
+    batch = [payload(content="a"), payload(content="b", message_id="given")]
+    expected = [derived_message_id("task-9", 0), "given"]
+    save_messages.push_request(id="task-9", retries=0, delivery_info={"redelivered": True})
+    try:
+        with pytest.raises(Ignore):
+            for _ in range(MAX_REDELIVERIES + 2):
+                save_messages.before_start("task-9", (), {"messages": batch})
+    finally:
+        save_messages.pop_request()
+    _dead_letter_lost_worker(sender=save_messages, task_id="task-9",
+                             exception=WorkerLostError("signal 9"), kwargs={"messages": batch})
+    capped, lost = fake.dead_letters.letters
+    for letter in (capped, lost):
+        assert letter.error.startswith("WorkerLost") and letter.task_id == "task-9"
+        assert [m["message_id"] for m in letter.kwargs["messages"]] == expected
