@@ -167,7 +167,10 @@ class Container:
 
     @cached_property
     def deliveries(self) -> RedisDeliveryCounter:
-        return RedisDeliveryCounter(self.redis, self.settings.redis_key_prefix)
+        # Every task start and end pays a round trip: behind the active store's breaker, so
+        # that with Redis down they pay none (the tasks run uncounted, as they always could).
+        counter = RedisDeliveryCounter(self.redis, self.settings.redis_key_prefix)
+        return GuardedActiveStore(counter, self.breaker)  # type: ignore[return-value]
 
     @cached_property
     def sessions(self) -> SessionLifecycle:

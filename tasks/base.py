@@ -40,9 +40,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-# A task whose whole worker died with it comes back from the broker marked redelivered; past
-# this many redeliveries it is dead-lettered without running (a payload that kills its worker
-# would otherwise kill every worker in turn, for ever).
+# A task whose whole worker died with it comes back from the broker; once it has started this
+# many times more than once without finishing, it is dead-lettered without running (a payload
+# that kills its worker would otherwise kill every worker in turn, for ever).
 MAX_REDELIVERIES = 3
 
 
@@ -128,33 +128,45 @@ class DomainTask(Task):
         return super().retry(*args, exc=exc, countdown=countdown, **options)
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        """A redelivered task (its worker died, or shut down, holding it) is counted; past
-        MAX_REDELIVERIES it is dead-lettered instead of run. Only redeliveries pay the
-        count (one Redis round trip); without Redis, the task runs."""
-        delivery = self.request.delivery_info or {}
-        if not delivery.get("redelivered"):
-            return
-        try:
-            count = container().deliveries.redelivered(task_id, self.request.retries or 0)
-        except redis.RedisError as error:
-            log.warning("could not count the redeliveries of %s: %s", task_id, error)
-            return
-        if count <= MAX_REDELIVERIES:
+        """Each start of a task is counted until it ends (after_return, on_retry clear it):
+        a start that finds more than MAX_REDELIVERIES earlier starts of the same attempt that
+        never ended (their worker died under them) dead-letters the task instead of running
+        it. Deliveries that never started (ETA tasks a warm shutdown restored) and runs that
+        finished do not count (conversation.adapters.deliveries). Without Redis, it runs."""
+        starts = self._count(task_id, "started")
+        if starts is None or starts - 1 <= MAX_REDELIVERIES:
             return
         WORKER_LOST.labels("dead_lettered").inc()
         self.dead_letter(kwargs, WorkerLost(
-            f"worker lost: delivered again {count} times without finishing (its worker "
-            "died each time?); dead-lettered without running"), task_id=task_id)
+            f"worker lost: started {starts - 1} times without finishing (its worker died "
+            "each time?); dead-lettered without running"), task_id=task_id)
         raise Ignore()
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any,
+                     einfo: Any) -> None:
+        self._count(task_id, "finished")  # stored or failed (dead-lettered): it ended
+
+    def _count(self, task_id: str, event: str) -> int | None:
+        """One round trip to the active store, behind its circuit breaker."""
+        counter = container().deliveries
+        try:
+            return getattr(counter, event)(task_id, self.request.retries or 0)
+        except (redis.RedisError, ActiveStoreUnavailable) as error:
+            log.warning("could not count the starts of %s: %s", task_id, error)
+            return None
 
     def on_retry(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if isinstance(exc, WorkerLostError):
+            # In the worker's main process, once its pool process died: that start never
+            # ended, and the retry is an attempt (and a count) of its own.
             WORKER_LOST.labels("retried").inc()
             log.warning("task %s[%s]: its worker process died (%s); retry %d of %s",
                         self.name, task_id, exc, (self.request.retries or 0) + 1,
                         self.max_retries)
+            return
+        self._count(task_id, "finished")  # this attempt ended; its retry counts on its own
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -49,10 +49,26 @@ class FakeDeadLetters:
 
 
 @dataclass
+class FakeDeliveries:
+    """The starts of each attempt that have not ended (conversation.adapters.deliveries)."""
+
+    starts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def started(self, task_id: str, retries: int) -> int:
+        key = (task_id, retries)
+        self.starts[key] = self.starts.get(key, 0) + 1
+        return self.starts[key]
+
+    def finished(self, task_id: str, retries: int) -> None:
+        self.starts.pop((task_id, retries), None)
+
+
+@dataclass
 class FakeContainer:
     settings: Settings = field(default_factory=lambda: Settings(max_task_bytes=10_000))
     saver: FakeSaver = field(default_factory=FakeSaver)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+    deliveries: FakeDeliveries = field(default_factory=FakeDeliveries)
 
     def close(self) -> None:
         pass
@@ -120,18 +136,6 @@ def test_the_cap_comes_first_for_one_message_and_for_too_long_a_batch(fake: Fake
     assert all("MAX_TASK_BYTES" in str(letter.reasons) for letter in fake.dead_letters.letters)
 
 
-@dataclass
-class FakeDeliveries:
-    """Every delivery counted as a start of the task that never finished (its worker died)."""
-
-    starts: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def redelivered(self, task_id: str, retries: int) -> int:
-        key = (task_id, retries)
-        self.starts[key] = self.starts.get(key, 0) + 1
-        return self.starts[key]
-
-
 def test_a_batch_whose_worker_keeps_dying_is_dead_lettered_with_its_derived_ids(
     fake: FakeContainer,
 ) -> None:
@@ -143,7 +147,6 @@ def test_a_batch_whose_worker_keeps_dying_is_dead_lettered_with_its_derived_ids(
 
     from tasks.base import MAX_REDELIVERIES, _dead_letter_lost_worker
 
-    fake.deliveries = FakeDeliveries()  # type: ignore[attr-defined]
     batch = [payload(content="a"), payload(content="b", message_id="given")]
     expected = [derived_message_id("task-9", 0), "given"]
     save_messages.push_request(id="task-9", retries=0, delivery_info={"redelivered": True})
@@ -159,3 +162,4 @@ def test_a_batch_whose_worker_keeps_dying_is_dead_lettered_with_its_derived_ids(
     for letter in (capped, lost):
         assert letter.error.startswith("WorkerLost") and letter.task_id == "task-9"
         assert [m["message_id"] for m in letter.kwargs["messages"]] == expected
+

@@ -56,14 +56,13 @@ class RecordedLetters:
         self.sent.append(letter)
 
 
-def test_a_task_redelivered_too_often_is_dead_lettered_without_running() -> None:
-    """Its whole worker died with it each time: the broker's redeliveries are bounded too."""
+@pytest.fixture
+def counted_task() -> Any:
+    """A domain task over a container whose Redis is fakeredis (the real counter on it)."""
     import fakeredis
-    from celery.exceptions import Ignore
 
     from config.settings import Settings
     from conversation.bootstrap import Container, reset_container
-    from tasks.base import MAX_REDELIVERIES
 
     letters = RecordedLetters()
     reset_container(Container(Settings(), redis=fakeredis.FakeRedis(), dead_letters=letters))
@@ -73,20 +72,48 @@ def test_a_task_redelivered_too_often_is_dead_lettered_without_running() -> None
     def task(self: DomainTask, **kwargs: Any) -> None:
         """A domain task (its body never runs here)."""
 
-    try:
-        task.push_request(id="first", retries=0, delivery_info={"redelivered": False})
-        for _ in range(MAX_REDELIVERIES + 2):
-            task.before_start("first", (), {"n": 1})  # not redelivered: never counted
-        task.push_request(id="again", retries=0, delivery_info={"redelivered": True})
-        for _ in range(MAX_REDELIVERIES):
-            task.before_start("again", (), {"n": 2})
-        assert letters.sent == []
-        with pytest.raises(Ignore):
-            task.before_start("again", (), {"n": 2})
-        [letter] = letters.sent
-        assert letter.kwargs == {"n": 2} and letter.task_id == "again"
-        assert letter.error.startswith("WorkerLost: worker lost")
-    finally:
+    task.letters = letters
+    yield task
+    while task.request_stack.top is not None:
         task.pop_request()
-        task.pop_request()
-        reset_container(None)
+    reset_container(None)
+
+
+def test_a_task_whose_runs_never_finish_is_dead_lettered_without_running(counted_task) -> None:
+    """Its whole worker died with it each time: the broker's redeliveries are bounded too. The
+    first delivery's start counts as well (it may be the one that killed the worker)."""
+    from celery.exceptions import Ignore
+
+    from tasks.base import MAX_REDELIVERIES
+
+    task = counted_task
+    task.push_request(id="poison", retries=0, delivery_info={"redelivered": False})
+    task.before_start("poison", (), {"n": 2})  # ran, and its worker died
+    task.push_request(id="poison", retries=0, delivery_info={"redelivered": True})
+    for _ in range(MAX_REDELIVERIES):
+        task.before_start("poison", (), {"n": 2})
+    assert task.letters.sent == []
+    with pytest.raises(Ignore):
+        task.before_start("poison", (), {"n": 2})
+    [letter] = task.letters.sent
+    assert letter.kwargs == {"n": 2} and letter.task_id == "poison"
+    assert letter.error.startswith("WorkerLost: worker lost")
+
+
+def test_redeliveries_of_runs_that_finished_never_count(counted_task) -> None:
+    """A delivery the broker restored without running it (an ETA/countdown task at a warm
+    shutdown), or sent again after a run that finished (a countdown past the visibility
+    timeout, a lost ack), is no sign of a worker death: it runs, however often it comes.
+    Failed before the fix: the 4th redelivered run was dead-lettered without running."""
+    from tasks.base import MAX_REDELIVERIES
+
+    task = counted_task
+    task.push_request(id="healthy", retries=0, delivery_info={"redelivered": True})
+    for _ in range(MAX_REDELIVERIES + 3):
+        task.before_start("healthy", (), {"n": 1})
+        task.after_return("SUCCESS", None, "healthy", (), {"n": 1}, None)
+    task.push_request(id="healthy", retries=1, delivery_info={"redelivered": True})
+    for _ in range(MAX_REDELIVERIES + 3):
+        task.before_start("healthy", (), {"n": 1})
+        task.on_retry(ConnectionError("PostgreSQL"), "healthy", (), {"n": 1}, None)
+    assert task.letters.sent == []
