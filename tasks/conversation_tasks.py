@@ -78,6 +78,13 @@ class SaveTask(DomainTask):
         self.dead_letter(kwargs, InvalidPayload({"_schema": [reason]}), replayable=False)
         return True
 
+    def still_to_save(self, kwargs: dict[str, Any], items: list[Any]) -> None:
+        """What a retry of this attempt sends again, and its failure dead-letters: the
+        request's kwargs, which Celery's retry() and on_failure read, narrowed to `items`.
+        Items stored before a failure stay in (storing one again is idempotent on its id)."""
+        if len(items) != len(kwargs.get("messages") or ()):
+            self.request.kwargs = {**kwargs, "messages": items}
+
     def dead_letter(
         self, kwargs: Any, exc: BaseException, *, task_id: str | None = None,
         replayable: bool = True,
@@ -139,7 +146,8 @@ def save_message(self: SaveTask, **kwargs: Any) -> None:
 
 @shared_task(base=SaveTask, bind=True, name="conversation.save_messages")
 def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
-    """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone."""
+    """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone.
+    The result counts what this attempt saved and rejected (a retry holds only the rest)."""
     if self.oversize(kwargs):
         messages = kwargs.get("messages")
         return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
@@ -154,6 +162,10 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
             valid.append((item, _new_message(validated(schema, item))))
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
+    # A transient failure retries the task, and once its retries are spent dead-letters it:
+    # both send the items still to save, with their ids, and not those dead-lettered above
+    # (so they are dead-lettered once, not once per attempt, and never twice in a replay).
+    self.still_to_save(kwargs, [item for item, _ in valid])
     outcomes = _save_each([command for _, command in valid])
     refused = 0
     for (item, _), outcome in zip(valid, outcomes, strict=True):

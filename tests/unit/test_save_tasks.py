@@ -163,3 +163,44 @@ def test_a_batch_whose_worker_keeps_dying_is_dead_lettered_with_its_derived_ids(
         assert letter.error.startswith("WorkerLost") and letter.task_id == "task-9"
         assert [m["message_id"] for m in letter.kwargs["messages"]] == expected
 
+
+@dataclass
+class FlakySaver(FakeSaver):
+    """PostgreSQL/Redis away for the first `failures` round trips (a transient failure)."""
+
+    failures: int = 0
+
+    def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome]:
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("the store timed out")
+        return super().save_many(commands)
+
+
+def test_an_invalid_item_is_dead_lettered_once_whatever_the_retries(fake: FakeContainer) -> None:
+    """A transient failure retries the batch: the invalid item, dead-lettered alone on the
+    first attempt, is not sent again, nor dead-lettered again, nor put in the final letter.
+    Failed before the fix: 4 letters for the invalid item, and it was in the batch letter."""
+    from tasks.base import DomainTask
+
+    invalid = payload(content="bad", role="robot")
+    batch = [payload(content="a"), invalid, payload(content="b", message_id="given")]
+    fake.saver = FlakySaver(failures=1)
+    # The result is the last attempt's (the invalid item was the first attempt's refusal).
+    assert save_messages.apply(kwargs={"messages": batch}, task_id="task-10").get() == {
+        "saved": 2, "rejected": 0}
+    assert [(c.content, c.message_id) for c in fake.saver.saved] == [
+        ("a", derived_message_id("task-10", 0)), ("b", "given")]
+    (alone,) = fake.dead_letters.letters
+    assert alone.kwargs == {"messages": [{**invalid,
+                                          "message_id": derived_message_id("task-10", 1)}]}
+
+    fake.dead_letters.letters.clear()
+    fake.saver = FlakySaver(failures=DomainTask.max_retries + 1)  # every attempt fails
+    save_messages.apply(kwargs={"messages": batch}, task_id="task-11")
+    alone, final = fake.dead_letters.letters
+    assert [m["content"] for m in alone.kwargs["messages"]] == ["bad"]
+    # The final letter holds only what still needs saving, with the ids the attempts used.
+    assert final.kwargs == {"messages": [{**batch[0], "message_id": derived_message_id(
+        "task-11", 0)}, batch[2]]}
+    assert "TimeoutError" in final.error and final.attempts == DomainTask.max_retries + 1
