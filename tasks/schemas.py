@@ -25,6 +25,7 @@ from conversation.domain.messages import (
     stored_timestamp,
     text_problem,
 )
+from conversation.domain.stats import SATISFACTION_RANGE, satisfaction_score
 
 IDENTIFIER = validate.Regexp(
     IDENTIFIER_PATTERN,
@@ -113,6 +114,14 @@ class SaveMessageSchema(PayloadSchema):
             raise ValidationError(f"is not JSON both tiers can store: {exc}") from exc
         if size > MAX_METADATA_BYTES:
             raise ValidationError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are accepted")
+        # A number here is a rating the statistics sum (conversation.domain.stats): one off
+        # the scale is refused; a value that is not a number is no rating, and accepted.
+        score = value.get("satisfaction")
+        if (isinstance(score, int | float) and not isinstance(score, bool)
+                and satisfaction_score(score) is None):
+            low, high = SATISFACTION_RANGE
+            raise ValidationError(
+                f"satisfaction must be a number from {low} to {high} (a rating), not {score!r}"[:200])
 
 
 class SaveMessagesSchema(PayloadSchema):

@@ -7,7 +7,7 @@ Definitions (the README repeats them for the CRM):
 - first response: first user message to the first assistant message at or after it.
 - resolution: first message to the session's close (conversations that never closed have none).
 - satisfaction: the last numeric `metadata.satisfaction` any message carried (the upstream's
-  rating, on the scale it uses).
+  rating, on the scale it uses) within SATISFACTION_RANGE; other values are not ratings.
 - model: the last `metadata.model` an assistant (else any) message named; "unknown" if none.
 """
 from __future__ import annotations
@@ -20,6 +20,22 @@ from conversation.domain.messages import Message, Role, parse_timestamp
 from conversation.domain.sketch import QuantileSketch
 
 UNKNOWN_MODEL = "unknown"
+
+# Wide enough for every rating scale in use (1-5 stars, 0-10, 0-100 %, NPS's -100..100), and
+# small enough that a day's sum of them stays finite and exact: one 1e308 made the sum inf
+# and the day's average null for good. Saves refuse a number outside it (tasks.schemas);
+# a value stored before that was checked is left out of the figures here.
+SATISFACTION_RANGE = (-100, 100)
+
+
+def satisfaction_score(value: Any) -> float | None:
+    """The rating `value` stands for, or None: a number (not a bool) within the range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    low, high = SATISFACTION_RANGE
+    # Compared before any conversion: NaN compares false, and an int too big for a float
+    # is simply out of range.
+    return float(value) if low <= value <= high else None
 
 
 @dataclass(frozen=True)
@@ -62,9 +78,10 @@ def summarise_conversation(
                 break
     satisfaction = None
     for message in messages:
-        score = message.metadata.get("satisfaction") if message.metadata else None
-        if isinstance(score, int | float) and not isinstance(score, bool):
-            satisfaction = float(score)
+        score = satisfaction_score(message.metadata.get("satisfaction")
+                                   if message.metadata else None)
+        if score is not None:
+            satisfaction = score
     resolution = None
     if closed_at and started:
         resolution = max(0.0, (parse_timestamp(closed_at) - started).total_seconds())
@@ -116,9 +133,10 @@ class Aggregate:
         self.messages_out += stats.assistant_messages
         self.tokens_in += stats.tokens_in
         self.tokens_out += stats.tokens_out
-        if stats.satisfaction is not None:
+        score = satisfaction_score(stats.satisfaction)  # a stored row may predate the check
+        if score is not None:
             self.rated += 1
-            self.satisfaction_sum += stats.satisfaction
+            self.satisfaction_sum += score
         self.duration.add(stats.duration_seconds)
         self.first_response.add(stats.first_response_seconds)
 

@@ -90,3 +90,29 @@ def test_the_client_publishes_by_name_to_the_contract_queues() -> None:
         ("conversation.session_closed", "conversation.sessions",
          {"tenant_id": "t", "session_id": "s"}),
     ]
+
+
+@pytest.mark.parametrize("score", [1e308, -1e308, 101, -100.5, float("inf"), float("nan"),
+                                   pytest.param(10**400, id="10**400"), True, "4"])
+def test_a_satisfaction_off_the_scale_is_not_a_rating(score: object) -> None:
+    """Only a number within SATISFACTION_RANGE is a rating. Two conversations rated 1e308
+    made a day's satisfaction_sum inf, and its average null for good: failed before the fix
+    (1e308 and the others counted; 10**400 raised OverflowError)."""
+    from conversation.domain.stats import Aggregate
+
+    rated = summarise_conversation([msg(0, Role.USER, "2026-01-01T10:00:00Z", satisfaction=4)])
+    stats = summarise_conversation([
+        msg(0, Role.USER, "2026-01-01T10:00:00Z", satisfaction=2),
+        msg(1, Role.ASSISTANT, "2026-01-01T10:00:05Z", satisfaction=score),
+    ])
+    assert stats.satisfaction == 2.0  # the last rating on the scale
+    day = Aggregate()
+    for conversation in (rated, stats, stats):
+        day.add_started(conversation)
+    assert day.measures()["satisfaction_avg"] == 2.667 and day.rated == 3
+    # A stored conversation_stats row from before the fix is left out of the sums, too.
+    from dataclasses import replace
+
+    if isinstance(score, float | int) and not isinstance(score, bool):
+        day.add_started(replace(stats, satisfaction=score))
+        assert day.rated == 3 and day.measures()["satisfaction_avg"] == 2.667

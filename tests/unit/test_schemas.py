@@ -50,6 +50,9 @@ def test_a_valid_payload_loads_with_defaults() -> None:
         ("metadata", {"a": float("nan")}, "NaN and Infinity are not JSON"),
         ("metadata", {"a": float("-inf")}, "NaN and Infinity are not JSON"),
         ("metadata", {"a": 2**64}, "beyond 64 bits"),
+        # A satisfaction off the scale (1e308 summed to inf in the daily statistics).
+        ("metadata", {"satisfaction": 1e308}, "satisfaction must be a number from -100 to 100"),
+        ("metadata", {"satisfaction": -101}, "satisfaction must be a number from -100 to 100"),
         ("name", "bob\x00", "NUL"),
         ("content", "text with \x00 in it", "NUL"),
     ],
@@ -104,3 +107,12 @@ def test_a_close_time_storage_cannot_hold_is_refused_too() -> None:
     close = {"tenant_id": "acme", "session_id": "s", "closed_at": "0001-01-01T00:00:00+01:00"}
     found = reasons(close, SessionClosedSchema())
     assert "out of range" in str(found["closed_at"])
+
+
+@pytest.mark.parametrize("score", [4, 4.5, 0, -100, 100, "good", None, True])
+def test_a_satisfaction_on_the_scale_or_not_a_number_is_accepted(score: object) -> None:
+    """A number is a rating on the documented scale; anything else is not a rating (ignored
+    by the statistics, as the README says), and accepted as any metadata is."""
+    loaded = validated(SaveMessageSchema(max_message_chars=100),
+                       payload(metadata={"satisfaction": score}))
+    assert loaded["metadata"] == {"satisfaction": score}
