@@ -101,6 +101,43 @@ def test_a_batch_without_message_ids_redelivered_or_replayed_stores_nothing_twic
     assert contents == sorted(f"message {i}" for i in range(20))
 
 
+def test_a_batch_whose_worker_died_replayed_from_its_dead_letter_stores_nothing_twice(
+    service: tuple[Container, Any],
+) -> None:
+    """The worker-lost path (Celery's WorkerLostError past max_retries, in the worker's main
+    process) dead-letters the ids the attempts derived: failed before the fix (its letter had
+    no message_id, so the replay derived new ones and stored all 20 again)."""
+    from billiard.exceptions import WorkerLostError
+
+    from conversation.bootstrap import reset_container
+    from tasks.base import _dead_letter_lost_worker
+    from tasks.conversation_tasks import save_messages
+
+    container, app = service
+    session = f"lost-{uuid.uuid4().hex[:8]}"
+    batch = [message(session, i) for i in range(20)]
+    task_id = str(uuid.uuid4())
+    app.send_task("conversation.save_messages", kwargs={"messages": batch},
+                  queue="conversation.save", task_id=task_id)
+    wait_until(lambda: len(stored(container, session)) >= 20, what="the batch")
+    reset_container(Container(container.settings))  # the handler's: this test's servers
+    try:
+        _dead_letter_lost_worker(sender=save_messages, task_id=task_id,
+                                 exception=WorkerLostError("signal 9 (SIGKILL)"),
+                                 kwargs={"messages": batch})
+    finally:
+        reset_container(None)
+    (letter,) = letters(container, session)
+    assert letter.error.startswith("WorkerLost")
+    assert container.dead_letters.replay(container.producer, [letter.id]) == 1
+    app.send_task("conversation.save_message", queue="conversation.save",
+                  kwargs=message(session, 99, message_id="marker"))
+    wait_until(lambda: "marker" in [m.id for m in stored(container, session)],
+               what="the marker")
+    contents = sorted(m.content for m in stored(container, session) if m.id != "marker")
+    assert contents == sorted(f"message {i}" for i in range(20))
+
+
 def test_nul_anywhere_and_a_trailing_newline_in_an_identifier_are_refused_with_a_reason(
     service: tuple[Container, Any],
 ) -> None:
