@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import redis
@@ -146,13 +146,14 @@ class DomainTask(Task):
                      einfo: Any) -> None:
         self._count(task_id, "finished")  # stored or failed (dead-lettered): it ended
 
-    def _count(self, task_id: str, event: str) -> int | None:
+    def _count(self, task_id: str, event: Literal["started", "finished"]) -> int | None:
         """One round trip to the active store, behind its circuit breaker."""
         counter = container().deliveries
         try:
             return getattr(counter, event)(task_id, self.request.retries or 0)
         except (redis.RedisError, ActiveStoreUnavailable) as error:
-            log.warning("could not count the starts of %s: %s", task_id, error)
+            # Debug only: the breaker logs the outage once, and this would log every task.
+            log.debug("could not count the starts of %s: %s", task_id, error)
             return None
 
     def on_retry(
