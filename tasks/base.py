@@ -128,23 +128,31 @@ class DomainTask(Task):
         return super().retry(*args, exc=exc, countdown=countdown, **options)
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        """Each start of a task is counted until it ends (after_return, on_retry clear it):
-        a start that finds more than MAX_REDELIVERIES earlier starts of the same attempt that
-        never ended (their worker died under them) dead-letters the task instead of running
-        it. Deliveries that never started (ETA tasks a warm shutdown restored) and runs that
-        finished do not count (conversation.adapters.deliveries). Without Redis, it runs."""
+        """A redelivered start (the broker handed the task back: its worker died, or shut
+        down, holding it) is counted until it ends (after_return, on_retry clear it): one that
+        finds more than MAX_REDELIVERIES such starts that never ended (their worker died under
+        them) dead-letters the task instead of running it. Deliveries that never start (ETA
+        tasks a warm shutdown restored) and runs that finish do not count
+        (conversation.adapters.deliveries). Only redelivered tasks pay the round trips: a
+        first delivery's death is the one run the count leaves out. Without Redis, it runs."""
+        if not self._redelivered():
+            return
         starts = self._count(task_id, "started")
-        if starts is None or starts - 1 <= MAX_REDELIVERIES:
+        if starts is None or starts <= MAX_REDELIVERIES:
             return
         WORKER_LOST.labels("dead_lettered").inc()
         self.dead_letter(kwargs, WorkerLost(
-            f"worker lost: started {starts - 1} times without finishing (its worker died "
+            f"worker lost: delivered again {starts} times without finishing (its worker died "
             "each time?); dead-lettered without running"), task_id=task_id)
         raise Ignore()
 
     def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any,
                      einfo: Any) -> None:
-        self._count(task_id, "finished")  # stored or failed (dead-lettered): it ended
+        if self._redelivered():
+            self._count(task_id, "finished")  # stored or failed (dead-lettered): it ended
+
+    def _redelivered(self) -> bool:
+        return bool((self.request.delivery_info or {}).get("redelivered"))
 
     def _count(self, task_id: str, event: Literal["started", "finished"]) -> int | None:
         """One round trip to the active store, behind its circuit breaker."""
@@ -167,7 +175,8 @@ class DomainTask(Task):
                         self.name, task_id, exc, (self.request.retries or 0) + 1,
                         self.max_retries)
             return
-        self._count(task_id, "finished")  # this attempt ended; its retry counts on its own
+        if self._redelivered():
+            self._count(task_id, "finished")  # this attempt ended; its retry counts on its own
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -6,8 +6,8 @@ Starts are counted, not the broker's redeliveries: the Redis transport marks as 
 every message it restores, including ETA/countdown tasks (session timers, retries in backoff)
 that a warm shutdown hands back without running them, and a countdown past the visibility
 timeout is delivered again after a run that finished. Neither is a sign of a worker death.
-A start counts one; its end (success, failure, retry) clears the count; so what a new start
-finds is the number of earlier starts of this attempt whose worker died under them."""
+A redelivered start counts one (first deliveries pay nothing); its end (success, failure,
+retry) clears the count; so what a new redelivered start finds is the number of earlier starts of this attempt whose worker died under them."""
 from __future__ import annotations
 
 from typing import Any

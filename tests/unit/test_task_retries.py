@@ -80,8 +80,8 @@ def counted_task() -> Any:
 
 
 def test_a_task_whose_runs_never_finish_is_dead_lettered_without_running(counted_task) -> None:
-    """Its whole worker died with it each time: the broker's redeliveries are bounded too. The
-    first delivery's start counts as well (it may be the one that killed the worker)."""
+    """Its whole worker died with it each time: the broker's redeliveries are bounded too (the
+    first delivery, which may be the one that killed the worker, plus MAX_REDELIVERIES)."""
     from celery.exceptions import Ignore
 
     from tasks.base import MAX_REDELIVERIES
@@ -117,3 +117,13 @@ def test_redeliveries_of_runs_that_finished_never_count(counted_task) -> None:
         task.before_start("healthy", (), {"n": 1})
         task.on_retry(ConnectionError("PostgreSQL"), "healthy", (), {"n": 1}, None)
     assert task.letters.sent == []
+
+
+def test_first_deliveries_cost_no_round_trip(counted_task) -> None:
+    """Only a redelivered task is counted: the common case (every save) pays nothing."""
+    from conversation.bootstrap import container
+
+    task = counted_task
+    task.push_request(id="plain", retries=0, delivery_info={"redelivered": False})
+    task.before_start("plain", (), {"n": 1})
+    assert container().deliveries.client.keys("*") == []  # nothing counted while it runs
