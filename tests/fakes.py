@@ -56,6 +56,7 @@ class FakeRepository:
     stored: dict[str, list[Message]] = field(default_factory=dict)
     stats: dict[str, ConversationStats] = field(default_factory=dict)
     token_counts: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
+    session_owners: dict[str, str] = field(default_factory=dict)
     writes: int = 0
 
     def store_conversation(
@@ -110,6 +111,10 @@ class FakeRepository:
 
     def messages(self, conversation_id: str) -> list[Message]:
         return list(self.stored.get(conversation_id, []))
+
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
+        return {session_id: self.session_owners.setdefault(session_id, tenant_id)
+                for tenant_id, session_id in claims}
 
     def stored_messages(
         self, wanted: Sequence[tuple[str, str, str]]

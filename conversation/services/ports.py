@@ -234,6 +234,10 @@ class Repository(Protocol):
         """Append to a persisted conversation of `tenant_id`; False for a message id already
         there. Raises ForeignConversation."""
 
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """The durable owner of each (tenant, session) claimed, by session id: a session no
+        tenant owns becomes the claiming tenant's."""
+
     def stored_messages(
         self, wanted: Sequence[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], str]:

@@ -16,7 +16,7 @@ from api import create_app
 from config.settings import Settings
 from conversation.adapters.sql_schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
-from conversation.domain.errors import ForeignConversation
+from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
 from conversation.embedded import EmbeddedRedis
 from conversation.services.migration import MigrationStatus
@@ -281,3 +281,48 @@ def test_the_collision_through_a_real_worker_and_the_api(
     finally:
         app.close()
         container.close()
+
+
+def test_naming_another_tenants_live_session_during_an_outage_is_refused(
+    settings: Settings, own_redis: EmbeddedRedis
+) -> None:
+    """Tenant B's session is live only in Redis; Redis goes down; tenant A's message names B's
+    session. A is refused (the session's durable owner is B), B's own direct saves go on, and
+    after the outage B's session is still B's in both tiers."""
+    container = Container(replace(settings, redis_url=f"{own_redis.url}/0"))
+    container.breaker.retry_after = 0.2
+    suffix = settings.redis_key_prefix.strip(":")
+    session, tenant_a, tenant_b = f"live-{suffix}", f"oa-{suffix}", f"ob-{suffix}"
+    try:
+        assert container.saver.save(new_message(tenant_b, session, "b one")).tier == "redis"
+        own_redis.stop()
+        with pytest.raises(ForeignSession):
+            container.saver.save(new_message(tenant_a, session, "a intrudes"))
+        outcome = container.saver.save(new_message(tenant_b, session, "b two"))
+        assert (outcome.tier, outcome.stored) == ("postgres", True)
+        with container.engine.connect() as connection:
+            owners = set(connection.scalars(select(conversations.c.tenant_id).where(
+                conversations.c.session_id == session)))
+        assert owners == {tenant_b}
+    finally:
+        container.close()
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_a_migrated_session_stays_its_tenants_once_redis_forgets_it(
+    container: Container, explicit: bool
+) -> None:
+    """B's session migrated and its Redis records expired: tenant A naming the session (with
+    or without a conversation id of its own) is refused, and B can still use it."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tag = f"{suffix}-{int(explicit)}"
+    session, tenant_a, tenant_b = f"gone-{tag}", f"ga-{tag}", f"gb-{tag}"
+    container.saver.save(new_message(tenant_b, session, "b one"))
+    assert migrate(container, tenant_b, session).status is MigrationStatus.MIGRATED
+    keys = container.active_store.keys
+    container.redis.delete(keys.session_mapping(session), keys.session_state(session))
+
+    extra = {"conversation_id": f"ga-conv-{tag}"} if explicit else {}
+    with pytest.raises(ForeignSession):
+        container.saver.save(new_message(tenant_a, session, "a claims", **extra))
+    assert container.saver.save(new_message(tenant_b, session, "b back")).stored
