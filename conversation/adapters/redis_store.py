@@ -871,8 +871,8 @@ class RedisActiveStore:
         reasons = self.client.hmget(self.keys.quarantined, list(conversation_ids))
         return [reason is not None for reason in reasons]
 
-    def release_quarantine(self, conversation_id: str) -> None:
-        self.client.hdel(self.keys.quarantined, conversation_id)
+    def release_quarantine(self, conversation_id: str) -> bool:
+        return int(self.client.hdel(self.keys.quarantined, conversation_id)) == 1
 
     def idle_conversations(self, before: float, limit: int) -> list[str]:
         """Active conversations whose last message arrived before `before` (epoch seconds)."""

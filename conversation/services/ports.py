@@ -198,7 +198,8 @@ class ActiveStore(Protocol):
 
     def quarantined(self, conversation_ids: Sequence[str]) -> list[bool]: ...
 
-    def release_quarantine(self, conversation_id: str) -> None: ...
+    def release_quarantine(self, conversation_id: str) -> bool:
+        """Take the conversation out of quarantine; False when it was not quarantined."""
 
     def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:
         """Many conversations' message counts in one round trip."""

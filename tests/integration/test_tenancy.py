@@ -326,3 +326,19 @@ def test_a_migrated_session_stays_its_tenants_once_redis_forgets_it(
     with pytest.raises(ForeignSession):
         container.saver.save(new_message(tenant_a, session, "a claims", **extra))
     assert container.saver.save(new_message(tenant_b, session, "b back")).stored
+
+
+def test_a_replay_of_migrate_quarantined_for_a_live_conversation_does_nothing(
+    container: Container,
+) -> None:
+    """Any producer may send conversation.migrate_quarantined: naming a live conversation that
+    is not quarantined (another tenant's, or its own) must not force it out of Redis."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    outcome = container.saver.save(new_message(f"q-{suffix}", f"q-s-{suffix}", "live"))
+    conversation_id = outcome.conversation_id
+
+    retried = container.due_migrations.retry_quarantined(conversation_id)
+
+    assert retried.status.value == "not_quarantined"
+    assert container.repository.get_conversation(conversation_id) is None
+    assert [m.content for m in container.active_store.messages(conversation_id)] == ["live"]
