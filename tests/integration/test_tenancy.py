@@ -342,3 +342,24 @@ def test_a_replay_of_migrate_quarantined_for_a_live_conversation_does_nothing(
     assert retried.status.value == "not_quarantined"
     assert container.repository.get_conversation(conversation_id) is None
     assert [m.content for m in container.active_store.messages(conversation_id)] == ["live"]
+
+
+def test_get_context_on_another_tenants_conversation_answers_as_for_none(
+    container: Container,
+) -> None:
+    """Tenant A asking for B's conversation (active, then migrated) gets the answer an id that
+    does not exist gets: nothing tells A the id is in use."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant_a, tenant_b, session = f"ca-{suffix}", f"cb-{suffix}", f"cb-s-{suffix}"
+    shared = container.saver.save(new_message(tenant_b, session, "b secret")).conversation_id
+    missing = f"missing-{suffix}"
+
+    def answer(conversation_id: str) -> dict[str, object]:
+        context = container.context_builder.get_context(
+            tenant_id=tenant_a, conversation_id=conversation_id, window="8k")
+        return {**context, "conversation_id": None,
+                "error": str(context["error"]).replace(conversation_id, "ID")}
+
+    assert answer(shared) == answer(missing)
+    assert migrate(container, tenant_b, session).status is MigrationStatus.MIGRATED
+    assert answer(shared) == answer(missing)
