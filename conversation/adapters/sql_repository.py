@@ -48,6 +48,7 @@ from conversation.services.ports import (
     ActiveStoreUnavailable,
     ConversationRefused,
     MessageRecord,
+    SessionOwner,
     Summary,
     TenantConflict,
 )
@@ -184,29 +185,32 @@ WITH wanted AS (
     ON CONFLICT (session_id) DO NOTHING
     RETURNING session_id, tenant_id
 )
-SELECT session_id, tenant_id FROM claimed
+SELECT session_id, tenant_id, true AS new FROM claimed
 UNION ALL
-SELECT o.session_id, o.tenant_id FROM session_owners o JOIN wanted USING (session_id)
+SELECT o.session_id, o.tenant_id, false FROM session_owners o JOIN wanted USING (session_id)
 """)
 
 
-def _claim_sessions(connection: Any, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """session id -> its owning tenant, for (tenant, session) claims: a session no tenant owns
+def _claim_sessions(
+    connection: Any, claims: Sequence[tuple[str, str]]
+) -> dict[str, SessionOwner]:
+    """session id -> its owner, for (tenant, session) claims: a session no tenant owns
     becomes the claiming tenant's (the first claim of a batch wins)."""
     wanted: dict[str, str] = {}
     for tenant_id, session_id in claims:
         wanted.setdefault(session_id, tenant_id)
     if not wanted:
         return {}
-    owners = {row.session_id: row.tenant_id for row in connection.execute(
+    owners = {row.session_id: SessionOwner(row.tenant_id, row.new) for row in connection.execute(
         _CLAIM_SESSIONS, {"sessions": list(wanted), "tenants": list(wanted.values())})}
     missing = [session_id for session_id in wanted if session_id not in owners]
     if missing:
         # Claimed by a transaction that committed while this statement waited on its row: the
         # statement's snapshot predates it, a new statement sees it.
-        owners.update(connection.execute(
-            select(session_owners.c.session_id, session_owners.c.tenant_id)
-            .where(session_owners.c.session_id.in_(missing))).tuples())
+        owners.update((session_id, SessionOwner(tenant_id)) for session_id, tenant_id in
+                      connection.execute(
+                          select(session_owners.c.session_id, session_owners.c.tenant_id)
+                          .where(session_owners.c.session_id.in_(missing))).tuples())
     return owners
 
 
@@ -748,7 +752,7 @@ class SqlRepository:
             owner = _claim_sessions(
                 connection, [(conversation.tenant_id, conversation.session_id)]
             ).get(conversation.session_id)
-            if owner != conversation.tenant_id:
+            if owner is None or owner.tenant_id != conversation.tenant_id:
                 raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
             # Stored before by any of the session's conversations (a redelivery or a replay,
             # whichever tier it went to then): a duplicate.
@@ -804,9 +808,9 @@ class SqlRepository:
                 )
         return conversation_id, inserted
 
-    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
-        """session id -> owning tenant for (tenant, session) claims; an unowned session becomes
-        the claiming tenant's, in one statement."""
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, SessionOwner]:
+        """session id -> owner for (tenant, session) claims; an unowned session becomes the
+        claiming tenant's (`new`), in one statement."""
         with self.engine.begin() as connection:
             return _claim_sessions(connection, claims)
 

@@ -134,13 +134,19 @@ class MessageSaver:
             return replies, {}
         owners = self.repository.claim_sessions(
             [(items[i][0].tenant_id, items[i][0].session_id) for i in waiting])
-        redelivered: dict[int, SaveOutcome | DomainError] = {
-            i: ForeignSession(f"session {items[i][0].session_id} belongs to another tenant")
-            for i in waiting if owners.get(items[i][0].session_id) != items[i][0].tenant_id
-        }
-        keys = {i: (items[i][0].tenant_id, items[i][0].session_id, items[i][1].id)
-                for i in waiting if i not in redelivered}
-        stored = self.repository.stored_messages(list(keys.values()))
+        redelivered: dict[int, SaveOutcome | DomainError] = {}
+        keys: dict[int, tuple[str, str, str]] = {}
+        for i in waiting:
+            conversation = items[i][0]
+            owner = owners.get(conversation.session_id)
+            if owner is None or owner.tenant_id != conversation.tenant_id:
+                redelivered[i] = ForeignSession(
+                    f"session {conversation.session_id} belongs to another tenant")
+            elif not owner.new:
+                # A session just claimed was never used: no persisted conversation of it can
+                # hold its messages, so the common case (a new session) asks PostgreSQL once.
+                keys[i] = (conversation.tenant_id, conversation.session_id, items[i][1].id)
+        stored = self.repository.stored_messages(list(keys.values())) if keys else {}
         redelivered.update({
             i: SaveOutcome(stored[key], key[2], False, "postgres")
             for i, key in keys.items() if key in stored
