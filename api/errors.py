@@ -9,7 +9,13 @@ from psycopg.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from conversation.services.ports import ActiveStoreUnavailable
+
 log = logging.getLogger(__name__)
+
+# Seconds a client waits before trying again while Redis is out of reach: a few times the
+# circuit breaker's retry window, so a retry usually finds it decided.
+ACTIVE_STORE_RETRY_AFTER = 5
 
 CODES = {
     400: "bad_request",
@@ -66,6 +72,15 @@ def handle_database_error(error: OperationalError) -> Any:
     return error_body(503, "the database is unavailable; try again later")
 
 
+def handle_active_store_unavailable(error: ActiveStoreUnavailable) -> Any:
+    """Redis is out of reach and the answer depends on it (an erasure must reach both tiers;
+    a conversation PostgreSQL lacks may be live in Redis): unavailable, try again later."""
+    log.warning("active store unavailable for this request: %s", error)
+    response = error_body(503, "the active store is unavailable; try again later")
+    response.headers["Retry-After"] = str(ACTIVE_STORE_RETRY_AFTER)
+    return response
+
+
 def handle_unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -76,4 +91,5 @@ def handle_unexpected(error: Exception) -> Any:
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_error)
+    app.register_error_handler(ActiveStoreUnavailable, handle_active_store_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -97,16 +97,21 @@ class ConversationViews:
     # --- one conversation -----------------------------------------------------------------
 
     def full_conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        """From whichever tier holds it: Redis while active, PostgreSQL once migrated."""
+        """From whichever tier holds it: Redis while active, PostgreSQL once migrated. Raises
+        ActiveStoreUnavailable for one PostgreSQL lacks while Redis is down (it may be live
+        there: neither "not found" nor its messages can be told)."""
+        unavailable: ActiveStoreUnavailable | None = None
         try:
             conversation = self.active.get_conversation(conversation_id)
             history = self.active.messages(conversation_id) if conversation else []
-        except ActiveStoreUnavailable:
-            conversation = None  # Redis is down: what PostgreSQL holds
+        except ActiveStoreUnavailable as error:
+            conversation, unavailable = None, error  # Redis is down: what PostgreSQL holds
         tier = "redis"
         if conversation is None:
             conversation = self.repository.get_conversation(conversation_id)
             if conversation is None:
+                if unavailable is not None:
+                    raise unavailable
                 return None
             history = self.repository.messages(conversation_id)
             tier = "postgres"

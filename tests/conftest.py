@@ -84,11 +84,16 @@ def database_url(postgres_server: str) -> Iterator[str]:
 def settings(redis_server: str, database_url: str, test_var_dir: Path) -> Settings:
     """Settings for one test: its own Redis key prefix, so tests never see each other's keys,
     and an empty broker and result backend (DBs 1 and 2): tasks a test left behind, or a
-    killed worker's unacknowledged ones, must not reach the next test's workers."""
+    killed worker's unacknowledged ones, must not reach the next test's workers. Session ids
+    are owned across tenants in PostgreSQL (session_owners), and tests name sessions within
+    their own key prefix (`s1` for each test's tenant): each test starts with no session
+    owned, as it starts with no Redis key of its own."""
     for db in (1, 2):
         client = redis.Redis.from_url(f"{redis_server}/{db}")
         client.flushdb()
         client.close()
+    with psycopg.connect(database_url.replace("+psycopg", "", 1), autocommit=True) as connection:
+        connection.execute("DELETE FROM session_owners")
     return Settings(
         redis_url=f"{redis_server}/0",
         redis_key_prefix=f"t{uuid.uuid4().hex[:8]}:",

@@ -8,7 +8,7 @@ from typing import Any
 from conversation.domain.errors import ForeignConversation
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
-from conversation.services.ports import MessageRecord, TenantConflict
+from conversation.services.ports import MessageRecord, SessionOwner, TenantConflict
 
 
 def message_record(message: Message) -> MessageRecord:
@@ -56,6 +56,7 @@ class FakeRepository:
     stored: dict[str, list[Message]] = field(default_factory=dict)
     stats: dict[str, ConversationStats] = field(default_factory=dict)
     token_counts: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
+    session_owners: dict[str, str] = field(default_factory=dict)
     writes: int = 0
 
     def store_conversation(
@@ -66,6 +67,7 @@ class FakeRepository:
             return [TenantConflict(conversation.id, conversation.tenant_id)]
         self.writes += 1
         self.conversations[conversation.id] = conversation
+        self.session_owners.setdefault(conversation.session_id, conversation.tenant_id)
         existing = {m.id: m for m in self.stored.get(conversation.id, [])}
         for message in messages:
             existing.setdefault(message.id, message)
@@ -110,6 +112,14 @@ class FakeRepository:
 
     def messages(self, conversation_id: str) -> list[Message]:
         return list(self.stored.get(conversation_id, []))
+
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, SessionOwner]:
+        owners = {}
+        for tenant_id, session_id in claims:
+            new = session_id not in self.session_owners
+            owner = self.session_owners.setdefault(session_id, tenant_id)
+            owners.setdefault(session_id, SessionOwner(owner, new))
+        return owners
 
     def stored_messages(
         self, wanted: Sequence[tuple[str, str, str]]

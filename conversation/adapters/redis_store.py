@@ -87,10 +87,14 @@ _RESOLVE_FN = """
 -- A new conversation is made only when `confirmed` is '1': before that, the caller checks
 -- that the messages were not stored by an earlier conversation of the session, migrated
 -- since (a redelivered save), so nothing is written and {-5, ''} is returned.
--- Returns {1 if just set else 0, conversation id or ''}, or {-2, ''} for another tenant's.
+-- Returns {1 if just set else 0, conversation id or ''}, {-2, ''} for another tenant's, or
+-- {-5, ''} for a new conversation or session to confirm.
 local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
   local owner = redis.call('HGET', k_state, 'tenant_id')
   if owner and owner ~= tenant then return {-2, ''} end
+  -- A session new to Redis is claimed in PostgreSQL (its durable owner) before it is owned
+  -- here, with or without an explicit conversation: unconfirmed, nothing is written.
+  if (not owner) and confirmed ~= '1' then return {-5, ''} end
   local conversation = redis.call('GET', k_mapping)
   if (not conversation) and candidate ~= '' and confirmed ~= '1' then return {-5, ''} end
   if not owner then
@@ -528,14 +532,28 @@ class RedisActiveStore:
         """The session's conversation and whether it was just set to the candidate. Without
         `confirmed`, a session with no conversation gets none: (None, False) then asks the
         caller to check for a redelivery first."""
-        created, conversation_id = self._resolve(
+        status, conversation_id = self._resolve_status(
+            tenant_id, session_id, candidate_conversation_id, message_at, confirmed=confirmed)
+        return conversation_id, status == 1
+
+    def _resolve_status(
+        self,
+        tenant_id: str,
+        session_id: str,
+        candidate_conversation_id: str | None,
+        message_at: str | None,
+        *,
+        confirmed: bool,
+    ) -> tuple[int, str | None]:
+        """The resolve script's status (1 just set, 0 found, -5 to confirm) and conversation."""
+        status, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
             args=[tenant_id, candidate_conversation_id or "", message_at or "",
                   "1" if confirmed else "0"],
         )
-        if int(created) == -2:
+        if int(status) == -2:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
-        return _text(conversation_id) or None, int(created) == 1
+        return int(status), _text(conversation_id) or None
 
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
@@ -703,14 +721,14 @@ class RedisActiveStore:
         self, conversation: Conversation, message: Message, *, explicit: bool, create: bool
     ) -> tuple[AppendResult, str]:
         """Redis Cluster: the session's slot, then the conversation's slot."""
-        session_conversation, _ = self.resolve_session(
+        status, session_conversation = self._resolve_status(
             conversation.tenant_id,
             conversation.session_id,
             None if explicit else conversation.id,
             message.created_at,
             confirmed=create,
         )
-        if not explicit and session_conversation is None:
+        if status == -5:
             return AppendResult.NEW_CONVERSATION, ""
         conversation_id = conversation.id if explicit else session_conversation
         assert conversation_id is not None
@@ -853,8 +871,8 @@ class RedisActiveStore:
         reasons = self.client.hmget(self.keys.quarantined, list(conversation_ids))
         return [reason is not None for reason in reasons]
 
-    def release_quarantine(self, conversation_id: str) -> None:
-        self.client.hdel(self.keys.quarantined, conversation_id)
+    def release_quarantine(self, conversation_id: str) -> bool:
+        return int(self.client.hdel(self.keys.quarantined, conversation_id)) == 1
 
     def idle_conversations(self, before: float, limit: int) -> list[str]:
         """Active conversations whose last message arrived before `before` (epoch seconds)."""

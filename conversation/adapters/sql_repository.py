@@ -28,6 +28,7 @@ from conversation.adapters.sql_schema import (
     conversations,
     message_token_counts,
     messages,
+    session_owners,
     stats_active,
     stats_changes,
     stats_daily,
@@ -47,6 +48,7 @@ from conversation.services.ports import (
     ActiveStoreUnavailable,
     ConversationRefused,
     MessageRecord,
+    SessionOwner,
     Summary,
     TenantConflict,
 )
@@ -168,6 +170,48 @@ def _insert_message(connection: Any, conversation_id: str, tenant_id: str, messa
         .returning(messages.c.id)
     ).first()
     return inserted is not None
+
+
+# Insert-or-select in one statement: the rows this statement inserted come from RETURNING, the
+# others (already owned) from the table. Sessions in id order, so two concurrent claims lock
+# their rows in the same order.
+_CLAIM_SESSIONS = text("""
+WITH wanted AS (
+    SELECT * FROM unnest(CAST(:sessions AS text[]), CAST(:tenants AS text[]))
+        AS w(session_id, tenant_id)
+), claimed AS (
+    INSERT INTO session_owners (session_id, tenant_id, created_at)
+    SELECT session_id, tenant_id, now() FROM wanted ORDER BY session_id
+    ON CONFLICT (session_id) DO NOTHING
+    RETURNING session_id, tenant_id
+)
+SELECT session_id, tenant_id, true AS new FROM claimed
+UNION ALL
+SELECT o.session_id, o.tenant_id, false FROM session_owners o JOIN wanted USING (session_id)
+""")
+
+
+def _claim_sessions(
+    connection: Any, claims: Sequence[tuple[str, str]]
+) -> dict[str, SessionOwner]:
+    """session id -> its owner, for (tenant, session) claims: a session no tenant owns
+    becomes the claiming tenant's (the first claim of a batch wins)."""
+    wanted: dict[str, str] = {}
+    for tenant_id, session_id in claims:
+        wanted.setdefault(session_id, tenant_id)
+    if not wanted:
+        return {}
+    owners = {row.session_id: SessionOwner(row.tenant_id, row.new) for row in connection.execute(
+        _CLAIM_SESSIONS, {"sessions": list(wanted), "tenants": list(wanted.values())})}
+    missing = [session_id for session_id in wanted if session_id not in owners]
+    if missing:
+        # Claimed by a transaction that committed while this statement waited on its row: the
+        # statement's snapshot predates it, a new statement sees it.
+        owners.update((session_id, SessionOwner(tenant_id)) for session_id, tenant_id in
+                      connection.execute(
+                          select(session_owners.c.session_id, session_owners.c.tenant_id)
+                          .where(session_owners.c.session_id.in_(missing))).tuples())
+    return owners
 
 
 def _stored_messages(
@@ -662,6 +706,9 @@ class SqlRepository:
                     [_stats_row(conversation, stats) for conversation, _, stats in batch],
                 )
                 absorb_outage_conversations(connection, [c for c, _, _ in batch])
+                # Sessions made before session_owners existed (or on a path that does not claim)
+                # are owned from their migration on; an owned one stays as it is.
+                _claim_sessions(connection, [(c.tenant_id, c.session_id) for c, _, _ in batch])
         return conflicts
 
     def store_token_counts(
@@ -700,12 +747,12 @@ class SqlRepository:
                 select(func.pg_advisory_xact_lock(func.hashtext(
                     conversation.tenant_id + ":" + conversation.session_id)))
             )
-            foreign = connection.scalar(
-                select(c.tenant_id).where(
-                    c.session_id == conversation.session_id, c.tenant_id != conversation.tenant_id
-                ).limit(1)
-            )
-            if foreign is not None:
+            # The session's durable owner, claimed now if it has none: a session live only in
+            # the Redis we cannot reach was claimed here when its first conversation was made.
+            owner = _claim_sessions(
+                connection, [(conversation.tenant_id, conversation.session_id)]
+            ).get(conversation.session_id)
+            if owner is None or owner.tenant_id != conversation.tenant_id:
                 raise ForeignSession(f"session {conversation.session_id} belongs to another tenant")
             # Stored before by any of the session's conversations (a redelivery or a replay,
             # whichever tier it went to then): a duplicate.
@@ -760,6 +807,12 @@ class SqlRepository:
                     )
                 )
         return conversation_id, inserted
+
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, SessionOwner]:
+        """session id -> owner for (tenant, session) claims; an unowned session becomes the
+        claiming tenant's (`new`), in one statement."""
+        with self.engine.begin() as connection:
+            return _claim_sessions(connection, claims)
 
     def stored_messages(
         self, wanted: Sequence[tuple[str, str, str]]
@@ -874,6 +927,10 @@ class SqlRepository:
             ).rowcount
             connection.execute(
                 delete(tenant_retention).where(tenant_retention.c.tenant_id == tenant_id)
+            )
+            # Its session ids are free again: nothing of the tenant remains for them to guard.
+            connection.execute(
+                delete(session_owners).where(session_owners.c.tenant_id == tenant_id)
             )
             # The rollup goes now rather than at the next aggregation; after the deletes
             # above, whose triggers noted the tenant's buckets as changed.

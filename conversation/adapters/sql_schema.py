@@ -160,6 +160,18 @@ tenant_retention = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# A session id belongs to the tenant that first used it (migration 0009): the durable record,
+# written when a session's first conversation is made, so ownership outlives Redis (an outage,
+# an expired session record). Erasing the tenant frees its ids.
+session_owners = Table(
+    "session_owners",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_session_owners_tenant", "tenant_id"),
+)
+
 # Written by triggers on conversation_stats (migration 0003): the buckets to recompute.
 stats_changes = Table(
     "stats_changes",

@@ -15,7 +15,7 @@ from conversation.domain.context import (
     plan_context,
     select_tail,
 )
-from conversation.domain.errors import ConversationNotFound, ForeignConversation
+from conversation.domain.errors import ConversationNotFound
 from conversation.domain.messages import Role
 from conversation.services.ports import (
     ActiveStore,
@@ -124,10 +124,14 @@ class ContextBuilder:
         if owner is None:
             owner, history = self.repository.owned_history(conversation_id, expected)
             source = self.repository
+        if owner is not None and owner != tenant_id:
+            # The caller hears what it would for an id that does not exist (the answer must not
+            # tell a tenant that another one uses the id); the operator's log says more.
+            log.info("context: conversation %s is another tenant's", conversation_id,
+                     extra={"tenant_id": tenant_id, "conversation_id": conversation_id})
+            owner = None
         if owner is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
-        if owner != tenant_id:
-            raise ForeignConversation(f"conversation {conversation_id} is another tenant's")
         return source, history
 
     def _cost(self, record: MessageRecord, encoding: str, counted: dict[str, int]) -> int:

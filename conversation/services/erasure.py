@@ -62,6 +62,10 @@ def without_erased(
 
 
 class Eraser:
+    """Erasure needs both tiers: with Redis out of reach it raises ActiveStoreUnavailable
+    (the API answers 503) before it erases anything; should Redis go away midway, a retry
+    finishes the job, every step being idempotent."""
+
     def __init__(
         self,
         active: ActiveStore,

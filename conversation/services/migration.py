@@ -48,6 +48,9 @@ class MigrationStatus(Enum):
     # Refused by a store (bad data, or PostgreSQL holds the id for another tenant): set
     # aside, kept in Redis, nothing merged (see `reason`).
     QUARANTINED = "quarantined"
+    # migrate_quarantined named a conversation that is not quarantined (a second replay, or
+    # any producer naming a live one): nothing done.
+    NOT_QUARANTINED = "not_quarantined"
 
 
 @dataclass(frozen=True)
@@ -370,8 +373,14 @@ class DueMigrations:
     def retry_quarantined(self, conversation_id: str) -> MigrationOutcome:
         """An operator fixed a quarantined conversation (or its cause) and replayed its dead
         letter: migrate it now, whatever its session does. Refused again, it is quarantined
-        again, with a new record."""
-        self.active.release_quarantine(conversation_id)
+        again, with a new record. A conversation not quarantined is left alone: the task is
+        open to any producer, and a forced migration would take a live conversation (perhaps
+        another tenant's) out of Redis. Releasing is the check (one HDEL), so two replays of
+        the same letter migrate once."""
+        if not self.active.release_quarantine(conversation_id):
+            log.warning("migrate_quarantined: conversation %s is not quarantined; nothing done",
+                        conversation_id)
+            return MigrationOutcome(MigrationStatus.NOT_QUARANTINED, conversation_id)
         return self.migrator.migrate(conversation_id, None, force=True)
 
     def migrate_idle(self, now: float | None = None) -> int:

@@ -39,6 +39,15 @@ class AppendResult(Enum):
 
 
 @dataclass(frozen=True)
+class SessionOwner:
+    """A session's durable owner; `new` when the claim just made it (the session was never
+    used before, so no conversation of it is persisted)."""
+
+    tenant_id: str
+    new: bool = False
+
+
+@dataclass(frozen=True)
 class TenantConflict:
     """A conversation id that PostgreSQL holds for another tenant: never merged into."""
 
@@ -198,7 +207,8 @@ class ActiveStore(Protocol):
 
     def quarantined(self, conversation_ids: Sequence[str]) -> list[bool]: ...
 
-    def release_quarantine(self, conversation_id: str) -> None: ...
+    def release_quarantine(self, conversation_id: str) -> bool:
+        """Take the conversation out of quarantine; False when it was not quarantined."""
 
     def message_counts(self, conversation_ids: Sequence[str]) -> list[int]:
         """Many conversations' message counts in one round trip."""
@@ -233,6 +243,10 @@ class Repository(Protocol):
     def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
         """Append to a persisted conversation of `tenant_id`; False for a message id already
         there. Raises ForeignConversation."""
+
+    def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, SessionOwner]:
+        """The durable owner of each (tenant, session) claimed, by session id: a session no
+        tenant owns becomes the claiming tenant's (`new`)."""
 
     def stored_messages(
         self, wanted: Sequence[tuple[str, str, str]]

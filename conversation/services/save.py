@@ -120,26 +120,44 @@ class MessageSaver:
     ) -> tuple[
         list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome | DomainError]
     ]:
-        """Messages for a session with no conversation in Redis: before one is made, those an
-        earlier conversation of the session stored (a save redelivered by the broker, or
-        replayed, after that conversation migrated) are duplicates; the others are saved in
-        a new conversation. Only this path asks PostgreSQL; appends to an active conversation
-        never do."""
+        """Messages for a session with no conversation in Redis (or new to it): the session is
+        claimed in PostgreSQL, its durable owner, and refused if another tenant holds it; then
+        those an earlier conversation of the session stored (a save redelivered by the
+        broker, or replayed, after that conversation migrated) are duplicates; the others are
+        saved in a new conversation. Only this path asks PostgreSQL; appends to an active
+        conversation never do."""
         waiting = [
             i for i, reply in enumerate(replies)
             if not isinstance(reply, DomainError) and reply[0] is AppendResult.NEW_CONVERSATION
         ]
         if not waiting:
             return replies, {}
-        keys = {i: (items[i][0].tenant_id, items[i][0].session_id, items[i][1].id)
-                for i in waiting}
-        stored = self.repository.stored_messages(list(keys.values()))
-        redelivered: dict[int, SaveOutcome | DomainError] = {
+        owners = self.repository.claim_sessions(
+            [(items[i][0].tenant_id, items[i][0].session_id) for i in waiting])
+        redelivered: dict[int, SaveOutcome | DomainError] = {}
+        keys: dict[int, tuple[str, str, str]] = {}
+        for i in waiting:
+            conversation = items[i][0]
+            owner = owners.get(conversation.session_id)
+            if owner is None or owner.tenant_id != conversation.tenant_id:
+                redelivered[i] = ForeignSession(
+                    f"session {conversation.session_id} belongs to another tenant")
+            elif not owner.new:
+                # A session just claimed was never used: no persisted conversation of it can
+                # hold its messages, so the common case (a new session) asks PostgreSQL once.
+                keys[i] = (conversation.tenant_id, conversation.session_id, items[i][1].id)
+        stored = self.repository.stored_messages(list(keys.values())) if keys else {}
+        redelivered.update({
             i: SaveOutcome(stored[key], key[2], False, "postgres")
             for i, key in keys.items() if key in stored
-        }
-        confirm = [i for i in waiting if i not in redelivered]
+        })
         replies = list(replies)
+        # An explicit conversation in a session new to Redis: _settle looks for it in
+        # PostgreSQL before making it here, as for any explicit conversation Redis lacks.
+        for i in waiting:
+            if i not in redelivered and items[i][2]:
+                replies[i] = (AppendResult.NOT_FOUND, items[i][0].id)
+        confirm = [i for i in waiting if i not in redelivered and not items[i][2]]
         if confirm:
             try:
                 confirmed = self.active.save_many_in_session(

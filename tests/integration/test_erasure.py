@@ -17,6 +17,7 @@ from conversation.adapters.sql_schema import (
     dead_letters,
     message_token_counts,
     messages,
+    session_owners,
     stats_active,
     stats_changes,
     stats_daily,
@@ -124,6 +125,10 @@ def test_erasing_a_tenant_through_the_admin_api(container) -> None:
         assert connection.scalar(select(func.count()).select_from(dead_letters).where(
             dead_letters.c.kwargs["tenant_id"].astext == tenant)) == 0
     assert [m.content for m in container.active_store.messages(survivor)] == ["mine"]
+    # Its session ids are free again (nothing of it left to guard); the other's stay owned.
+    assert rows(container, session_owners, session_owners.c.tenant_id, tenant) == 0
+    assert rows(container, session_owners, session_owners.c.tenant_id, other) == 1
+    save(container, other, f"{tenant}-s0", "reused")  # not refused as the erased tenant's
 
 
 def test_retention_erases_only_what_expired(container) -> None:

@@ -86,3 +86,41 @@ def test_an_outage_loses_nothing_and_splits_nothing(
         assert vectors == [(before.conversation_id, 2)]  # q2 and a2, moved with their messages
     finally:
         container.close()
+
+
+def test_the_api_during_an_outage_answers_503_where_it_cannot_tell_and_reads_what_it_can(
+    settings: Settings, own_redis: EmbeddedRedis
+) -> None:
+    """Redis down: erasure (of a conversation, of a tenant) answers 503 JSON with Retry-After,
+    never a 500, and erases nothing; `/full` of a conversation PostgreSQL lacks answers 503 (it
+    may be live in Redis), not 404; lists, search and stats read PostgreSQL and answer 200."""
+    container = Container(replace(settings, redis_url=f"{own_redis.url}/0"))
+    container.breaker.retry_after = 0.2
+    suffix = settings.redis_key_prefix.strip(":")
+    tenant = f"down-{suffix}"
+    try:
+        live = container.saver.save(NewMessage(
+            tenant_id=tenant, session_id=f"down-s-{suffix}", agent_id="bot", role=Role.USER,
+            content="live", message_id="live")).conversation_id
+        client = create_app(container=container).test_client()
+        admin = {"Authorization": f"Bearer {container.api_keys.create(None, admin=True)}"}
+        own = {"Authorization": f"Bearer {container.api_keys.create(tenant)}"}
+        own_redis.stop()
+
+        for response in (client.delete(f"/api/admin/conversations/{live}", headers=admin),
+                         client.delete(f"/api/admin/tenants/{tenant}", headers=admin),
+                         client.get(f"/api/conversations/{live}/full", headers=own)):
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.json["error"]["code"] == "unavailable"
+            assert int(response.headers["Retry-After"]) >= 1
+        for path in (f"/api/conversations/list/{tenant}", f"/api/conversations/search/{tenant}?q=x",
+                     f"/api/conversations/stats/{tenant}"):
+            response = client.get(path, headers=own)
+            assert response.status_code == 200, (path, response.get_data(as_text=True))
+
+        own_redis.start()
+        container.breaker._retry_at = 0  # noqa: SLF001  (do not wait for the retry window)
+        assert [m.content for m in container.active_store.messages(live)] == ["live"]
+        assert client.get(f"/api/conversations/{live}/full", headers=own).status_code == 200
+    finally:
+        container.close()

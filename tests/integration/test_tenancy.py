@@ -16,7 +16,7 @@ from api import create_app
 from config.settings import Settings
 from conversation.adapters.sql_schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
-from conversation.domain.errors import ForeignConversation
+from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
 from conversation.embedded import EmbeddedRedis
 from conversation.services.migration import MigrationStatus
@@ -281,3 +281,85 @@ def test_the_collision_through_a_real_worker_and_the_api(
     finally:
         app.close()
         container.close()
+
+
+def test_naming_another_tenants_live_session_during_an_outage_is_refused(
+    settings: Settings, own_redis: EmbeddedRedis
+) -> None:
+    """Tenant B's session is live only in Redis; Redis goes down; tenant A's message names B's
+    session. A is refused (the session's durable owner is B), B's own direct saves go on, and
+    after the outage B's session is still B's in both tiers."""
+    container = Container(replace(settings, redis_url=f"{own_redis.url}/0"))
+    container.breaker.retry_after = 0.2
+    suffix = settings.redis_key_prefix.strip(":")
+    session, tenant_a, tenant_b = f"live-{suffix}", f"oa-{suffix}", f"ob-{suffix}"
+    try:
+        assert container.saver.save(new_message(tenant_b, session, "b one")).tier == "redis"
+        own_redis.stop()
+        with pytest.raises(ForeignSession):
+            container.saver.save(new_message(tenant_a, session, "a intrudes"))
+        outcome = container.saver.save(new_message(tenant_b, session, "b two"))
+        assert (outcome.tier, outcome.stored) == ("postgres", True)
+        with container.engine.connect() as connection:
+            owners = set(connection.scalars(select(conversations.c.tenant_id).where(
+                conversations.c.session_id == session)))
+        assert owners == {tenant_b}
+    finally:
+        container.close()
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_a_migrated_session_stays_its_tenants_once_redis_forgets_it(
+    container: Container, explicit: bool
+) -> None:
+    """B's session migrated and its Redis records expired: tenant A naming the session (with
+    or without a conversation id of its own) is refused, and B can still use it."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tag = f"{suffix}-{int(explicit)}"
+    session, tenant_a, tenant_b = f"gone-{tag}", f"ga-{tag}", f"gb-{tag}"
+    container.saver.save(new_message(tenant_b, session, "b one"))
+    assert migrate(container, tenant_b, session).status is MigrationStatus.MIGRATED
+    keys = container.active_store.keys
+    container.redis.delete(keys.session_mapping(session), keys.session_state(session))
+
+    extra = {"conversation_id": f"ga-conv-{tag}"} if explicit else {}
+    with pytest.raises(ForeignSession):
+        container.saver.save(new_message(tenant_a, session, "a claims", **extra))
+    assert container.saver.save(new_message(tenant_b, session, "b back")).stored
+
+
+def test_a_replay_of_migrate_quarantined_for_a_live_conversation_does_nothing(
+    container: Container,
+) -> None:
+    """Any producer may send conversation.migrate_quarantined: naming a live conversation that
+    is not quarantined (another tenant's, or its own) must not force it out of Redis."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    outcome = container.saver.save(new_message(f"q-{suffix}", f"q-s-{suffix}", "live"))
+    conversation_id = outcome.conversation_id
+
+    retried = container.due_migrations.retry_quarantined(conversation_id)
+
+    assert retried.status.value == "not_quarantined"
+    assert container.repository.get_conversation(conversation_id) is None
+    assert [m.content for m in container.active_store.messages(conversation_id)] == ["live"]
+
+
+def test_get_context_on_another_tenants_conversation_answers_as_for_none(
+    container: Container,
+) -> None:
+    """Tenant A asking for B's conversation (active, then migrated) gets the answer an id that
+    does not exist gets: nothing tells A the id is in use."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant_a, tenant_b, session = f"ca-{suffix}", f"cb-{suffix}", f"cb-s-{suffix}"
+    shared = container.saver.save(new_message(tenant_b, session, "b secret")).conversation_id
+    missing = f"missing-{suffix}"
+
+    def answer(conversation_id: str) -> dict[str, object]:
+        context = container.context_builder.get_context(
+            tenant_id=tenant_a, conversation_id=conversation_id, window="8k")
+        return {**context, "conversation_id": None,
+                "error": str(context["error"]).replace(conversation_id, "ID")}
+
+    assert answer(shared) == answer(missing)
+    assert migrate(container, tenant_b, session).status is MigrationStatus.MIGRATED
+    assert answer(shared) == answer(missing)
