@@ -8,13 +8,15 @@ from typing import Any
 from conversation.domain.errors import ForeignConversation
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
+from conversation.domain.tokens import message_cost
 from conversation.services.ports import MessageRecord, TenantConflict
 
 
 def message_record(message: Message) -> MessageRecord:
     """A message as a store's history hands it out."""
     return MessageRecord(message.id, message.role.value, message.content, message.created_at,
-                         message.tokens, message.encoding, message.name)
+                         message.tokens, message.encoding, message.name, message.tool_calls,
+                         message.tool_call_id)
 
 
 class ListHistory:
@@ -144,9 +146,10 @@ class WordTokenizer:
     def encoding_for(self, model: str | None) -> str:
         return "words"
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
-        cost = 3 + 1 + len(content.split())
-        return cost + (1 + 1 if name else 0)
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str,
+                     tool_calls: Any = None, tool_call_id: str | None = None) -> int:
+        return message_cost(lambda text: len(text.split()), role, content, name, tool_calls,
+                            tool_call_id)
 
 
 class TwoEncodingTokenizer(WordTokenizer):
@@ -159,9 +162,10 @@ class TwoEncodingTokenizer(WordTokenizer):
     def encoding_for(self, model: str | None) -> str:
         return "letters" if model and model.startswith("letters-") else "words"
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str,
+                     tool_calls: Any = None, tool_call_id: str | None = None) -> int:
         if encoding != "letters":
-            return super().message_cost(role, content, name, encoding)
+            return super().message_cost(role, content, name, encoding, tool_calls, tool_call_id)
         self.letter_counts.append(content)
         return 3 + 1 + len(content.replace(" ", ""))
 

@@ -116,6 +116,8 @@ def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message
         "agent_id": message.agent_id,
         "created_at": parse_timestamp(message.created_at),
         "metadata": message.metadata or None,
+        "tool_calls": message.tool_calls or None,
+        "tool_call_id": message.tool_call_id,
     }
 
 
@@ -135,6 +137,8 @@ def _message(row: Any) -> Message:
         name=row.name,
         metadata=row.metadata or {},
         agent_id=row.agent_id,
+        tool_calls=row.tool_calls or None,
+        tool_call_id=row.tool_call_id,
     )
 
 
@@ -257,7 +261,7 @@ _ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
 
 MESSAGE_COLUMNS = (
     "conversation_id", "id", "seq", "tenant_id", "role", "content", "name", "tokens",
-    "encoding", "agent_id", "created_at", "metadata",
+    "encoding", "agent_id", "created_at", "metadata", "tool_calls", "tool_call_id",
 )
 
 
@@ -308,6 +312,8 @@ def _copy_rows(
                     conversation_id, m.id, seq, tenant_id, m.role.value, m.content, m.name,
                     m.tokens, m.encoding, m.agent_id, m.created_at,
                     orjson.dumps(m.metadata).decode() if m.metadata else None,
+                    orjson.dumps(m.tool_calls).decode() if m.tool_calls else None,
+                    m.tool_call_id,
                 ))
 
 
@@ -376,8 +382,8 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
 _RECORD_COLUMNS = (
     messages.c.id, messages.c.role, messages.c.content,
     func.to_char(func.timezone("UTC", messages.c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    messages.c.tokens, messages.c.encoding, messages.c.name,
-    messages.c.created_at, messages.c.seq,
+    messages.c.tokens, messages.c.encoding, messages.c.name, messages.c.tool_calls,
+    messages.c.tool_call_id, messages.c.created_at, messages.c.seq,
 )
 _RECORD_FIELDS = len(MessageRecord.__struct_fields__) - 1  # all but other_tokens
 

@@ -16,7 +16,7 @@ from conversation.domain.context import (
     select_tail,
 )
 from conversation.domain.errors import ConversationNotFound, ForeignConversation
-from conversation.domain.messages import Role
+from conversation.domain.messages import Role, chat_message
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
@@ -137,7 +137,8 @@ class ContextBuilder:
             return record.tokens
         if record.other_tokens is not None:
             return record.other_tokens
-        cost = self.tokenizer.message_cost(record.role, record.content, record.name, encoding)
+        cost = self.tokenizer.message_cost(record.role, record.content, record.name, encoding,
+                                           record.tool_calls, record.tool_call_id)
         counted[record.id] = cost
         return cost
 
@@ -211,10 +212,12 @@ class ContextBuilder:
             "truncated": len(kept) < total,
             "summary": summary.text if summary else None,
             "summary_pending": pending,
-            # Inline rather than a call per message: a 32k context holds a thousand of them.
+            # Inline rather than a call per message for the common case: a 32k context holds
+            # a thousand of them.
             "messages": [
-                {"role": r.role, "content": r.content, "name": r.name}
-                if r.name else {"role": r.role, "content": r.content}
+                {"role": r.role, "content": r.content}
+                if r.name is None and r.tool_calls is None and r.tool_call_id is None
+                else chat_message(r.role, r.content, r.name, r.tool_calls, r.tool_call_id)
                 for r in kept
             ],
         }

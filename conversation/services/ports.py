@@ -96,6 +96,8 @@ class MessageRecord(msgspec.Struct):
     tokens: int  # counted at save time, in `encoding`
     encoding: str
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
     # Its cost in the encoding a read asked for, when that is not `encoding` and an earlier
     # read stored it.
     other_tokens: int | None = None
@@ -295,7 +297,15 @@ class QueuedDeadLetters(Protocol):
 class Tokenizer(Protocol):
     def encoding_for(self, model: str | None) -> str: ...
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int: ...
+    def message_cost(
+        self,
+        role: str,
+        content: str,
+        name: str | None,
+        encoding: str,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+    ) -> int: ...
 
 
 class Scheduler(Protocol):

@@ -59,12 +59,15 @@ class MessageSaver:
             content=command.content,
             created_at=created_at,
             tokens=self.tokenizer.message_cost(
-                str(command.role), command.content, command.name, encoding
+                str(command.role), command.content, command.name, encoding,
+                command.tool_calls, command.tool_call_id,
             ),
             encoding=encoding,
             name=command.name,
             metadata=command.metadata,
             agent_id=command.agent_id,
+            tool_calls=command.tool_calls or None,
+            tool_call_id=command.tool_call_id,
         )
 
     def save(self, command: NewMessage) -> SaveOutcome:
