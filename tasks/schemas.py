@@ -196,6 +196,7 @@ class GetContextSchema(PayloadSchema):
     max_tokens = fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=1, max=2_000_000)
     )
+    wait_for_message_id = Identifier(load_default=None)
 
     @validates_schema
     def _target(self, data: dict[str, Any], **_: Any) -> None:

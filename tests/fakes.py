@@ -131,6 +131,9 @@ class FakeRepository:
         ]
         return max(found, key=lambda c: c.created_at).id if found else None
 
+    def has_message(self, conversation_id: str, message_id: str) -> bool:
+        return any(m.id == message_id for m in self.stored.get(conversation_id, []))
+
 
 @dataclass
 class RecordingScheduler:

@@ -305,6 +305,10 @@ class RedisKeys:
     def summary(self, conversation_id: str) -> str:
         return f"{self.prefix}summary:{{{conversation_id}}}"
 
+    def arrival(self, tenant_id: str, message_id: str) -> str:
+        """Pub/sub channel announcing that the tenant's message was stored."""
+        return f"{self.prefix}arrived:{tenant_id}:{message_id}"
+
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
 
@@ -960,6 +964,71 @@ class RedisActiveStore:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # --- read-your-writes -------------------------------------------------------------------
+
+    def has_message(self, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the active conversation holds the message; None when it is not active
+        here (PostgreSQL holds it, or nothing does)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.keys.owner(conversation_id))
+        pipe.sismember(self.keys.message_ids(conversation_id), message_id)
+        active, member = pipe.execute()
+        return bool(member) if active else None
+
+    def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
+        """Wake whoever waits for these messages (get_context's wait_for_message_id).
+
+        A PUBLISH nobody listens to costs Redis next to nothing, and keeps no state."""
+        channels = [self.keys.arrival(tenant_id, message_id) for message_id in message_ids]
+        if self.cluster:
+            for channel in channels:  # cluster pipelines route by key; a channel is none
+                self.client.publish(channel, b"1")
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for channel in channels:
+            pipe.publish(channel, b"1")
+        pipe.execute()
+
+    def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
+        """Subscribed (confirmed by Redis) to the message's announcement before this returns,
+        so a save announced after the caller's next look is never missed."""
+        pubsub = self.client.pubsub()
+        try:
+            pubsub.subscribe(self.keys.arrival(tenant_id, message_id))
+            # The confirmation: the subscription is in place server-side from here on.
+            pubsub.get_message(timeout=1.0)
+        except BaseException:
+            pubsub.close()
+            raise
+        return ArrivalListener(pubsub)
+
+
+class ArrivalListener:
+    """One waiter's subscription: `wait(seconds)` returns on an announcement or after the
+    time. If Redis fails meanwhile it just sleeps the time out (the caller looks again
+    anyway: it polls the stores between waits)."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+        self.broken = False
+
+    def wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if not self.broken:
+            try:
+                self.pubsub.get_message(timeout=seconds)
+                return
+            except redis.RedisError:
+                self.broken = True
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        try:
+            self.pubsub.close()
+        except redis.RedisError:
+            pass
 
 
 class RedisLocks:

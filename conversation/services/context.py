@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from conversation.domain.messages import Role, chat_message
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
+    ArrivalListener,
     History,
     MessageRecord,
     Repository,
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # A short chat message costs about this many tokens: budget / this = messages to fetch at once.
 TYPICAL_MESSAGE_TOKENS = 24
+# wait_for_message_id (CONTRACT): at most this long for the named message to be stored.
+WAIT_FOR_MESSAGE_SECONDS = 2.0
+# Between two looks at the stores: woken sooner by the save's announcement (Redis pub/sub);
+# without one (Redis down, an announcement lost) a back-off: ~9 looks in 2 s, not a busy loop.
+FIRST_LOOK_AFTER = 0.05
+LONGEST_WAIT_BETWEEN_LOOKS = 0.4
 
 
 class ContextBuilder:
@@ -43,7 +51,9 @@ class ContextBuilder:
         windows: Mapping[str, tuple[str, int]],
         model_windows: Mapping[str, str],
         summary_requests: SummaryRequests | None = None,
+        wait_seconds: float = WAIT_FOR_MESSAGE_SECONDS,
     ) -> None:
+        self.wait_seconds = wait_seconds
         self.active = active
         self.repository = repository
         self.tokenizer = tokenizer
@@ -60,10 +70,21 @@ class ContextBuilder:
         model: str | None = None,
         window: str | None = None,
         max_tokens: int | None = None,
+        wait_for_message_id: str | None = None,
     ) -> dict[str, Any]:
-        """The context object of the contract; on any failure an empty one and a warning."""
+        """The context object of the contract; on any failure an empty one and a warning.
+
+        With `wait_for_message_id`, the read waits (at most `wait_seconds`) until that message
+        is stored, and says `"waited_for": "found"` or `"missing"` (then answering without it).
+        """
+        waited_for = None
         try:
-            return self._build(tenant_id, conversation_id, session_id, model, window, max_tokens)
+            if wait_for_message_id is not None:
+                found = self._wait_for(tenant_id, conversation_id, session_id,
+                                       wait_for_message_id)
+                waited_for = "found" if found else "missing"
+            context = self._build(tenant_id, conversation_id, session_id, model, window,
+                                  max_tokens)
         except Exception as exc:  # a context failure never fails the caller (contract)
             log.warning(
                 "context failed, answering an empty context: %s: %s",
@@ -71,7 +92,59 @@ class ContextBuilder:
                 exc,
                 extra={"tenant_id": tenant_id, "conversation_id": conversation_id},
             )
-            return empty_context(conversation_id, model, window, max_tokens, str(exc))
+            context = empty_context(conversation_id, model, window, max_tokens, str(exc))
+        if waited_for is not None:
+            context["waited_for"] = waited_for
+        return context
+
+    def _wait_for(
+        self, tenant_id: str, conversation_id: str | None, session_id: str | None,
+        message_id: str,
+    ) -> bool:
+        """Whether the message got stored within `wait_seconds`: a look at the stores, then
+        a blocking wait for the save's announcement (or a back-off, without Redis), again."""
+        deadline = time.monotonic() + self.wait_seconds
+        if self._stored(tenant_id, conversation_id, session_id, message_id):
+            return True  # the common case: the save ran first, nothing to subscribe to
+        listener: ArrivalListener | None
+        try:
+            listener = self.active.listen_for(tenant_id, message_id)
+        except ActiveStoreUnavailable:
+            listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
+        pause = FIRST_LOOK_AFTER
+        try:
+            while True:
+                # Looked at after subscribing too: a save announced in between is not missed.
+                if self._stored(tenant_id, conversation_id, session_id, message_id):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if listener is not None:
+                    listener.wait(min(left, pause))
+                else:
+                    time.sleep(min(left, pause))
+                pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _stored(
+        self, tenant_id: str, conversation_id: str | None, session_id: str | None,
+        message_id: str,
+    ) -> bool:
+        """Whether the conversation named (or the session's current one) holds the message."""
+        try:
+            target = conversation_id or self._session_conversation(tenant_id, session_id)
+        except ConversationNotFound:
+            return False  # a session's first message: no conversation yet
+        try:
+            active = self.active.has_message(target, message_id)
+        except ActiveStoreUnavailable:
+            active = None
+        if active is not None:
+            return active
+        return self.repository.has_message(target, message_id)
 
     def _build(
         self,

@@ -210,6 +210,22 @@ class ActiveStore(Protocol):
     def save_summary(self, conversation_id: str, summary: Summary) -> bool:
         """False when the conversation is not here (it moved meanwhile)."""
 
+    def has_message(self, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the active conversation holds the message; None when it is not active."""
+
+    def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
+        """Wake whoever waits for these messages to be stored."""
+
+    def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
+        """Listen for the message's announcement (subscribed once this returns)."""
+
+
+class ArrivalListener(Protocol):
+    def wait(self, seconds: float) -> None:
+        """Return on an announcement, or after `seconds`."""
+
+    def close(self) -> None: ...
+
 
 class Repository(Protocol):
     def store_conversation(
@@ -252,6 +268,8 @@ class Repository(Protocol):
     def messages(self, conversation_id: str) -> list[Message]: ...
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
+
+    def has_message(self, conversation_id: str, message_id: str) -> bool: ...
 
     def save_direct(
         self, conversation: Conversation, message: Message, explicit: bool

@@ -7,43 +7,15 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
     trim_messages,
 )
 
-from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.domain.context import select_tail
 from conversation.domain.messages import Message, Role, chat_message
 from conversation.langchain import to_langchain
 from conversation.services.context import ContextBuilder
+from tests.contract_tokens import COUNTER, ENCODING, ROLE_OF, lc_counter
 from tests.fakes import FakeRepository, ListHistory, message_record
-
-COUNTER = TiktokenCounter()
-ENCODING = COUNTER.default_encoding
-ROLE_OF = {HumanMessage: "user", AIMessage: "assistant", SystemMessage: "system",
-           ToolMessage: "tool"}
-
-
-def lc_cost(message: BaseMessage) -> int:
-    """The contract's count, read off the LangChain message itself: a call's arguments are
-    its `args` written back as JSON text (as LangChain's convert_to_openai_messages does)."""
-    role = ROLE_OF[type(message)]
-    calls = [
-        {"id": c["id"], "type": "function",
-         "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)}}
-        for c in getattr(message, "tool_calls", None) or []
-    ]
-    return COUNTER.message_cost(role, str(message.content), message.name, ENCODING, calls,
-                                getattr(message, "tool_call_id", None))
-
-
-def lc_counter(messages: list[BaseMessage]) -> int:
-    # OpenAI's accounting: each message, plus 3 for the reply.
-    return sum(lc_cost(m) for m in messages) + 3
 
 
 def stored_message(i: int, role: Role, text: str, name: str | None,
