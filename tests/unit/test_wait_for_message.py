@@ -1,0 +1,114 @@
+"""get_context(wait_for_message_id): read-your-writes for a caller that just sent a save."""
+from __future__ import annotations
+
+import threading
+import time
+
+import fakeredis
+
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.domain.messages import Conversation, Message, NewMessage, Role
+from conversation.services.context import ContextBuilder
+from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.save import MessageSaver
+from tests.fakes import FakeRepository, WordTokenizer
+
+WINDOWS = {"8k": ("token_buffer", 6000)}
+
+
+def services(wait_seconds: float = 2.0) -> tuple[MessageSaver, ContextBuilder]:
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="w:")
+    repository = FakeRepository()
+    saver = MessageSaver(active, repository, WordTokenizer())
+    builder = ContextBuilder(active, repository, WordTokenizer(), windows=WINDOWS,
+                             model_windows={}, wait_seconds=wait_seconds)
+    return saver, builder
+
+
+def message(message_id: str, content: str, session_id: str = "s-1") -> NewMessage:
+    return NewMessage(tenant_id="acme", session_id=session_id, agent_id="bot", role=Role.USER,
+                      content=content, message_id=message_id)
+
+
+def test_a_message_saved_while_the_read_waits_is_in_it() -> None:
+    """The session's first message: it has no conversation when the read starts."""
+    saver, builder = services()
+    later = threading.Timer(0.3, saver.save, [message("m-1", "hello")])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-1")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+
+
+def test_a_message_stored_already_needs_no_wait() -> None:
+    saver, builder = services()
+    saver.save(message("m-1", "hello"))
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "found" and context["messages"][-1]["content"] == "hello"
+    plain = builder.get_context(tenant_id="acme", session_id="s-1", window="8k")
+    assert "waited_for" not in plain
+
+
+def test_a_message_never_sent_is_answered_missing_after_the_wait() -> None:
+    saver, builder = services(wait_seconds=0.5)
+    saver.save(message("m-1", "hello"))
+    began = time.monotonic()
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="never")
+    assert time.monotonic() - began >= 0.5  # it did wait
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+
+
+def stored(message_id: str, content: str, second: int) -> Message:
+    return Message(message_id, Role.USER, content, f"2026-01-01T00:00:0{second}.000000Z", 5,
+                   "words")
+
+
+class DownStore:
+    """Redis down: every call fails as the circuit breaker makes it fail."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        def fail(*args: object, **kwargs: object) -> None:
+            raise ActiveStoreUnavailable("down")
+        return fail
+
+
+def test_without_redis_the_wait_polls_postgresql_a_few_times_not_in_a_loop() -> None:
+    repository = FakeRepository()
+    looks: list[float] = []
+    has_message = repository.has_message
+
+    def counting(conversation_id: str, message_id: str) -> bool:
+        looks.append(time.monotonic())
+        return has_message(conversation_id, message_id)
+
+    repository.has_message = counting  # type: ignore[method-assign]
+    builder = ContextBuilder(DownStore(), repository, WordTokenizer(),  # type: ignore[arg-type]
+                             windows=WINDOWS, model_windows={}, wait_seconds=2.0)
+    conversation_id = "c-1"
+    repository.conversations[conversation_id] = Conversation(
+        conversation_id, "acme", "s-1", "bot", "2026-01-01T00:00:00.000000Z")
+    repository.stored[conversation_id] = [stored("m-1", "first", 1)]
+    context = builder.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                  window="8k", wait_for_message_id="never")
+    assert context["waited_for"] == "missing"
+    assert 3 <= len(looks) <= 12, f"{len(looks)} looks in 2 s"
+
+    looks.clear()
+    # What a save does during the outage: straight into PostgreSQL.
+    later = threading.Timer(0.3, repository.stored[conversation_id].append,
+                            [stored("m-2", "second", 2)])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                      window="8k", wait_for_message_id="m-2")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
+    assert [m["content"] for m in context["messages"]] == ["first", "second"]
