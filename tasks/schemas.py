@@ -139,7 +139,8 @@ class SaveMessageSchema(PayloadSchema):
     def _tool_calls(self, value: list[dict[str, Any]] | None, **_: Any) -> None:
         if not value:
             return
-        ids = [call["id"] for call in value]
+        # .get: marshmallow may hand over what loaded of a list whose items failed.
+        ids = [call.get("id") for call in value]
         if len(set(ids)) != len(ids):
             raise ValidationError("two tool calls of the message share an id")
         size = len(orjson.dumps(value))
