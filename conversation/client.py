@@ -9,21 +9,22 @@
     context = client.get_context(tenant_id="acme", session_id="s-1", model="gpt-4o")
 
 A tool-using turn, reading its own writes (`wait_for_message_id`: the context waits, at most
-2 s, for the message just sent; README, "Tool calls" and "Read your own writes"):
+2 s, for the message just sent; README, "Tool calls, and reading your own writes"):
 
-    asked = client.save_message(tenant_id="acme", session_id="s-1", agent_id="support",
-                                role="user", content="Where is order 4521?")
+    turn = {"tenant_id": "acme", "session_id": "s-1", "agent_id": "support"}
+    asked = client.save_message(**turn, role="user", content="Where is order 4521?")
     context = client.get_context(tenant_id="acme", session_id="s-1", model="gpt-4o",
                                  wait_for_message_id=asked)
     reply = openai.chat.completions.create(model="gpt-4o", messages=context["messages"],
                                            tools=TOOLS).choices[0].message
-    client.save_message(tenant_id="acme", session_id="s-1", agent_id="support",
-                        role="assistant", content=reply.content or "",
-                        tool_calls=[call.model_dump() for call in reply.tool_calls])
-    for call in reply.tool_calls:
-        result = run_tool(call.function.name, json.loads(call.function.arguments))
-        last = client.save_message(tenant_id="acme", session_id="s-1", agent_id="support",
-                                   role="tool", content=result, tool_call_id=call.id)
+    # The calls and their results in one task: stored together, in order.
+    calls = [{**turn, "role": "assistant", "content": reply.content or "",
+              "tool_calls": [call.model_dump() for call in reply.tool_calls]}]
+    calls += [{**turn, "role": "tool", "tool_call_id": call.id,
+               "content": run_tool(call.function.name, json.loads(call.function.arguments))}
+              for call in reply.tool_calls]
+    calls[-1]["message_id"] = last = uuid.uuid4().hex
+    client.save_messages(calls)
     context = client.get_context(tenant_id="acme", session_id="s-1", model="gpt-4o",
                                  wait_for_message_id=last)  # ready for the model's answer
 
