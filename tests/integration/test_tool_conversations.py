@@ -17,6 +17,7 @@ from langchain_core.messages import trim_messages
 
 from config.settings import Settings
 from conversation.bootstrap import Container
+from conversation.client import ConversationClient
 from conversation.domain.messages import Message, Role, chat_message
 from conversation.embedded import EmbeddedRedis
 from conversation.langchain import to_langchain
@@ -203,3 +204,32 @@ def test_save_then_context_pairs_read_their_own_writes(service: tuple[Container,
     assert got["waited_for"] == "missing"
     assert got["messages"][-1]["content"] == "message 19"
     assert elapsed <= 2.5, f"answered after {elapsed:.2f} s"
+
+
+def test_the_readme_tool_turn_with_the_client(service: tuple[Container, Any]) -> None:
+    """README's tool-using turn, as an upstream service runs it with ConversationClient (the
+    model's reply stands in for OpenAI's)."""
+    container, app = service
+    client = ConversationClient(app)
+    turn = {"tenant_id": f"cli-{container.settings.redis_key_prefix.strip(':')}",
+            "session_id": "ws-42", "agent_id": "support-bot"}
+    asked = client.save_message(**turn, role="user", content="Where are 4521 and 4522?")
+    context = client.get_context(tenant_id=turn["tenant_id"], session_id="ws-42",
+                                 model="gpt-4o", wait_for_message_id=asked)
+    assert context["waited_for"] == "found"
+    assert context["messages"] == [{"role": "user", "content": "Where are 4521 and 4522?"}]
+    reply_calls = [{"id": f"call_{order}", "type": "function", "function": {
+        "name": "lookup_order", "arguments": json.dumps({"order": order})}}
+        for order in ("4521", "4522")]
+    calls = [{**turn, "role": "assistant", "content": "", "tool_calls": reply_calls}]
+    calls += [{**turn, "role": "tool", "tool_call_id": call["id"],
+               "content": f"{json.loads(call['function']['arguments'])['order']} shipped"}
+              for call in reply_calls]
+    calls[-1]["message_id"] = last = uuid.uuid4().hex
+    client.save_messages(calls)
+    context = client.get_context(tenant_id=turn["tenant_id"], session_id="ws-42",
+                                 model="gpt-4o", wait_for_message_id=last)
+    assert context["waited_for"] == "found"
+    assert [m["role"] for m in context["messages"]] == ["user", "assistant", "tool", "tool"]
+    assert context["messages"][1]["tool_calls"] == reply_calls
+    assert_tool_messages_answer_calls(context["messages"])
