@@ -517,6 +517,7 @@ class RedisActiveStore:
         self._forget_session = client.register_script(_FORGET_SESSION)
         # Redis Cluster runs the session and conversation steps of a save apart.
         self.cluster = not isinstance(client, redis.Redis)
+        self._idle_pubsubs: list[Any] = []
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -992,39 +993,68 @@ class RedisActiveStore:
 
     def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
         """Subscribed (confirmed by Redis) to the message's announcement before this returns,
-        so a save announced after the caller's next look is never missed."""
-        pubsub = self.client.pubsub()
+        so a save announced after the caller's next look is never missed. Subscriptions
+        reuse idle pub/sub connections: a new one per wait cost a connect."""
+        channel = self.keys.arrival(tenant_id, message_id).encode()
         try:
-            pubsub.subscribe(self.keys.arrival(tenant_id, message_id))
-            # The confirmation: the subscription is in place server-side from here on.
-            pubsub.get_message(timeout=1.0)
+            pubsub = self._idle_pubsubs.pop()
+        except IndexError:
+            pubsub = self.client.pubsub()
+        try:
+            pubsub.subscribe(channel)
+            # Up to the confirmation: the subscription is in place server-side from here on.
+            # What came before it is left over from the connection's previous wait.
+            while True:
+                reply = pubsub.get_message(timeout=1.0)
+                if reply is None or (reply["type"] == "subscribe"
+                                     and reply["channel"] == channel):
+                    break
         except BaseException:
             pubsub.close()
             raise
-        return ArrivalListener(pubsub)
+        return ArrivalListener(pubsub, channel, self._idle_pubsubs)
+
+
+# Pub/sub connections kept for the next wait, per store: a worker process waits one at a time.
+MAX_IDLE_PUBSUBS = 4
 
 
 class ArrivalListener:
-    """One waiter's subscription: `wait(seconds)` returns on an announcement or after the
-    time. If Redis fails meanwhile it just sleeps the time out (the caller looks again
-    anyway: it polls the stores between waits)."""
+    """One waiter's subscription: `wait(seconds)` returns on the announcement or after the
+    time. If Redis fails meanwhile it sleeps the time out, the caller polling the stores
+    between waits."""
 
-    def __init__(self, pubsub: Any) -> None:
+    def __init__(self, pubsub: Any, channel: bytes, idle: list[Any]) -> None:
         self.pubsub = pubsub
+        self.channel = channel
+        self.idle = idle
         self.broken = False
 
-    def wait(self, seconds: float) -> None:
+    def wait(self, seconds: float) -> bool:
+        """True when the message was announced (stored); False after `seconds`, or early on
+        anything else this connection receives (the caller looks at the stores again)."""
         if seconds <= 0:
-            return
+            return False
         if not self.broken:
             try:
-                self.pubsub.get_message(timeout=seconds)
-                return
+                reply = self.pubsub.get_message(timeout=seconds)
             except redis.RedisError:
                 self.broken = True
+            else:
+                return (reply is not None and reply["type"] == "message"
+                        and reply["channel"] == self.channel)
         time.sleep(seconds)
+        return False
 
     def close(self) -> None:
+        """Unsubscribe and keep the connection for the next wait (closed if it failed)."""
+        try:
+            if not self.broken and len(self.idle) < MAX_IDLE_PUBSUBS:
+                self.pubsub.unsubscribe(self.channel)
+                self.idle.append(self.pubsub)
+                return
+        except redis.RedisError:
+            pass
         try:
             self.pubsub.close()
         except redis.RedisError:

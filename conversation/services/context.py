@@ -101,29 +101,28 @@ class ContextBuilder:
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,
         message_id: str,
     ) -> bool:
-        """Whether the message got stored within `wait_seconds`: a look at the stores, then
-        a blocking wait for the save's announcement (or a back-off, without Redis), again."""
+        """Whether the message got stored within `wait_seconds`: subscribed to the save's
+        announcement first, then a look at the stores, a blocking wait, a look again... (a
+        back-off between looks, without Redis)."""
         deadline = time.monotonic() + self.wait_seconds
-        if self._stored(tenant_id, conversation_id, session_id, message_id):
-            return True  # the common case: the save ran first, nothing to subscribe to
         listener: ArrivalListener | None
         try:
+            # Before the first look: a save announced after it is then never missed.
             listener = self.active.listen_for(tenant_id, message_id)
         except ActiveStoreUnavailable:
             listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
         pause = FIRST_LOOK_AFTER
         try:
             while True:
-                # Looked at after subscribing too: a save announced in between is not missed.
                 if self._stored(tenant_id, conversation_id, session_id, message_id):
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                if listener is not None:
-                    listener.wait(min(left, pause))
-                else:
+                if listener is None:
                     time.sleep(min(left, pause))
+                elif listener.wait(min(left, pause)):
+                    return True  # announced: the save stored it
                 pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
         finally:
             if listener is not None:

@@ -221,8 +221,9 @@ class ActiveStore(Protocol):
 
 
 class ArrivalListener(Protocol):
-    def wait(self, seconds: float) -> None:
-        """Return on an announcement, or after `seconds`."""
+    def wait(self, seconds: float) -> bool:
+        """True on the message's announcement (it is stored); False after `seconds`, or early
+        for another reason (look again)."""
 
     def close(self) -> None: ...
 
