@@ -170,7 +170,8 @@ class TwoEncodingTokenizer(WordTokenizer):
         if encoding != "letters":
             return super().message_cost(role, content, name, encoding, tool_calls, tool_call_id)
         self.letter_counts.append(content)
-        return 3 + 1 + len(content.replace(" ", ""))
+        return message_cost(lambda text: len(text.replace(" ", "")), role, content, None,
+                            tool_calls, tool_call_id, lambda text: 1)
 
 
 def payload(**overrides: Any) -> dict[str, Any]:
