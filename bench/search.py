@@ -54,8 +54,8 @@ def p50_ms(work: Callable[[], Any]) -> float:
 
 
 def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callable[..., Any]) -> None:
-    from bench.stats import seed
     from conversation.bootstrap import Container
+    from bench.stats import seed
     from conversation.search import ConversationSearch, SearchFilters
 
     container = Container(servers.settings())

@@ -5,9 +5,9 @@ from functools import cached_property
 from typing import Any
 
 import redis
-from celery import Celery
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from celery import Celery
 from sqlalchemy import Engine
 
 from config.celery import celery_config

@@ -1,9 +1,10 @@
 """Applying the Alembic migrations programmatically (`conversation db upgrade`, `make run`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config

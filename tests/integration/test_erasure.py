@@ -11,7 +11,6 @@ from kombu import Connection
 from sqlalchemy import func, select
 
 from api import create_app
-from conversation.adapters.dead_letters import DeadLetter
 from conversation.adapters.sql_schema import (
     conversation_stats,
     conversations,
@@ -22,6 +21,7 @@ from conversation.adapters.sql_schema import (
     stats_changes,
     stats_daily,
 )
+from conversation.adapters.dead_letters import DeadLetter
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator
