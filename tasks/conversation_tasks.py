@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task

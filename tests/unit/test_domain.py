@@ -5,7 +5,7 @@ import pytest
 
 from config.settings import DEFAULT_MODEL_WINDOWS, DEFAULT_WINDOWS
 from conversation.domain.context import UnknownWindow, plan_context
-from conversation.domain.messages import Message, Role, parse_timestamp, utc_timestamp
+from conversation.domain.messages import Message, Role, utc_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
 
 
