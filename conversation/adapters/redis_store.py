@@ -117,9 +117,12 @@ end
 
 _APPEND = _APPEND_FN + """
 -- KEYS: messages, message_ids, last_at, owner, migrated, conversation
--- ARGV: tenant, message_id, created_at, message_json, conversation_json, create
-return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
-              ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+-- ARGV: tenant, message_id, created_at, message_json, conversation_json, create,
+--       the channel announcing the message once stored (get_context's wait_for_message_id)
+local status = append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+                      ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if status == 1 then redis.call('PUBLISH', ARGV[7], '1') end
+return status
 """
 
 _RESOLVE_SESSION = _RESOLVE_FN + """
@@ -140,6 +143,7 @@ _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 --       then (message_id, created_at, message_json) for each message, in order.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
+-- Each message stored is announced on its channel (RedisKeys.arrival).
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
@@ -173,7 +177,11 @@ for i = 9, #ARGV, 3 do
     tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
   statuses[#statuses + 1] = status
   if status >= 0 then stored = true end
-  if status == 1 then saved = true end
+  if status == 1 then
+    saved = true
+    -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
+    redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+  end
 end
 if stored then
   if explicit ~= '' and resolved[2] == '' then
@@ -739,6 +747,7 @@ class RedisActiveStore:
             _dumps(message.to_dict()),
             _dumps(conversation.to_dict()),
             "1" if create else "0",
+            self.keys.arrival(conversation.tenant_id, message.id),
         ]
 
         def build(pipe: Any) -> None:
@@ -978,7 +987,8 @@ class RedisActiveStore:
         return bool(member) if active else None
 
     def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
-        """Wake whoever waits for these messages (get_context's wait_for_message_id).
+        """Wake whoever waits for these messages (get_context's wait_for_message_id): those
+        PostgreSQL stored (what this store stores, its save scripts announce themselves).
 
         A PUBLISH nobody listens to costs Redis next to nothing, and keeps no state."""
         channels = [self.keys.arrival(tenant_id, message_id) for message_id in message_ids]

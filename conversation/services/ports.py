@@ -133,6 +133,7 @@ class ActiveStore(Protocol):
         `conversation.id` is the producer's id when `explicit`, else a candidate for a session
         without a conversation. An explicit conversation not active here is created only with
         `create`. Returns the result and the conversation id used. Raises ForeignSession.
+        A message stored is announced to whoever waits for it (`listen_for`).
         """
 
     def save_many_in_session(
@@ -214,7 +215,7 @@ class ActiveStore(Protocol):
         """Whether the active conversation holds the message; None when it is not active."""
 
     def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
-        """Wake whoever waits for these messages to be stored."""
+        """Wake whoever waits for these messages, stored elsewhere (PostgreSQL)."""
 
     def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
         """Listen for the message's announcement (subscribed once this returns)."""

@@ -90,10 +90,14 @@ class MessageSaver:
     def _announce(
         self, commands: Sequence[NewMessage], outcomes: Sequence[SaveOutcome | DomainError]
     ) -> None:
+        # Redis announces what it stores, in its save script (no round trip more); what went
+        # to PostgreSQL is announced here.
         by_tenant: dict[str, list[str]] = {}
         for command, outcome in zip(commands, outcomes, strict=True):
-            if isinstance(outcome, SaveOutcome):
+            if isinstance(outcome, SaveOutcome) and outcome.tier == "postgres" and outcome.stored:
                 by_tenant.setdefault(command.tenant_id, []).append(outcome.message_id)
+        if not by_tenant:
+            return
         try:
             for tenant_id, message_ids in by_tenant.items():
                 self.active.announce_saved(tenant_id, message_ids)

@@ -112,3 +112,41 @@ def test_without_redis_the_wait_polls_postgresql_a_few_times_not_in_a_loop() -> 
         later.join(5)
     assert context["waited_for"] == "found"
     assert [m["content"] for m in context["messages"]] == ["first", "second"]
+
+
+def test_every_save_path_announces_what_it_stored() -> None:
+    """Redis's one-script save, its two-step (Redis Cluster) save and the append to a
+    conversation already in PostgreSQL each wake a waiter: `wait` returns True on the
+    announcement itself, never by polling."""
+    from conversation.services.migration import ConversationMigrator
+
+    for cluster in (False, True):
+        active = RedisActiveStore(fakeredis.FakeRedis(), prefix="a:")
+        active.cluster = cluster
+        repository = FakeRepository()
+        saver = MessageSaver(active, repository, WordTokenizer())
+
+        def announced(command: NewMessage) -> bool:
+            listener = active.listen_for("acme", command.message_id)
+            try:
+                saver.save(command)
+                return listener.wait(5.0)
+            finally:
+                listener.close()
+
+        assert announced(message("m-1", "first, new conversation"))
+        assert announced(message("m-2", "second, appended"))
+        conversation_id = active.session_conversation("acme", "s-1")
+        closed = active.close_session("acme", "s-1", "2026-01-01T00:00:00.000000Z")
+        migrated = ConversationMigrator(active, repository).migrate(conversation_id,
+                                                                    closed.generation)
+        assert migrated.messages == 2
+        late = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                          content="late", message_id="m-3", conversation_id=conversation_id)
+        assert announced(late), f"PostgreSQL's append (cluster={cluster})"
+        assert repository.has_message(conversation_id, "m-3")
+        # A duplicate is stored already: nothing to announce, a waiter finds it by looking.
+        listener = active.listen_for("acme", "m-2")
+        saver.save(message("m-2", "second, appended"))
+        assert listener.wait(0.2) is False
+        listener.close()
