@@ -131,8 +131,10 @@ class FakeRepository:
         ]
         return max(found, key=lambda c: c.created_at).id if found else None
 
-    def has_message(self, conversation_id: str, message_id: str) -> bool:
-        return any(m.id == message_id for m in self.stored.get(conversation_id, []))
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool:
+        held = self.conversations.get(conversation_id)
+        return held is not None and held.tenant_id == tenant_id and any(
+            m.id == message_id for m in self.stored.get(conversation_id, []))
 
 
 @dataclass

@@ -977,14 +977,16 @@ class RedisActiveStore:
 
     # --- read-your-writes -------------------------------------------------------------------
 
-    def has_message(self, conversation_id: str, message_id: str) -> bool | None:
-        """Whether the active conversation holds the message; None when it is not active
-        here (PostgreSQL holds it, or nothing does)."""
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the tenant's active conversation holds the message (never for another
+        tenant's); None when it is not active here (PostgreSQL holds it, or nothing does)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.exists(self.keys.owner(conversation_id))
+        pipe.get(self.keys.owner(conversation_id))
         pipe.sismember(self.keys.message_ids(conversation_id), message_id)
-        active, member = pipe.execute()
-        return bool(member) if active else None
+        owner, member = pipe.execute()
+        if owner is None:
+            return None
+        return _text(owner) == tenant_id and bool(member)
 
     def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
         """Wake whoever waits for these messages (get_context's wait_for_message_id): those

@@ -817,12 +817,13 @@ class SqlRepository:
             ).all()
         return [_message(r) for r in rows]
 
-    def has_message(self, conversation_id: str, message_id: str) -> bool:
-        """Whether the conversation holds the message (a primary-key lookup)."""
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool:
+        """Whether the tenant's conversation holds the message (a primary-key lookup)."""
         with self.engine.connect() as connection:
             return connection.execute(
                 select(messages.c.id).where(messages.c.conversation_id == conversation_id,
-                                            messages.c.id == message_id)
+                                            messages.c.id == message_id,
+                                            messages.c.tenant_id == tenant_id)
             ).first() is not None
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:

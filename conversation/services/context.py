@@ -138,12 +138,13 @@ class ContextBuilder:
         except ConversationNotFound:
             return False  # a session's first message: no conversation yet
         try:
-            active = self.active.has_message(target, message_id)
+            # The tenant's only: another tenant's conversation never answers "found".
+            active = self.active.has_message(tenant_id, target, message_id)
         except ActiveStoreUnavailable:
             active = None
         if active is not None:
             return active
-        return self.repository.has_message(target, message_id)
+        return self.repository.has_message(tenant_id, target, message_id)
 
     def _build(
         self,

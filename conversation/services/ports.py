@@ -211,8 +211,9 @@ class ActiveStore(Protocol):
     def save_summary(self, conversation_id: str, summary: Summary) -> bool:
         """False when the conversation is not here (it moved meanwhile)."""
 
-    def has_message(self, conversation_id: str, message_id: str) -> bool | None:
-        """Whether the active conversation holds the message; None when it is not active."""
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the tenant's active conversation holds the message; None when it is not
+        active."""
 
     def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
         """Wake whoever waits for these messages, stored elsewhere (PostgreSQL)."""
@@ -271,7 +272,7 @@ class Repository(Protocol):
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
 
-    def has_message(self, conversation_id: str, message_id: str) -> bool: ...
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool: ...
 
     def save_direct(
         self, conversation: Conversation, message: Message, explicit: bool

@@ -84,9 +84,9 @@ def test_without_redis_the_wait_polls_postgresql_a_few_times_not_in_a_loop() -> 
     looks: list[float] = []
     has_message = repository.has_message
 
-    def counting(conversation_id: str, message_id: str) -> bool:
+    def counting(tenant_id: str, conversation_id: str, message_id: str) -> bool:
         looks.append(time.monotonic())
-        return has_message(conversation_id, message_id)
+        return has_message(tenant_id, conversation_id, message_id)
 
     repository.has_message = counting  # type: ignore[method-assign]
     builder = ContextBuilder(DownStore(), repository, WordTokenizer(),  # type: ignore[arg-type]
@@ -144,9 +144,19 @@ def test_every_save_path_announces_what_it_stored() -> None:
         late = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
                           content="late", message_id="m-3", conversation_id=conversation_id)
         assert announced(late), f"PostgreSQL's append (cluster={cluster})"
-        assert repository.has_message(conversation_id, "m-3")
+        assert repository.has_message("acme", conversation_id, "m-3")
         # A duplicate is stored already: nothing to announce, a waiter finds it by looking.
         listener = active.listen_for("acme", "m-2")
         saver.save(message("m-2", "second, appended"))
         assert listener.wait(0.2) is False
         listener.close()
+
+
+def test_another_tenants_message_is_never_found() -> None:
+    """Waiting on another tenant's conversation answers nothing of it: not its messages, not
+    whether a message id is there."""
+    saver, builder = services(wait_seconds=0.2)
+    theirs = saver.save(message("m-1", "private")).conversation_id
+    context = builder.get_context(tenant_id="intruder", conversation_id=theirs, window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "missing" and context["messages"] == []
