@@ -134,7 +134,7 @@ def assert_contexts_equal_trim_messages(app: Any, tenant: str, conversation_id: 
         assert "error" not in got, got.get("error")
         messages, tokens = expected_context(payloads, budget)
         assert got["total_messages"] == len(payloads)
-        assert got["truncated"] is True
+        assert got["truncated"] is (len(messages) < len(payloads))
         assert got["messages"] == messages, window
         assert got["tokens"] == tokens, window
         assert_tool_messages_answer_calls(got["messages"][1:])  # after the system message
@@ -164,12 +164,14 @@ def test_a_tool_using_conversation_in_redis_after_migration_and_in_an_outage(
 
     own_redis.stop()  # an outage: saves and reads fall back to PostgreSQL
     assert_contexts_equal_trim_messages(app, tenant, conversation_id, payloads)
-    during = tool_conversation(tenant, "big-2")
+    # Saved during the outage, one PostgreSQL transaction a message: fewer, so the test stays
+    # quick on a database other tests filled (an 8k window still cuts it).
+    during = tool_conversation(tenant, "big-2", size=300)
     send(app, during)
     outage_id = wait_until(
         lambda: (cid := container.repository.latest_conversation_for_session(tenant, "big-2"))
         and len(container.repository.messages(cid)) == len(during) and cid,
-        timeout=120, interval=0.5, what="1,500 messages saved during the outage")
+        timeout=120, interval=0.5, what="the messages saved during the outage")
     assert_contexts_equal_trim_messages(app, tenant, outage_id, during)
 
     # Read-your-writes during the outage too (back-off polling of PostgreSQL).
