@@ -23,9 +23,9 @@ import redis
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.services.ports import (
+    ConversationRefused,
     AppendResult,
     ClosedSession,
-    ConversationRefused,
     MessageRecord,
     MigrationLoad,
     SessionState,
