@@ -82,7 +82,9 @@ class ContextBuilder:
             if wait_for_message_id is not None:
                 found = self._wait_for(tenant_id, conversation_id, session_id,
                                        wait_for_message_id)
-                waited_for = "found" if found else "missing"
+                waited_for = "missing" if found is None else "found"
+                # The conversation it was found in is the one to read (no second lookup).
+                conversation_id = conversation_id or found or None
             context = self._build(tenant_id, conversation_id, session_id, model, window,
                                   max_tokens)
         except Exception as exc:  # a context failure never fails the caller (contract)
@@ -100,10 +102,11 @@ class ContextBuilder:
     def _wait_for(
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,
         message_id: str,
-    ) -> bool:
-        """Whether the message got stored within `wait_seconds`: subscribed to the save's
-        announcement first, then a look at the stores, a blocking wait, a look again... (a
-        back-off between looks, without Redis)."""
+    ) -> str | None:
+        """The conversation the message is stored in, waiting up to `wait_seconds` for it
+        (None: not stored by then; "": announced, its conversation not looked up).
+        Subscribed to the save's announcement first, then a look at the stores, a blocking
+        wait, a look again... (a back-off between looks, without Redis)."""
         deadline = time.monotonic() + self.wait_seconds
         listener: ArrivalListener | None
         try:
@@ -114,15 +117,16 @@ class ContextBuilder:
         pause = FIRST_LOOK_AFTER
         try:
             while True:
-                if self._stored(tenant_id, conversation_id, session_id, message_id):
-                    return True
+                found = self._stored(tenant_id, conversation_id, session_id, message_id)
+                if found is not None:
+                    return found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return False
+                    return None
                 if listener is None:
                     time.sleep(min(left, pause))
                 elif listener.wait(min(left, pause)):
-                    return True  # announced: the save stored it
+                    return ""  # announced: the save stored it
                 pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
         finally:
             if listener is not None:
@@ -131,20 +135,20 @@ class ContextBuilder:
     def _stored(
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,
         message_id: str,
-    ) -> bool:
-        """Whether the conversation named (or the session's current one) holds the message."""
+    ) -> str | None:
+        """The conversation named (or the session's current one) if it holds the message."""
         try:
             target = conversation_id or self._session_conversation(tenant_id, session_id)
         except ConversationNotFound:
-            return False  # a session's first message: no conversation yet
+            return None  # a session's first message: no conversation yet
         try:
             # The tenant's only: another tenant's conversation never answers "found".
-            active = self.active.has_message(tenant_id, target, message_id)
+            held = self.active.has_message(tenant_id, target, message_id)
         except ActiveStoreUnavailable:
-            active = None
-        if active is not None:
-            return active
-        return self.repository.has_message(tenant_id, target, message_id)
+            held = None
+        if held is None:
+            held = self.repository.has_message(tenant_id, target, message_id)
+        return target if held else None
 
     def _build(
         self,
