@@ -128,6 +128,11 @@ class MessageOut(Schema):
     encoding = fields.String()
     agent_id = fields.String(allow_none=True)
     metadata = fields.Dict()
+    tool_calls = fields.List(fields.Dict(), metadata={
+        "description": "an assistant message's tool calls, in Chat Completions' shape "
+                       "(absent when it has none)"})
+    tool_call_id = fields.String(metadata={
+        "description": "the tool call a tool message answers (absent on other messages)"})
 
 
 class ConversationSummaryOut(Schema):

@@ -517,6 +517,16 @@ def bench_search(servers: Servers, n: int) -> None:
     run(servers, n, report, Row)
 
 
+# --- issue 17: tool calls, read-your-writes ------------------------------------------------
+
+
+def bench_tools(servers: Servers, n: int) -> None:
+    from bench.tools import bench_tool_context, bench_wait_for
+
+    bench_tool_context(servers, n, report, Row)
+    bench_wait_for(servers, n, report, Row)
+
+
 SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
@@ -526,6 +536,7 @@ SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "closes": bench_closes,
     "stats": bench_stats,
     "search": bench_search,
+    "tools": bench_tools,
 }
 
 

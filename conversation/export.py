@@ -24,6 +24,7 @@ FORMATS = ("csv", "jsonl")
 COLUMNS = (
     "conversation_id", "session_id", "agent_id", "status", "conversation_created_at",
     "closed_at", "message_id", "role", "name", "content", "tokens", "created_at", "metadata",
+    "tool_calls", "tool_call_id",
 )
 ROWS_PER_FETCH = 200  # rows held at once: messages can be 200,000 characters
 
@@ -40,7 +41,8 @@ def export_records(
     query = (
         select(c.id, c.session_id, c.agent_id, c.status, c.created_at, c.closed_at,
                m.id.label("message_id"), m.role, m.name, m.content, m.tokens,
-               m.created_at.label("message_created_at"), m.metadata)
+               m.created_at.label("message_created_at"), m.metadata, m.tool_calls,
+               m.tool_call_id)
         # The message's own tenant too: a row of another tenant under the id is never read.
         .join(messages, and_(m.conversation_id == c.id, m.tenant_id == c.tenant_id))
         .where(c.tenant_id == tenant_id)
@@ -64,6 +66,7 @@ def export_records(
                 "content": row.content, "tokens": row.tokens,
                 "created_at": utc_timestamp(row.message_created_at),
                 "metadata": row.metadata or {},
+                "tool_calls": row.tool_calls or None, "tool_call_id": row.tool_call_id,
             }
     yield from _active_records(active, tenant_id, start, end, persisted)
 
@@ -92,6 +95,7 @@ def _active_records(
                 "role": str(message.role), "name": message.name, "content": message.content,
                 "tokens": message.tokens, "created_at": message.created_at,
                 "metadata": message.metadata or {},
+                "tool_calls": message.tool_calls, "tool_call_id": message.tool_call_id,
             }
 
 
@@ -105,7 +109,12 @@ def as_csv(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({**record, "metadata": orjson.dumps(record["metadata"]).decode()})
+        tool_calls = record["tool_calls"]
+        writer.writerow({
+            **record, "metadata": orjson.dumps(record["metadata"]).decode(),
+            # JSON text in its cell, empty when the message has none (like tool_call_id).
+            "tool_calls": orjson.dumps(tool_calls).decode() if tool_calls else None,
+        })
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()

@@ -68,7 +68,10 @@ def simulate(
                     created_at=clock.isoformat(), metadata=metadata,
                 )
                 saved += 1
-        context = client.get_context(tenant_id=tenant, session_id=session, model="gpt-4")
+        # Read-your-writes: the context waits (at most 2 s) for the session's last message.
+        context = client.get_context(tenant_id=tenant, session_id=session, model="gpt-4",
+                                     wait_for_message_id=f"{session}-{turns - 1}-assistant"
+                                     if turns else None)
         contexts += 1
         context_tokens.append(int(context.get("tokens", 0)))
         if close:

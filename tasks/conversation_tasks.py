@@ -115,6 +115,8 @@ def _new_message(payload: dict[str, Any]) -> NewMessage:
         created_at=payload["created_at"],
         metadata=payload["metadata"] or {},
         name=payload["name"],
+        tool_calls=payload["tool_calls"],
+        tool_call_id=payload["tool_call_id"],
     )
 
 

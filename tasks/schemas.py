@@ -13,6 +13,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     pre_load,
     validate,
     validates,
@@ -35,6 +36,10 @@ ROLES = ("system", "user", "assistant", "tool")
 MAX_METADATA_DEPTH = 16
 MAX_METADATA_BYTES = 64 * 1024
 MAX_BATCH = 1000
+# A turn of parallel tool calls is a handful; a hundred and twenty-eight is far past any model's
+# and still small. Their arguments are JSON text: together at most 256 KB, as orjson writes them.
+MAX_TOOL_CALLS = 128
+MAX_TOOL_CALLS_BYTES = 256 * 1024
 
 
 class Identifier(fields.String):
@@ -81,6 +86,27 @@ class PayloadSchema(Schema):
         return data
 
 
+class ToolFunctionSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    # JSON text, as Chat Completions sends it: a string (a dict is refused, not re-encoded).
+    arguments = fields.String(required=True)
+
+
+class ToolCallSchema(Schema):
+    """One call of an assistant message, in Chat Completions' shape. NUL and lone surrogates
+    were refused before loading, by the walk of the whole `tool_calls` value."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    type = fields.String(required=True, validate=validate.Equal("function"))
+    function = fields.Nested(ToolFunctionSchema, required=True)
+
+
 class SaveMessageSchema(PayloadSchema):
     tenant_id = Identifier(required=True)
     session_id = Identifier(required=True)
@@ -92,6 +118,12 @@ class SaveMessageSchema(PayloadSchema):
     created_at = Timestamp(load_default=None)
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
     name = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
+    tool_calls = fields.List(
+        fields.Nested(ToolCallSchema), load_default=None, allow_none=True,
+        validate=validate.Length(max=MAX_TOOL_CALLS,
+                                 error=f"at most {MAX_TOOL_CALLS} tool calls are accepted"),
+    )
+    tool_call_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
 
     def __init__(self, *, max_message_chars: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,6 +135,40 @@ class SaveMessageSchema(PayloadSchema):
             raise ValidationError(
                 f"is {len(value)} characters; at most {self.max_message_chars} are accepted"
             )
+
+    @validates("tool_calls")
+    def _tool_calls(self, value: list[dict[str, Any]] | None, **_: Any) -> None:
+        if not value:
+            return
+        # .get: marshmallow may hand over what loaded of a list whose items failed.
+        ids = [call.get("id") for call in value]
+        if len(set(ids)) != len(ids):
+            raise ValidationError("two tool calls of the message share an id")
+        size = len(orjson.dumps(value))
+        if size > MAX_TOOL_CALLS_BYTES:
+            raise ValidationError(
+                f"are {size} bytes; at most {MAX_TOOL_CALLS_BYTES} are accepted"
+            )
+
+    @validates_schema
+    def _tool_fields(self, data: dict[str, Any], **_: Any) -> None:
+        role = data.get("role")
+        if data.get("tool_calls") and role != "assistant":
+            raise ValidationError(f"only an assistant message carries tool calls, not {role!r}",
+                                  "tool_calls")
+        if role == "tool" and data.get("tool_call_id") is None:
+            raise ValidationError("a tool message must name the tool call it answers",
+                                  "tool_call_id")
+        if role != "tool" and data.get("tool_call_id") is not None:
+            raise ValidationError(f"only a tool message answers a tool call, not {role!r}",
+                                  "tool_call_id")
+
+    @post_load
+    def _no_empty_tool_calls(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # `[]` is stored as no tool calls (Chat Completions refuses an empty list).
+        if not data.get("tool_calls"):
+            data["tool_calls"] = None
+        return data
 
     @validates("metadata")
     def _metadata(self, value: dict[str, Any], **_: Any) -> None:
@@ -140,6 +206,7 @@ class GetContextSchema(PayloadSchema):
     max_tokens = fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=1, max=2_000_000)
     )
+    wait_for_message_id = Identifier(load_default=None)
 
     @validates_schema
     def _target(self, data: dict[str, Any], **_: Any) -> None:

@@ -8,13 +8,15 @@ from typing import Any
 from conversation.domain.errors import ForeignConversation
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats, summarise_conversation
+from conversation.domain.tokens import message_cost
 from conversation.services.ports import MessageRecord, SessionOwner, TenantConflict
 
 
 def message_record(message: Message) -> MessageRecord:
     """A message as a store's history hands it out."""
     return MessageRecord(message.id, message.role.value, message.content, message.created_at,
-                         message.tokens, message.encoding, message.name)
+                         message.tokens, message.encoding, message.name, message.tool_calls,
+                         message.tool_call_id)
 
 
 class ListHistory:
@@ -139,6 +141,11 @@ class FakeRepository:
         ]
         return max(found, key=lambda c: c.created_at).id if found else None
 
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool:
+        held = self.conversations.get(conversation_id)
+        return held is not None and held.tenant_id == tenant_id and any(
+            m.id == message_id for m in self.stored.get(conversation_id, []))
+
 
 @dataclass
 class RecordingScheduler:
@@ -154,9 +161,10 @@ class WordTokenizer:
     def encoding_for(self, model: str | None) -> str:
         return "words"
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
-        cost = 3 + 1 + len(content.split())
-        return cost + (1 + 1 if name else 0)
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str,
+                     tool_calls: Any = None, tool_call_id: str | None = None) -> int:
+        return message_cost(lambda text: len(text.split()), role, content, name, tool_calls,
+                            tool_call_id)
 
 
 class TwoEncodingTokenizer(WordTokenizer):
@@ -169,11 +177,13 @@ class TwoEncodingTokenizer(WordTokenizer):
     def encoding_for(self, model: str | None) -> str:
         return "letters" if model and model.startswith("letters-") else "words"
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
+    def message_cost(self, role: str, content: str, name: str | None, encoding: str,
+                     tool_calls: Any = None, tool_call_id: str | None = None) -> int:
         if encoding != "letters":
-            return super().message_cost(role, content, name, encoding)
+            return super().message_cost(role, content, name, encoding, tool_calls, tool_call_id)
         self.letter_counts.append(content)
-        return 3 + 1 + len(content.replace(" ", ""))
+        return message_cost(lambda text: len(text.replace(" ", "")), role, content, None,
+                            tool_calls, tool_call_id, lambda text: 1)
 
 
 def payload(**overrides: Any) -> dict[str, Any]:

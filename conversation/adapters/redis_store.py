@@ -121,9 +121,12 @@ end
 
 _APPEND = _APPEND_FN + """
 -- KEYS: messages, message_ids, last_at, owner, migrated, conversation
--- ARGV: tenant, message_id, created_at, message_json, conversation_json, create
-return append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
-              ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+-- ARGV: tenant, message_id, created_at, message_json, conversation_json, create,
+--       the channel announcing the message once stored (get_context's wait_for_message_id)
+local status = append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+                      ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if status == 1 then redis.call('PUBLISH', ARGV[7], '1') end
+return status
 """
 
 _RESOLVE_SESSION = _RESOLVE_FN + """
@@ -144,6 +147,7 @@ _SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
 --       then (message_id, created_at, message_json) for each message, in order.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
+-- Each message stored is announced on its channel (RedisKeys.arrival).
 local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
 local candidate = ARGV[4]
 if explicit ~= '' then candidate = '' end
@@ -177,7 +181,11 @@ for i = 9, #ARGV, 3 do
     tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
   statuses[#statuses + 1] = status
   if status >= 0 then stored = true end
-  if status == 1 then saved = true end
+  if status == 1 then
+    saved = true
+    -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
+    redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+  end
 end
 if stored then
   if explicit ~= '' and resolved[2] == '' then
@@ -308,6 +316,10 @@ class RedisKeys:
 
     def summary(self, conversation_id: str) -> str:
         return f"{self.prefix}summary:{{{conversation_id}}}"
+
+    def arrival(self, tenant_id: str, message_id: str) -> str:
+        """Pub/sub channel announcing that the tenant's message was stored."""
+        return f"{self.prefix}arrived:{tenant_id}:{message_id}"
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
@@ -517,6 +529,7 @@ class RedisActiveStore:
         self._forget_session = client.register_script(_FORGET_SESSION)
         # Redis Cluster runs the session and conversation steps of a save apart.
         self.cluster = not isinstance(client, redis.Redis)
+        self._idle_pubsubs: list[Any] = []
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -752,6 +765,7 @@ class RedisActiveStore:
             _dumps(message.to_dict()),
             _dumps(conversation.to_dict()),
             "1" if create else "0",
+            self.keys.arrival(conversation.tenant_id, message.id),
         ]
 
         def build(pipe: Any) -> None:
@@ -978,6 +992,103 @@ class RedisActiveStore:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # --- read-your-writes -------------------------------------------------------------------
+
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the tenant's active conversation holds the message (never for another
+        tenant's); None when it is not active here (PostgreSQL holds it, or nothing does)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.owner(conversation_id))
+        pipe.sismember(self.keys.message_ids(conversation_id), message_id)
+        owner, member = pipe.execute()
+        if owner is None:
+            return None
+        return _text(owner) == tenant_id and bool(member)
+
+    def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
+        """Wake whoever waits for these messages (get_context's wait_for_message_id): those
+        PostgreSQL stored (what this store stores, its save scripts announce themselves).
+
+        A PUBLISH nobody listens to costs Redis next to nothing, and keeps no state."""
+        channels = [self.keys.arrival(tenant_id, message_id) for message_id in message_ids]
+        if self.cluster:
+            for channel in channels:  # cluster pipelines route by key; a channel is none
+                self.client.publish(channel, b"1")
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for channel in channels:
+            pipe.publish(channel, b"1")
+        pipe.execute()
+
+    def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
+        """Subscribed (confirmed by Redis) to the message's announcement before this returns,
+        so a save announced after the caller's next look is never missed. Subscriptions
+        reuse idle pub/sub connections: a new one per wait cost a connect."""
+        channel = self.keys.arrival(tenant_id, message_id).encode()
+        try:
+            pubsub = self._idle_pubsubs.pop()
+        except IndexError:
+            pubsub = self.client.pubsub()
+        try:
+            pubsub.subscribe(channel)
+            # Up to the confirmation: the subscription is in place server-side from here on.
+            # What came before it is left over from the connection's previous wait.
+            while True:
+                reply = pubsub.get_message(timeout=1.0)
+                if reply is None or (reply["type"] == "subscribe"
+                                     and reply["channel"] == channel):
+                    break
+        except BaseException:
+            pubsub.close()
+            raise
+        return ArrivalListener(pubsub, channel, self._idle_pubsubs)
+
+
+# Pub/sub connections kept for the next wait, per store: a worker process waits one at a time.
+MAX_IDLE_PUBSUBS = 4
+
+
+class ArrivalListener:
+    """One waiter's subscription: `wait(seconds)` returns on the announcement or after the
+    time. If Redis fails meanwhile it sleeps the time out, the caller polling the stores
+    between waits."""
+
+    def __init__(self, pubsub: Any, channel: bytes, idle: list[Any]) -> None:
+        self.pubsub = pubsub
+        self.channel = channel
+        self.idle = idle
+        self.broken = False
+
+    def wait(self, seconds: float) -> bool:
+        """True when the message was announced (stored); False after `seconds`, or early on
+        anything else this connection receives (the caller looks at the stores again)."""
+        if seconds <= 0:
+            return False
+        if not self.broken:
+            try:
+                reply = self.pubsub.get_message(timeout=seconds)
+            except redis.RedisError:
+                self.broken = True
+            else:
+                return (reply is not None and reply["type"] == "message"
+                        and reply["channel"] == self.channel)
+        time.sleep(seconds)
+        return False
+
+    def close(self) -> None:
+        """Unsubscribe and keep the connection for the next wait (closed if it failed)."""
+        try:
+            if not self.broken and len(self.idle) < MAX_IDLE_PUBSUBS:
+                self.pubsub.unsubscribe(self.channel)
+                self.idle.append(self.pubsub)
+                return
+        except redis.RedisError:
+            pass
+        try:
+            self.pubsub.close()
+        except redis.RedisError:
+            pass
 
 
 class RedisLocks:

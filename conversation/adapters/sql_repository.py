@@ -118,6 +118,8 @@ def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message
         "agent_id": message.agent_id,
         "created_at": parse_timestamp(message.created_at),
         "metadata": message.metadata or None,
+        "tool_calls": message.tool_calls or None,
+        "tool_call_id": message.tool_call_id,
     }
 
 
@@ -137,6 +139,8 @@ def _message(row: Any) -> Message:
         name=row.name,
         metadata=row.metadata or {},
         agent_id=row.agent_id,
+        tool_calls=row.tool_calls or None,
+        tool_call_id=row.tool_call_id,
     )
 
 
@@ -301,7 +305,7 @@ _ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
 
 MESSAGE_COLUMNS = (
     "conversation_id", "id", "seq", "tenant_id", "role", "content", "name", "tokens",
-    "encoding", "agent_id", "created_at", "metadata",
+    "encoding", "agent_id", "created_at", "metadata", "tool_calls", "tool_call_id",
 )
 
 
@@ -352,6 +356,8 @@ def _copy_rows(
                     conversation_id, m.id, seq, tenant_id, m.role.value, m.content, m.name,
                     m.tokens, m.encoding, m.agent_id, m.created_at,
                     orjson.dumps(m.metadata).decode() if m.metadata else None,
+                    orjson.dumps(m.tool_calls).decode() if m.tool_calls else None,
+                    m.tool_call_id,
                 ))
 
 
@@ -420,8 +426,8 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
 _RECORD_COLUMNS = (
     messages.c.id, messages.c.role, messages.c.content,
     func.to_char(func.timezone("UTC", messages.c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    messages.c.tokens, messages.c.encoding, messages.c.name,
-    messages.c.created_at, messages.c.seq,
+    messages.c.tokens, messages.c.encoding, messages.c.name, messages.c.tool_calls,
+    messages.c.tool_call_id, messages.c.created_at, messages.c.seq,
 )
 _RECORD_FIELDS = len(MessageRecord.__struct_fields__) - 1  # all but other_tokens
 
@@ -863,6 +869,15 @@ class SqlRepository:
                 .order_by(*_ORDER)
             ).all()
         return [_message(r) for r in rows]
+
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool:
+        """Whether the tenant's conversation holds the message (a primary-key lookup)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(messages.c.id).where(messages.c.conversation_id == conversation_id,
+                                            messages.c.id == message_id,
+                                            messages.c.tenant_id == tenant_id)
+            ).first() is not None
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None:
         with self.engine.connect() as connection:

@@ -61,6 +61,9 @@ messages = Table(
     Column("agent_id", String(128)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("metadata", JSONB),
+    # Chat Completions' tool calls of an assistant message, and the call a tool message answers.
+    Column("tool_calls", JSONB),
+    Column("tool_call_id", Text),
     PrimaryKeyConstraint("conversation_id", "id", name="pk_messages"),
     Index("ix_messages_conversation_order", "conversation_id", "created_at", "seq"),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),

@@ -8,6 +8,7 @@ service calls every summariser the same way.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -115,8 +116,47 @@ def load_chat_model(spec: str, language: str = "english") -> BaseChatModel:
 
 
 def transcript(messages: Sequence[Message]) -> str:
-    """One line per sentence-bearing message, the speaker first."""
-    return "\n".join(f"{m.role}: {m.content.strip()}" for m in messages if m.content.strip())
+    """One line per sentence-bearing message, the speaker first. Tool traffic is folded: a
+    call and the result answering it make one line ("assistant called lookup_order(order=4521)
+    → shipped"), never a JSON dump."""
+    results = {m.tool_call_id: m.content for m in messages
+               if m.role.value == "tool" and m.tool_call_id is not None}
+    folded: set[str] = set()
+    lines: list[str] = []
+    for m in messages:
+        if m.role.value == "tool" and m.tool_call_id in folded:
+            continue
+        if m.content.strip():
+            lines.append(f"{m.role}: {m.content.strip()}")
+        for call in m.tool_calls or ():
+            function = call["function"]
+            line = f"{m.role} called {function['name']}({_call_arguments(function['arguments'])})"
+            if call["id"] in results:
+                folded.add(call["id"])
+                line += f" → {_short(results[call['id']])}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _call_arguments(arguments: str) -> str:
+    """`order=4521, city=Zürich` for a JSON object of plain values; compact otherwise."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return _short(arguments)
+    if not isinstance(parsed, dict):
+        return _short(json.dumps(parsed, ensure_ascii=False))
+    return _short(", ".join(
+        f"{key}={value}" if isinstance(value, str | int | float | bool) or value is None
+        else f"{key}={json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+        for key, value in parsed.items()
+    ))
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """One line, at most `limit` characters: a tool's output can be a page long."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class ChatModelSummariser:

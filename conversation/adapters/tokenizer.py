@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import tiktoken
 
@@ -78,22 +80,26 @@ class TiktokenCounter:
         # way the API bills it, instead of raising.
         return len(self._encodings[self.resolve(encoding)].encode_ordinary(text))
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int:
-        return _cached_cost(self, role, content, name, encoding)
+    def message_cost(
+        self,
+        role: str,
+        content: str,
+        name: str | None,
+        encoding: str,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+    ) -> int:
+        def count(text: str) -> int:
+            return self.count(text, encoding)
+
+        def count_repeated(text: str) -> int:
+            # Roles, names and function names repeat on every message: count them once.
+            return _cached_role_cost(self, text, encoding)
+
+        return message_cost(count, role, content, name, tool_calls, tool_call_id,
+                            count_repeated)
 
 
 @lru_cache(maxsize=4096)
 def _cached_role_cost(counter: TiktokenCounter, text: str, encoding: str) -> int:
     return counter.count(text, encoding)
-
-
-def _cached_cost(
-    counter: TiktokenCounter, role: str, content: str, name: str | None, encoding: str
-) -> int:
-    def count(text: str) -> int:
-        # Roles and names repeat on every message: count them once.
-        if text is content:
-            return counter.count(text, encoding)
-        return _cached_role_cost(counter, text, encoding)
-
-    return message_cost(count, role, content, name)

@@ -151,6 +151,10 @@ class Message(NamedTuple):
     name: str | None = None
     metadata: dict[str, Any] = _NO_METADATA
     agent_id: str | None = None
+    # Chat Completions' shape: [{"id", "type": "function", "function": {"name", "arguments"}}]
+    # on an assistant message; the call a tool message answers. Treat as read-only.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -167,6 +171,10 @@ class Message(NamedTuple):
             data["metadata"] = self.metadata
         if self.agent_id is not None:
             data["agent_id"] = self.agent_id
+        if self.tool_calls:
+            data["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
         return data
 
     @classmethod
@@ -184,6 +192,8 @@ class Message(NamedTuple):
             get("name"),
             get("metadata") or _NO_METADATA,
             get("agent_id"),
+            get("tool_calls") or None,
+            get("tool_call_id"),
         ))
 
 
@@ -241,3 +251,24 @@ class NewMessage:
     created_at: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+def chat_message(
+    role: str,
+    content: str,
+    name: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str | None = None,
+) -> dict[str, Any]:
+    """A message as Chat Completions takes it: `name`, `tool_calls` and `tool_call_id` only
+    when the message has them (the contract's context entries)."""
+    entry: dict[str, Any] = {"role": role, "content": content}
+    if name:
+        entry["name"] = name
+    if tool_calls:
+        entry["tool_calls"] = tool_calls
+    if tool_call_id is not None:
+        entry["tool_call_id"] = tool_call_id
+    return entry

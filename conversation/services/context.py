@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -16,10 +17,11 @@ from conversation.domain.context import (
     select_tail,
 )
 from conversation.domain.errors import ConversationNotFound
-from conversation.domain.messages import Role
+from conversation.domain.messages import Role, chat_message
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
+    ArrivalListener,
     History,
     MessageRecord,
     Repository,
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # A short chat message costs about this many tokens: budget / this = messages to fetch at once.
 TYPICAL_MESSAGE_TOKENS = 24
+# wait_for_message_id (CONTRACT): at most this long for the named message to be stored.
+WAIT_FOR_MESSAGE_SECONDS = 2.0
+# Between two looks at the stores: woken sooner by the save's announcement (Redis pub/sub);
+# without one (Redis down, an announcement lost) a back-off: ~9 looks in 2 s, not a busy loop.
+FIRST_LOOK_AFTER = 0.05
+LONGEST_WAIT_BETWEEN_LOOKS = 0.4
 
 
 class ContextBuilder:
@@ -43,7 +51,9 @@ class ContextBuilder:
         windows: Mapping[str, tuple[str, int]],
         model_windows: Mapping[str, str],
         summary_requests: SummaryRequests | None = None,
+        wait_seconds: float = WAIT_FOR_MESSAGE_SECONDS,
     ) -> None:
+        self.wait_seconds = wait_seconds
         self.active = active
         self.repository = repository
         self.tokenizer = tokenizer
@@ -60,10 +70,23 @@ class ContextBuilder:
         model: str | None = None,
         window: str | None = None,
         max_tokens: int | None = None,
+        wait_for_message_id: str | None = None,
     ) -> dict[str, Any]:
-        """The context object of the contract; on any failure an empty one and a warning."""
+        """The context object of the contract; on any failure an empty one and a warning.
+
+        With `wait_for_message_id`, the read waits (at most `wait_seconds`) until that message
+        is stored, and says `"waited_for": "found"` or `"missing"` (then answering without it).
+        """
+        waited_for = None
         try:
-            return self._build(tenant_id, conversation_id, session_id, model, window, max_tokens)
+            if wait_for_message_id is not None:
+                found = self._wait_for(tenant_id, conversation_id, session_id,
+                                       wait_for_message_id)
+                waited_for = "missing" if found is None else "found"
+                # The conversation it was found in is the one to read (no second lookup).
+                conversation_id = conversation_id or found or None
+            context = self._build(tenant_id, conversation_id, session_id, model, window,
+                                  max_tokens)
         except Exception as exc:  # a context failure never fails the caller (contract)
             log.warning(
                 "context failed, answering an empty context: %s: %s",
@@ -71,7 +94,61 @@ class ContextBuilder:
                 exc,
                 extra={"tenant_id": tenant_id, "conversation_id": conversation_id},
             )
-            return empty_context(conversation_id, model, window, max_tokens, str(exc))
+            context = empty_context(conversation_id, model, window, max_tokens, str(exc))
+        if waited_for is not None:
+            context["waited_for"] = waited_for
+        return context
+
+    def _wait_for(
+        self, tenant_id: str, conversation_id: str | None, session_id: str | None,
+        message_id: str,
+    ) -> str | None:
+        """The conversation the message is stored in, waiting up to `wait_seconds` for it
+        (None: not stored by then; "": announced, its conversation not looked up).
+        Subscribed to the save's announcement first, then a look at the stores, a blocking
+        wait, a look again... (a back-off between looks, without Redis)."""
+        deadline = time.monotonic() + self.wait_seconds
+        listener: ArrivalListener | None
+        try:
+            # Before the first look: a save announced after it is then never missed.
+            listener = self.active.listen_for(tenant_id, message_id)
+        except ActiveStoreUnavailable:
+            listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
+        pause = FIRST_LOOK_AFTER
+        try:
+            while True:
+                found = self._stored(tenant_id, conversation_id, session_id, message_id)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if listener is None:
+                    time.sleep(min(left, pause))
+                elif listener.wait(min(left, pause)):
+                    return ""  # announced: the save stored it
+                pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _stored(
+        self, tenant_id: str, conversation_id: str | None, session_id: str | None,
+        message_id: str,
+    ) -> str | None:
+        """The conversation named (or the session's current one) if it holds the message."""
+        try:
+            target = conversation_id or self._session_conversation(tenant_id, session_id)
+        except ConversationNotFound:
+            return None  # a session's first message: no conversation yet
+        try:
+            # The tenant's only: another tenant's conversation never answers "found".
+            held = self.active.has_message(tenant_id, target, message_id)
+        except ActiveStoreUnavailable:
+            held = None
+        if held is None:
+            held = self.repository.has_message(tenant_id, target, message_id)
+        return target if held else None
 
     def _build(
         self,
@@ -141,7 +218,8 @@ class ContextBuilder:
             return record.tokens
         if record.other_tokens is not None:
             return record.other_tokens
-        cost = self.tokenizer.message_cost(record.role, record.content, record.name, encoding)
+        cost = self.tokenizer.message_cost(record.role, record.content, record.name, encoding,
+                                           record.tool_calls, record.tool_call_id)
         counted[record.id] = cost
         return cost
 
@@ -215,10 +293,12 @@ class ContextBuilder:
             "truncated": len(kept) < total,
             "summary": summary.text if summary else None,
             "summary_pending": pending,
-            # Inline rather than a call per message: a 32k context holds a thousand of them.
+            # Inline rather than a call per message for the common case: a 32k context holds
+            # a thousand of them.
             "messages": [
-                {"role": r.role, "content": r.content, "name": r.name}
-                if r.name else {"role": r.role, "content": r.content}
+                {"role": r.role, "content": r.content}
+                if r.name is None and r.tool_calls is None and r.tool_call_id is None
+                else chat_message(r.role, r.content, r.name, r.tool_calls, r.tool_call_id)
                 for r in kept
             ],
         }

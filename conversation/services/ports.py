@@ -105,6 +105,8 @@ class MessageRecord(msgspec.Struct):
     tokens: int  # counted at save time, in `encoding`
     encoding: str
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
     # Its cost in the encoding a read asked for, when that is not `encoding` and an earlier
     # read stored it.
     other_tokens: int | None = None
@@ -140,6 +142,7 @@ class ActiveStore(Protocol):
         `conversation.id` is the producer's id when `explicit`, else a candidate for a session
         without a conversation. An explicit conversation not active here is created only with
         `create`. Returns the result and the conversation id used. Raises ForeignSession.
+        A message stored is announced to whoever waits for it (`listen_for`).
         """
 
     def save_many_in_session(
@@ -218,6 +221,24 @@ class ActiveStore(Protocol):
     def save_summary(self, conversation_id: str, summary: Summary) -> bool:
         """False when the conversation is not here (it moved meanwhile)."""
 
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
+        """Whether the tenant's active conversation holds the message; None when it is not
+        active."""
+
+    def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
+        """Wake whoever waits for these messages, stored elsewhere (PostgreSQL)."""
+
+    def listen_for(self, tenant_id: str, message_id: str) -> ArrivalListener:
+        """Listen for the message's announcement (subscribed once this returns)."""
+
+
+class ArrivalListener(Protocol):
+    def wait(self, seconds: float) -> bool:
+        """True on the message's announcement (it is stored); False after `seconds`, or early
+        for another reason (look again)."""
+
+    def close(self) -> None: ...
+
 
 class Repository(Protocol):
     def store_conversation(
@@ -265,6 +286,8 @@ class Repository(Protocol):
 
     def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
 
+    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool: ...
+
     def save_direct(
         self, conversation: Conversation, message: Message, explicit: bool
     ) -> tuple[str, bool]:
@@ -309,7 +332,15 @@ class QueuedDeadLetters(Protocol):
 class Tokenizer(Protocol):
     def encoding_for(self, model: str | None) -> str: ...
 
-    def message_cost(self, role: str, content: str, name: str | None, encoding: str) -> int: ...
+    def message_cost(
+        self,
+        role: str,
+        content: str,
+        name: str | None,
+        encoding: str,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+    ) -> int: ...
 
 
 class Scheduler(Protocol):

@@ -1,6 +1,7 @@
 """Saving a message: into the active conversation in Redis, or into PostgreSQL once moved."""
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from conversation.services.ports import (
     Repository,
     Tokenizer,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,15 @@ class MessageSaver:
             content=command.content,
             created_at=created_at,
             tokens=self.tokenizer.message_cost(
-                str(command.role), command.content, command.name, encoding
+                str(command.role), command.content, command.name, encoding,
+                command.tool_calls, command.tool_call_id,
             ),
             encoding=encoding,
             name=command.name,
             metadata=command.metadata,
             agent_id=command.agent_id,
+            tool_calls=command.tool_calls or None,
+            tool_call_id=command.tool_call_id,
         )
 
     def save(self, command: NewMessage) -> SaveOutcome:
@@ -75,7 +81,32 @@ class MessageSaver:
 
     def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome | DomainError]:
         """Save messages in order, the active ones in one round trip; each message gets its
-        own outcome, a refusal in place of a bad one."""
+        own outcome, a refusal in place of a bad one. Those stored are then announced to
+        whoever waits for them (get_context's wait_for_message_id)."""
+        outcomes = self._save_many(commands)
+        self._announce(commands, outcomes)
+        return outcomes
+
+    def _announce(
+        self, commands: Sequence[NewMessage], outcomes: Sequence[SaveOutcome | DomainError]
+    ) -> None:
+        # Redis announces what it stores, in its save script (no round trip more); what went
+        # to PostgreSQL is announced here.
+        by_tenant: dict[str, list[str]] = {}
+        for command, outcome in zip(commands, outcomes, strict=True):
+            if isinstance(outcome, SaveOutcome) and outcome.tier == "postgres" and outcome.stored:
+                by_tenant.setdefault(command.tenant_id, []).append(outcome.message_id)
+        if not by_tenant:
+            return
+        try:
+            for tenant_id, message_ids in by_tenant.items():
+                self.active.announce_saved(tenant_id, message_ids)
+        except Exception as exc:
+            # The messages are stored: a waiter finds them on its next look (it polls between
+            # waits), an announcement only wakes it sooner.
+            log.debug("could not announce %d saved message(s): %s", len(outcomes), exc)
+
+    def _save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome | DomainError]:
         messages = [self.build_message(command) for command in commands]
         conversations = [
             Conversation(

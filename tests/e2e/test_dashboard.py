@@ -82,6 +82,15 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
     client = ConversationClient(app)
     client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
                         role="user", content=f"Help: {PLANTED}!", message_id="planted-1")
+    # A tool call whose arguments and result look like markup: shown as text, never parsed.
+    client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
+                        role="assistant", content="", message_id="planted-2", tool_calls=[
+                            {"id": "call_p", "type": "function", "function": {
+                                "name": "lookup_invoice",
+                                "arguments": '{"q": "<b id=\\"injected\\">giraffe</b>"}'}}])
+    client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
+                        role="tool", content="<img id=injected2> eaten", message_id="planted-3",
+                        tool_call_id="call_p")
     client.session_closed(tenant_id="demo", session_id="planted")
     container = Container(settings)
     key = container.api_keys.create("demo", label="browser test")
@@ -164,6 +173,12 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
             page.click("#list li")
             page.wait_for_selector("body[data-transcript]", timeout=10_000)
             assert PLANTED in page.text_content("#transcript")
+            # The call's name and arguments, its result under it, all as text.
+            call = page.locator("#transcript .tool-call[data-call-id='call_p']")
+            assert call.locator(".tool-name").text_content() == (
+                'lookup_invoice({"q": "<b id=\\"injected\\">giraffe</b>"})')
+            assert call.locator(".tool-result").text_content() == "→ <img id=injected2> eaten"
+            assert page.locator("#injected, #injected2").count() == 0
             page.screenshot(path=str(artifacts / "dashboard-search.png"), full_page=True)
         finally:
             browser.close()

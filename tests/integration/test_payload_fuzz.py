@@ -55,6 +55,34 @@ JSON = st.recursive(
 
 
 @st.composite
+def tool_calls(draw: st.DrawFn) -> Any:
+    """Chat Completions' tool calls, one part in sixteen hostile (a NUL or a surrogate in any
+    string, arguments that are not a string, a missing or extra key, a wrong type)."""
+    def part(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+        return draw(bad if draw(st.integers(0, 15)) == 0 else good)
+
+    def call() -> Any:
+        arguments = part(
+            st.one_of(st.text(max_size=20),
+                      JSON.map(lambda v: json.dumps(v, ensure_ascii=False))),
+            st.one_of(ANY_TEXT, JSON),
+        )
+        function = {"name": part(st.text(min_size=1, max_size=12), ANY_TEXT),
+                    "arguments": arguments}
+        made = {"id": part(IDENTIFIER_TEXT, st.one_of(ANY_TEXT, st.integers())),
+                "type": part(st.just("function"), st.sampled_from(["code", "", None])),
+                "function": function}
+        if draw(st.integers(0, 15)) == 0:
+            made.pop(draw(st.sampled_from(sorted(made))))
+        if draw(st.integers(0, 15)) == 0:
+            made[draw(ANY_TEXT)] = draw(JSON)
+        return made
+
+    return part(st.just([call() for _ in range(draw(st.integers(0, 3)))]),
+                st.one_of(JSON, st.just([call()] * 2)))
+
+
+@st.composite
 def save_payloads(draw: st.DrawFn) -> dict[str, Any]:
     # Mostly well-formed fields, one in eight hostile: most payloads then test the storage
     # side (accepted) as much as the reasons (refused).
@@ -77,6 +105,17 @@ def save_payloads(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in optional.items():
         if draw(st.booleans()) and (key != "x\x00" or draw(st.booleans())):
             payload[key] = draw(strategy)
+    # Tool calls mostly where they belong (an assistant's), the call id mostly on a tool
+    # message: the storage side of both gets tested, not only the role rules.
+    shape = draw(st.integers(0, 5))
+    if shape <= 1:
+        payload["tool_calls"] = draw(tool_calls())
+        if shape == 0:  # else on whatever role was drawn: mostly refused
+            payload["role"] = "assistant"
+    elif shape <= 3:
+        payload["tool_call_id"] = field(IDENTIFIER_TEXT, st.one_of(ANY_TEXT, st.integers()))
+        if shape == 2:
+            payload["role"] = "tool"
     return payload
 
 
@@ -123,14 +162,24 @@ def assert_storable(container: Container, loaded: dict[str, Any]) -> None:
     with container.engine.connect() as connection, connection.begin() as transaction:
         connection.execute(insert(messages).values(
             message_row(f"fuzz-{message.id}"[:128], "fuzz", 0, message)))
-        # The migration's COPY writes the stored timestamp text and orjson's metadata text.
-        moment, metadata = connection.execute(
-            text("SELECT CAST(:created AS timestamptz), CAST(:metadata AS jsonb)"),
+        # The migration's COPY writes the stored timestamp text and orjson's metadata (and
+        # tool calls) text.
+        moment, metadata, calls, call_id = connection.execute(
+            text("SELECT CAST(:created AS timestamptz), CAST(:metadata AS jsonb), "
+                 "CAST(:calls AS jsonb), CAST(:call_id AS text)"),
             {"created": message.created_at,
-             "metadata": orjson.dumps(message.metadata).decode()},
+             "metadata": orjson.dumps(message.metadata).decode(),
+             "calls": orjson.dumps(message.tool_calls).decode() if message.tool_calls else None,
+             "call_id": message.tool_call_id},
         ).one()
         assert utc_timestamp(moment) == message.created_at
         assert same_json(metadata, message.metadata), (metadata, message.metadata)
+        assert same_json(calls, message.tool_calls) and call_id == message.tool_call_id
+        stored = connection.execute(
+            text("SELECT tool_calls, tool_call_id FROM messages WHERE conversation_id = :c"),
+            {"c": f"fuzz-{message.id}"[:128]}).one()
+        assert same_json(stored.tool_calls, message.tool_calls), stored
+        assert stored.tool_call_id == message.tool_call_id
         transaction.rollback()
 
 
@@ -142,13 +191,15 @@ def assert_saved_in_redis(container: Container, command: NewMessage) -> None:
                       conversation_id=None)
     outcome = container.saver.save(command)
     anchor = replace(command, message_id=f"a-{key}", role=Role.USER, content="first",
-                     created_at="0001-01-01T00:00:00Z", metadata={}, name=None)
+                     created_at="0001-01-01T00:00:00Z", metadata={}, name=None,
+                     tool_calls=None, tool_call_id=None)
     container.saver.save(anchor)
     stored = {m.id: m for m in container.active_store.messages(outcome.conversation_id)}
     assert set(stored) == {command.message_id, anchor.message_id}
     saved = stored[command.message_id]
     assert (saved.role, saved.content, saved.name, saved.metadata) == (
         command.role, command.content, command.name, command.metadata)
+    assert (saved.tool_calls, saved.tool_call_id) == (command.tool_calls, command.tool_call_id)
     if command.created_at:
         assert saved.created_at == command.created_at
 
@@ -167,6 +218,8 @@ def test_save_message_accepts_only_what_both_tiers_store(
         assert_a_reason(schema, payload)
         return
     event("accepted")
+    if loaded["tool_calls"] or loaded["tool_call_id"]:
+        event("accepted, with tool calls or a call id")
     assert_storable(container, loaded)
 
 

@@ -157,3 +157,35 @@ def test_the_apis_rate_limit_on_the_cluster(settings: Settings, cluster_url: str
     finally:
         container.close()
     assert codes == [200, 200, 200, 429]
+
+
+def test_wait_for_message_and_tool_calls_on_the_cluster(cluster_container: Container) -> None:
+    """The wait's pub/sub and membership check, and tool calls, on Redis Cluster."""
+    import threading
+
+    container = cluster_container
+    tenant = f"clw-{container.settings.redis_key_prefix.strip(':')}"
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    later = threading.Timer(0.3, container.saver.save_many, [[
+        NewMessage(tenant_id=tenant, session_id=f"{tenant}-s", agent_id="bot",
+                   role=Role.USER, content="do it", message_id="w0"),
+        NewMessage(tenant_id=tenant, session_id=f"{tenant}-s", agent_id="bot",
+                   role=Role.ASSISTANT, content="", message_id="w1", tool_calls=calls),
+        NewMessage(tenant_id=tenant, session_id=f"{tenant}-s", agent_id="bot",
+                   role=Role.TOOL, content="done", message_id="w2", tool_call_id="c1"),
+    ]])
+    later.start()
+    try:
+        context = container.context_builder.get_context(
+            tenant_id=tenant, session_id=f"{tenant}-s", window="8k", wait_for_message_id="w2")
+    finally:
+        later.join(10)
+    assert context["waited_for"] == "found", context
+    assert "error" not in context, context["error"]
+    assert context["messages"] == [
+        {"role": "user", "content": "do it"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "done", "tool_call_id": "c1"}]
+    missing = container.context_builder.get_context(
+        tenant_id=tenant, session_id=f"{tenant}-s", window="8k", wait_for_message_id="nope")
+    assert missing["waited_for"] == "missing" and len(missing["messages"]) == 3

@@ -19,7 +19,7 @@ def test_the_backfill_takes_the_first_tenant_of_each_session(postgres_server: st
         connection.execute(f'CREATE DATABASE "{name}"')
     url = f"{base}/{name}"
     try:
-        upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1), "0007")
+        upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1), "0008")
         with psycopg.connect(url, autocommit=True) as connection:
             for conversation, tenant, session, at in (
                 ("c1", "late", "shared", "2026-11-02T00:00:00Z"),

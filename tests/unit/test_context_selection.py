@@ -2,48 +2,29 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
     trim_messages,
 )
 
-from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.domain.context import select_tail
-from conversation.domain.messages import Message, Role
+from conversation.domain.messages import Message, Role, chat_message
+from conversation.langchain import to_langchain
 from conversation.services.context import ContextBuilder
+from tests.contract_tokens import COUNTER, ENCODING, ROLE_OF, lc_counter
 from tests.fakes import FakeRepository, ListHistory, message_record
 
-COUNTER = TiktokenCounter()
-ENCODING = COUNTER.default_encoding
-ROLE_OF = {HumanMessage: "user", AIMessage: "assistant", SystemMessage: "system",
-           ToolMessage: "tool"}
 
-
-def lc_cost(message: BaseMessage) -> int:
-    role = ROLE_OF[type(message)]
-    return COUNTER.message_cost(role, str(message.content), message.name, ENCODING)
-
-
-def lc_counter(messages: list[BaseMessage]) -> int:
-    # OpenAI's accounting: each message, plus 3 for the reply.
-    return sum(lc_cost(m) for m in messages) + 3
-
-
-def to_langchain(message: Message) -> BaseMessage:
-    if message.role is Role.USER:
-        return HumanMessage(message.content, name=message.name)
-    if message.role is Role.ASSISTANT:
-        return AIMessage(message.content, name=message.name)
-    if message.role is Role.SYSTEM:
-        return SystemMessage(message.content, name=message.name)
-    return ToolMessage(message.content, tool_call_id="call", name=message.name)
+def stored_message(i: int, role: Role, text: str, name: str | None,
+                   tool_calls: list | None = None, tool_call_id: str | None = None) -> Message:
+    return Message(
+        id=str(i), role=role, content=text, created_at=f"2026-01-01T00:00:{i:02d}.000000Z",
+        tokens=COUNTER.message_cost(str(role), text, name, ENCODING, tool_calls, tool_call_id),
+        encoding=ENCODING, name=name, tool_calls=tool_calls, tool_call_id=tool_call_id,
+    )
 
 
 texts = st.one_of(
@@ -51,10 +32,43 @@ texts = st.one_of(
     st.text(max_size=60),
     st.text(alphabet="abc héllo 世界 🙂\n", min_size=200, max_size=3000),
 )
-messages_strategy = st.lists(
-    st.tuples(st.sampled_from(list(Role)), texts, st.one_of(st.none(), st.just("bob"))),
-    max_size=40,
+names = st.one_of(st.none(), st.just("bob"))
+plain_message = st.tuples(st.sampled_from(list(Role)), texts, names)
+# An assistant's turn of tool calls (one to three, content often empty), then their results,
+# in any order (parallel calls answer in the order they finish).
+tool_turn = st.tuples(
+    st.one_of(st.just(""), texts),
+    st.lists(st.tuples(st.sampled_from(["lookup_order", "search", "weather_in"]),
+                       st.dictionaries(st.sampled_from(["order", "q", "city"]), texts,
+                                       max_size=2),
+                       texts),
+             min_size=1, max_size=3),
+    st.randoms(use_true_random=False),
 )
+messages_strategy = st.lists(st.one_of(plain_message, tool_turn), max_size=30)
+
+
+def expand(raw: list) -> list[Message]:
+    """The generated items as stored messages: a tool turn becomes its assistant message and
+    one tool message per call."""
+    history: list[Message] = []
+    for item in raw:
+        if len(item) == 3 and isinstance(item[0], Role):
+            history.append(stored_message(len(history), *item))
+            continue
+        content, calls, rng = item
+        turn = len(history)
+        tool_calls = [
+            {"id": f"call_{turn}_{k}", "type": "function",
+             "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+            for k, (name, args, _) in enumerate(calls)
+        ]
+        history.append(stored_message(turn, Role.ASSISTANT, content, None, tool_calls))
+        results = [(f"call_{turn}_{k}", result) for k, (_, _, result) in enumerate(calls)]
+        rng.shuffle(results)
+        for call_id, result in results:
+            history.append(stored_message(len(history), Role.TOOL, result, None, None, call_id))
+    return history
 
 
 class StaticStore:
@@ -84,12 +98,7 @@ def build(history: list[Message], budget: int) -> dict:
 def test_kept_messages_equal_trim_messages(raw, budget, system_first) -> None:
     if system_first:
         raw = [(Role.SYSTEM, "You are a helpful assistant.", None), *raw]
-    history = [
-        Message(id=str(i), role=role, content=text, created_at=f"2026-01-01T00:00:{i:02d}.000000Z",
-                tokens=COUNTER.message_cost(str(role), text, name, ENCODING), encoding=ENCODING,
-                name=name)
-        for i, (role, text, name) in enumerate(raw)
-    ]
+    history = expand(raw)
     expected = trim_messages(
         [to_langchain(m) for m in history],
         max_tokens=budget,
@@ -104,7 +113,17 @@ def test_kept_messages_equal_trim_messages(raw, budget, system_first) -> None:
     assert [(m["role"], m["content"]) for m in context["messages"]] == [
         (ROLE_OF[type(m)], m.content) for m in expected
     ]
+    if expected:
+        assert context["tokens"] == lc_counter(expected)
+    # Sent as they are: each entry is the stored message in Chat Completions' shape.
+    by_id = {m.id: m for m in history}
+    assert context["messages"] == [chat_message_of(by_id[m.id]) for m in expected]
     assert context["total_messages"] == len(history)
+
+
+def chat_message_of(message: Message) -> dict:
+    return chat_message(str(message.role), message.content, message.name, message.tool_calls,
+                        message.tool_call_id)
 
 
 def test_a_leading_system_message_is_kept_even_over_budget() -> None:

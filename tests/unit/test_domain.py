@@ -81,12 +81,13 @@ def test_the_client_publishes_by_name_to_the_contract_queues() -> None:
 
     app = Recorder()
     client = ConversationClient(app)  # type: ignore[arg-type]
-    client.save_message(tenant_id="t", session_id="s", agent_id="a", role="user", content="hi")
+    sent = client.save_message(tenant_id="t", session_id="s", agent_id="a", role="user",
+                               content="hi")
     client.session_closed(tenant_id="t", session_id="s")
     assert app.sent == [
         ("conversation.save_message", "conversation.save",
          {"tenant_id": "t", "session_id": "s", "agent_id": "a", "role": "user",
-          "content": "hi"}),
+          "content": "hi", "message_id": sent}),  # made by the client, to wait for it
         ("conversation.session_closed", "conversation.sessions",
          {"tenant_id": "t", "session_id": "s"}),
     ]

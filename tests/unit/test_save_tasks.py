@@ -204,3 +204,43 @@ def test_an_invalid_item_is_dead_lettered_once_whatever_the_retries(fake: FakeCo
     assert final.kwargs == {"messages": [{**batch[0], "message_id": derived_message_id(
         "task-11", 0)}, batch[2]]}
     assert "TimeoutError" in final.error and final.attempts == DomainTask.max_retries + 1
+def _call(call_id: str = "c1", arguments: object = "{}", **function: object) -> dict:
+    return {"id": call_id, "type": "function",
+            "function": {"name": "lookup", "arguments": arguments, **function}}
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "needle"),
+    [
+        (payload(role="user", tool_calls=[_call()]), "tool_calls", "only an assistant"),
+        (payload(role="tool", content="42"), "tool_call_id", "must name the tool call"),
+        (payload(role="user", tool_call_id="c1"), "tool_call_id", "only a tool message"),
+        (payload(role="assistant", tool_calls=[_call(arguments={"a": 1})]), "tool_calls",
+         "Not a valid string"),
+        (payload(role="assistant", tool_calls=[_call(f"c{i}") for i in range(129)]),
+         "tool_calls", "at most 128"),
+        (payload(role="assistant", tool_calls=[_call(arguments="x" * 300_000)]), "tool_calls",
+         "bytes; at most"),
+        (payload(role="assistant", tool_calls=[_call(), _call()]), "tool_calls", "share an id"),
+        (payload(role="assistant", tool_calls=[_call(arguments="{\"a\": \"\x00\"}")]),
+         "tool_calls", "NUL"),
+        (payload(role="assistant", tool_calls=[{**_call(), "type": "code"}]), "tool_calls",
+         "Must be equal to function"),
+        (payload(role="assistant", tool_calls=[{"id": "c1", "type": "function"}]),
+         "tool_calls", "Missing data"),
+        (payload(role="assistant", tool_calls={"id": "c1"}), "tool_calls", "Not a valid list"),
+    ],
+)
+def test_an_invalid_tool_shape_is_dead_lettered_alone_with_its_reason(
+    fake: FakeContainer, item: dict, field: str, needle: str,
+) -> None:
+    fake.settings = Settings(max_task_bytes=2_000_000)
+    good = [payload(role="assistant", content="", tool_calls=[_call("c9")]),
+            payload(role="tool", content="found", tool_call_id="c9")]
+    result = save_messages.apply(kwargs={"messages": [good[0], item, good[1]]},
+                                 task_id="task-t").get()
+    assert result == {"saved": 2, "rejected": 1}
+    assert fake.saver.saved[0].tool_calls == good[0]["tool_calls"]
+    assert fake.saver.saved[1].tool_call_id == "c9"
+    (letter,) = fake.dead_letters.letters
+    assert field in letter.reasons and needle in str(letter.reasons[field]), letter.reasons

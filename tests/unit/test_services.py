@@ -409,3 +409,37 @@ def test_a_context_in_another_encoding_counts_each_message_once_in_each_tier(
     migrated = ConversationMigrator(active, repository).migrate(conversation_id, closed.generation)
     assert migrated.status is MigrationStatus.MIGRATED
     assert read() == first and len(tokenizer.letter_counts) == 4  # carried along
+
+
+def test_tool_calls_are_counted_in_another_encoding_once_in_each_tier(active, repository) -> None:
+    """The per-encoding recount reads a message's tool calls and call id too (the contract's
+    count), in Redis and once migrated."""
+    tokenizer = TwoEncodingTokenizer()
+    saver = MessageSaver(active, repository, tokenizer)
+    calls = [{"id": "c1", "type": "function",
+              "function": {"name": "lookup", "arguments": '{"order": 4521}'}}]
+    saver.save(message("where is 4521", session_id="enc-t"))
+    saver.save(message("", role=Role.ASSISTANT, session_id="enc-t", message_id="call",
+                       tool_calls=calls))
+    outcome = saver.save(message("shipped", role=Role.TOOL, session_id="enc-t",
+                                 tool_call_id="c1"))
+    conversation_id = outcome.conversation_id
+    context = ContextBuilder(active, repository, tokenizer, WINDOWS, {})
+
+    def read() -> dict:
+        return context.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                   model="letters-1", max_tokens=1000)
+
+    first = read()
+    letters = len("whereis4521") + (3 + 2 + 1 + len('{"order":4521}')) + (
+        len("shipped") + len("c1"))
+    assert first["tokens"] == 3 * 4 + letters + 3
+    assert first["messages"][1]["tool_calls"] == calls
+    assert first["messages"][2] == {"role": "tool", "content": "shipped", "tool_call_id": "c1"}
+    assert len(tokenizer.letter_counts) == 3
+
+    sessions, _ = lifecycle(active)
+    closed = sessions.close("acme", "enc-t")
+    migrated = ConversationMigrator(active, repository).migrate(conversation_id, closed.generation)
+    assert migrated.status is MigrationStatus.MIGRATED
+    assert read() == first and len(tokenizer.letter_counts) == 3  # carried along

@@ -256,13 +256,41 @@ async function openTranscript(conversationId) {
   }
   $("transcript-title").textContent =
     `Transcript · ${conversation.session_id} · ${conversation.agent_id} · ${conversation.status}`;
-  $("transcript").replaceChildren(...conversation.messages.map((message) =>
-    el("div", { class: `message ${message.role}` }, [
-      el("div", { class: "role",
-                  text: `${message.role} · ${message.created_at.slice(0, 19).replace("T", " ")}` }),
-      el("div", { class: "content", text: message.content }),
-    ])));
+  $("transcript").replaceChildren(...transcriptNodes(conversation.messages));
   document.body.dataset.transcript = conversationId;
+}
+
+// Messages as nodes, all text through textContent. A tool call shows its name and arguments;
+// the tool message answering it goes under it (a result whose call is not in the transcript
+// stays a message of its own, naming the call id).
+function transcriptNodes(messages) {
+  const calls = new Map();
+  const nodes = [];
+  for (const message of messages) {
+    const when = message.created_at.slice(0, 19).replace("T", " ");
+    const call = message.tool_call_id !== undefined && calls.get(message.tool_call_id);
+    if (call) {
+      call.append(el("div", { class: "tool-result", text: `→ ${message.content}` }));
+      continue;
+    }
+    const children = [el("div", { class: "role", text: `${message.role} · ${when}` })];
+    if (message.content || !message.tool_calls) {
+      children.push(el("div", { class: "content", text: message.content }));
+    }
+    for (const toolCall of message.tool_calls || []) {
+      const node = el("div", { class: "tool-call", dataset: { callId: toolCall.id } }, [
+        el("div", { class: "tool-name",
+                    text: `${toolCall.function.name}(${toolCall.function.arguments})` }),
+      ]);
+      calls.set(toolCall.id, node);
+      children.push(node);
+    }
+    if (message.tool_call_id !== undefined) {
+      children.push(el("div", { class: "tool-name", text: `result of ${message.tool_call_id}` }));
+    }
+    nodes.push(el("div", { class: `message ${message.role}` }, children));
+  }
+  return nodes;
 }
 
 if (credentials().key) showBoard();

@@ -6,7 +6,7 @@ to PostgreSQL, and once a migrated session's Redis record expired another tenant
 the id. Backfilled from `conversations`: the first tenant per session id by created_at.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,162 @@
+"""get_context(wait_for_message_id): read-your-writes for a caller that just sent a save."""
+from __future__ import annotations
+
+import threading
+import time
+
+import fakeredis
+
+from conversation.adapters.redis_store import RedisActiveStore
+from conversation.domain.messages import Conversation, Message, NewMessage, Role
+from conversation.services.context import ContextBuilder
+from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.save import MessageSaver
+from tests.fakes import FakeRepository, WordTokenizer
+
+WINDOWS = {"8k": ("token_buffer", 6000)}
+
+
+def services(wait_seconds: float = 2.0) -> tuple[MessageSaver, ContextBuilder]:
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="w:")
+    repository = FakeRepository()
+    saver = MessageSaver(active, repository, WordTokenizer())
+    builder = ContextBuilder(active, repository, WordTokenizer(), windows=WINDOWS,
+                             model_windows={}, wait_seconds=wait_seconds)
+    return saver, builder
+
+
+def message(message_id: str, content: str, session_id: str = "s-1") -> NewMessage:
+    return NewMessage(tenant_id="acme", session_id=session_id, agent_id="bot", role=Role.USER,
+                      content=content, message_id=message_id)
+
+
+def test_a_message_saved_while_the_read_waits_is_in_it() -> None:
+    """The session's first message: it has no conversation when the read starts."""
+    saver, builder = services()
+    later = threading.Timer(0.3, saver.save, [message("m-1", "hello")])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-1")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+
+
+def test_a_message_stored_already_needs_no_wait() -> None:
+    saver, builder = services()
+    saver.save(message("m-1", "hello"))
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "found" and context["messages"][-1]["content"] == "hello"
+    plain = builder.get_context(tenant_id="acme", session_id="s-1", window="8k")
+    assert "waited_for" not in plain
+
+
+def test_a_message_never_sent_is_answered_missing_after_the_wait() -> None:
+    saver, builder = services(wait_seconds=0.5)
+    saver.save(message("m-1", "hello"))
+    began = time.monotonic()
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="never")
+    assert time.monotonic() - began >= 0.5  # it did wait
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+
+
+def stored(message_id: str, content: str, second: int) -> Message:
+    return Message(message_id, Role.USER, content, f"2026-01-01T00:00:0{second}.000000Z", 5,
+                   "words")
+
+
+class DownStore:
+    """Redis down: every call fails as the circuit breaker makes it fail."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        def fail(*args: object, **kwargs: object) -> None:
+            raise ActiveStoreUnavailable("down")
+        return fail
+
+
+def test_without_redis_the_wait_polls_postgresql_a_few_times_not_in_a_loop() -> None:
+    repository = FakeRepository()
+    looks: list[float] = []
+    has_message = repository.has_message
+
+    def counting(tenant_id: str, conversation_id: str, message_id: str) -> bool:
+        looks.append(time.monotonic())
+        return has_message(tenant_id, conversation_id, message_id)
+
+    repository.has_message = counting  # type: ignore[method-assign]
+    builder = ContextBuilder(DownStore(), repository, WordTokenizer(),  # type: ignore[arg-type]
+                             windows=WINDOWS, model_windows={}, wait_seconds=2.0)
+    conversation_id = "c-1"
+    repository.conversations[conversation_id] = Conversation(
+        conversation_id, "acme", "s-1", "bot", "2026-01-01T00:00:00.000000Z")
+    repository.stored[conversation_id] = [stored("m-1", "first", 1)]
+    context = builder.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                  window="8k", wait_for_message_id="never")
+    assert context["waited_for"] == "missing"
+    assert 3 <= len(looks) <= 12, f"{len(looks)} looks in 2 s"
+
+    looks.clear()
+    # What a save does during the outage: straight into PostgreSQL.
+    later = threading.Timer(0.3, repository.stored[conversation_id].append,
+                            [stored("m-2", "second", 2)])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", conversation_id=conversation_id,
+                                      window="8k", wait_for_message_id="m-2")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
+    assert [m["content"] for m in context["messages"]] == ["first", "second"]
+
+
+def test_every_save_path_announces_what_it_stored() -> None:
+    """Redis's one-script save, its two-step (Redis Cluster) save and the append to a
+    conversation already in PostgreSQL each wake a waiter: `wait` returns True on the
+    announcement itself, never by polling."""
+    from conversation.services.migration import ConversationMigrator
+
+    for cluster in (False, True):
+        active = RedisActiveStore(fakeredis.FakeRedis(), prefix="a:")
+        active.cluster = cluster
+        repository = FakeRepository()
+        saver = MessageSaver(active, repository, WordTokenizer())
+
+        def announced(command: NewMessage) -> bool:
+            listener = active.listen_for("acme", command.message_id)
+            try:
+                saver.save(command)
+                return listener.wait(5.0)
+            finally:
+                listener.close()
+
+        assert announced(message("m-1", "first, new conversation"))
+        assert announced(message("m-2", "second, appended"))
+        conversation_id = active.session_conversation("acme", "s-1")
+        closed = active.close_session("acme", "s-1", "2026-01-01T00:00:00.000000Z")
+        migrated = ConversationMigrator(active, repository).migrate(conversation_id,
+                                                                    closed.generation)
+        assert migrated.messages == 2
+        late = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                          content="late", message_id="m-3", conversation_id=conversation_id)
+        assert announced(late), f"PostgreSQL's append (cluster={cluster})"
+        assert repository.has_message("acme", conversation_id, "m-3")
+        # A duplicate is stored already: nothing to announce, a waiter finds it by looking.
+        listener = active.listen_for("acme", "m-2")
+        saver.save(message("m-2", "second, appended"))
+        assert listener.wait(0.2) is False
+        listener.close()
+
+
+def test_another_tenants_message_is_never_found() -> None:
+    """Waiting on another tenant's conversation answers nothing of it: not its messages, not
+    whether a message id is there."""
+    saver, builder = services(wait_seconds=0.2)
+    theirs = saver.save(message("m-1", "private")).conversation_id
+    context = builder.get_context(tenant_id="intruder", conversation_id=theirs, window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "missing" and context["messages"] == []
