@@ -147,6 +147,7 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     database: str = "conversation"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -200,18 +201,37 @@ class EmbeddedPostgres:
         self.port = self.port or free_port()
         log = self.data_dir / "postgres.log"
         self._prepare_root()
-        options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir} -c fsync=off"
-        # A session of its own, as Redis: a terminal's Ctrl-C reaches the runner alone, which
-        # stops PostgreSQL after the workers. pg_ctl daemonizes the server, so nothing makes it
-        # die with a SIGKILLed runner: the next start stops it (`_stop_stale`).
-        subprocess.run(
-            [self._bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-o", options, "-w",
-             "-t", "60", "start"],
-            check=True, capture_output=True, timeout=90, start_new_session=True,
-            **self._run_as(),  # type: ignore[arg-type]
-        )
+        # The server as our child, not daemonized by pg_ctl: in a session of its own, as
+        # Redis (a terminal's Ctrl-C reaches the runner alone, which stops PostgreSQL after
+        # the workers), and it dies with the process that started it (SIGINT: a fast
+        # shutdown), so a SIGKILLed runner leaves no server behind.
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
+                [self._bin("postgres"), "-D", str(pgdata), "-p", str(self.port),
+                 "-h", "127.0.0.1", "-k", str(self.data_dir), "-c", "fsync=off"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGINT), **self._run_as(),
+            )
+        self._wait_ready(log)
         self._create_database()
         return self
+
+    def _wait_ready(self, log: Path) -> None:
+        """Until it accepts a session (a listening port may still answer "starting up")."""
+        import psycopg
+
+        assert self.process is not None
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited at start; see {log}:\n{_tail(log)}")
+            try:
+                psycopg.connect(admin, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        raise RuntimeError(f"postgres did not accept a session in {STARTUP_TIMEOUT}s; see {log}")
 
     def _stop_stale(self, pgdata: Path) -> None:
         """A server left running by a killed `make run` holds the data directory: stop it."""
@@ -233,6 +253,14 @@ class EmbeddedPostgres:
                 connection.execute(f'CREATE DATABASE "{self.database}"')
 
     def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # a fast shutdown, as `pg_ctl -m fast`
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            return
         pgdata = self.data_dir / "data"
         if not (pgdata / "postmaster.pid").exists():
             return

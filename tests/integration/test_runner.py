@@ -195,3 +195,33 @@ def test_embedded_redis_has_its_own_session_and_dies_with_its_starter(tmp_path: 
         redis.wait(10)  # psutil.TimeoutExpired if it outlived its starter
     finally:
         end(starter)
+
+
+def test_embedded_postgres_has_its_own_session_and_dies_with_its_starter(tmp_path: Path) -> None:
+    """As Redis: out of the terminal's process group, and gone with a SIGKILLed starter
+    (fast shutdown), so a killed `make run` leaves no server behind."""
+    from conversation.embedded import EmbeddedPostgres
+
+    data_dir = tmp_path / "postgres"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from conversation.embedded import EmbeddedPostgres
+            EmbeddedPostgres(Path({str(data_dir)!r})).start()
+            print("ready", flush=True)
+            time.sleep(600)
+        """)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        assert starter.stdout is not None
+        assert starter.stdout.readline().strip() == b"ready"
+        postmaster = psutil.Process(
+            int((data_dir / "data" / "postmaster.pid").read_text().splitlines()[0]))
+        assert os.getsid(postmaster.pid) != os.getsid(starter.pid)
+        starter.kill()
+        starter.wait(10)
+        postmaster.wait(30)  # psutil.TimeoutExpired if it outlived its starter
+    finally:
+        end(starter)
+        EmbeddedPostgres(data_dir).stop()  # only if it did outlive it
