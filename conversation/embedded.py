@@ -40,6 +40,10 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
+        # Forked from a process that handles `signum` (the runner does): until the exec, its
+        # handler would swallow the signal. The default action, so it ends the child whenever
+        # it comes. (Popen from the main thread only, as said above.)
+        signal.signal(signum, signal.SIG_DFL)
         prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the line above
             os.kill(os.getpid(), signum)
