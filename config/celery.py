@@ -38,6 +38,8 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.aggregate_stats": STATS_QUEUE,
     "conversation.cleanup": STATS_QUEUE,
     "conversation.index_search": STATS_QUEUE,
+    # Internal: an erasure's pass over the dead-letter queue (tasks/erasure_tasks.py).
+    "conversation.erase_queued_letters": STATS_QUEUE,
     "conversation.summarise": SUMMARY_QUEUE,
 }
 

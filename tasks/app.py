@@ -19,6 +19,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 app = Celery("conversation")
 app.config_from_object("tasks.celeryconfig")
 app.autodiscover_tasks(["tasks"], related_name="conversation_tasks", force=True)
+app.autodiscover_tasks(["tasks"], related_name="erasure_tasks", force=True)
 
 
 @signals.setup_logging.connect

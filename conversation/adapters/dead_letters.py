@@ -152,8 +152,9 @@ class DeadLetterOffice:
         self.broker_url = broker_url
         self.alert_webhook_url = alert_webhook_url
 
-    def send(self, letter: DeadLetter) -> None:
-        """Every channel is tried; one failing does not stop the others."""
+    def send(self, letter: DeadLetter, *, required: tuple[str, ...] = ()) -> None:
+        """Every channel is tried; one failing does not stop the others. The first failure of
+        a `required` channel is raised once all were tried."""
         if letter.replayable:
             recorded, payload, replayable = _exact(letter.kwargs)
         else:  # never encoded whole: it may be the over-size payload itself
@@ -171,17 +172,24 @@ class DeadLetterOffice:
         channels = {"publish": lambda: self._publish(letter),
                     "store": lambda: self._store(letter, payload),
                     "alert": lambda: self._alert(letter)}
+        failure: Exception | None = None
         for name, channel in channels.items():
             try:
                 channel()
-            except Exception:
+            except Exception as exc:
                 log.exception("dead letter channel %s failed", name)
+                if name in required and failure is None:
+                    failure = exc
+        if failure is not None:
+            raise failure
 
     def quarantine(self, conversation_id: str, reason: str) -> None:
         """Migration set a conversation aside (a store refused its data): a dead letter whose
-        replay migrates it again, once an operator fixed it or its cause."""
+        replay migrates it again, once an operator fixed it or its cause. Its row must be
+        stored (it is what `dlq list` shows and replay sends): a store failure raises, so the
+        migration does not mark the conversation quarantined."""
         QUARANTINED.inc()
-        self.send(DeadLetter(
+        self.send(required=("store",), letter=DeadLetter(
             task_name=QUARANTINE_TASK,
             kwargs={"conversation_id": conversation_id},
             error=f"quarantined: {reason}"[:2000],

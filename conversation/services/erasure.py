@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,10 @@ from conversation.services.ports import ActiveStore, QueuedDeadLetters, Reposito
 log = logging.getLogger(__name__)
 
 RETENTION_BATCH = 500
+
+# What the dead-letter queue's copies are erased for: (tenant, conversation or None for the
+# whole tenant, the conversation's session).
+Target = tuple[str, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -71,17 +76,34 @@ class Eraser:
         active: ActiveStore,
         repository: Repository,
         queued_letters: QueuedDeadLetters | None = None,
+        erase_later: Callable[[list[Target]], None] | None = None,
     ) -> None:
         self.active = active
         self.repository = repository
         self.queued_letters = queued_letters
+        self.erase_later = erase_later
 
-    def _erase_queued(self, targets: list[tuple[str, str | None, str | None]]) -> None:
-        """The copies on the dead-letter queue go too, for (tenant, conversation or None,
-        session) targets, in one pass over the queue. Best effort: the broker being down must
-        not undo the rest of an erasure, so a failure is an ERROR line for the operators."""
+    def _erase_queued(self, targets: list[Target]) -> None:
+        """The copies on the dead-letter queue go too. That pass reads and rewrites the whole
+        queue: it is a task of its own (`erase_later`, the stats queue), not part of an admin
+        request or a cleanup step. Best effort: the broker being down must not undo the rest
+        of an erasure, so a failure is an ERROR line for the operators."""
         if self.queued_letters is None or not targets:
             return
+        try:
+            if self.erase_later is not None:
+                self.erase_later(targets)
+            else:
+                self.erase_queued_now(targets)
+        except Exception:
+            log.exception("could not erase the queued dead letters of %d target(s)", len(targets))
+
+    def erase_queued_now(self, targets: list[Target]) -> int:
+        """One pass over the dead-letter queue for all `targets`; how many letters were
+        dropped or edited. Idempotent: a second pass finds nothing more to erase, so a task
+        that died midway is simply run again."""
+        if self.queued_letters is None or not targets:
+            return 0
 
         def edit(kwargs: Any) -> Any:
             for tenant_id, conversation_id, session_id in targets:
@@ -90,10 +112,7 @@ class Eraser:
                     break
             return kwargs
 
-        try:
-            self.queued_letters.erase_queued(edit)
-        except Exception:
-            log.exception("could not erase the queued dead letters of %d target(s)", len(targets))
+        return self.queued_letters.erase_queued(edit)
 
     def erase_conversation(self, conversation_id: str) -> bool:
         """True when the conversation existed in either tier. Its dead letters go too (they
@@ -103,9 +122,7 @@ class Eraser:
             self._erase_queued([target])
         return erased
 
-    def _erase_conversation(
-        self, conversation_id: str
-    ) -> tuple[bool, tuple[str, str | None, str | None] | None]:
+    def _erase_conversation(self, conversation_id: str) -> tuple[bool, Target | None]:
         """Both tiers and the dead-letter rows; the target the queue's copies are erased for."""
         conversation = (self.active.get_conversation(conversation_id)
                         or self.repository.get_conversation(conversation_id))
@@ -139,7 +156,7 @@ class Eraser:
         """Erase persisted conversations older than their tenant's retention (0: keep all)."""
         now = now or datetime.now(UTC)
         erased = 0
-        targets: list[tuple[str, str | None, str | None]] = []
+        targets: list[Target] = []
         for tenant_id, days in self.repository.retention().items():
             if days <= 0:
                 continue

@@ -174,13 +174,17 @@ class ConversationMigrator:
         self, conversation_id: str, reason: str, outcomes: dict[str, MigrationOutcome]
     ) -> None:
         """Set aside: kept in Redis as it is (nothing lost), skipped by the sweeps until an
-        operator replays its dead letter, recorded with the reason."""
+        operator replays its dead letter, recorded with the reason. The record first, then the
+        mark: a mark without its record would be skipped for ever with nothing in `dlq list`.
+        When the record fails, this raises and the conversation stays due (the task retries);
+        a crash between the two leaves it due too: a later pass records it again (one more
+        dead letter for it, never none)."""
         log.error("migration of %s refused: quarantined, kept in Redis (%s)",
                   conversation_id, reason)
-        self.active.quarantine(conversation_id, reason)
         outcome = MigrationOutcome(MigrationStatus.QUARANTINED, conversation_id, reason=reason)
-        outcomes[conversation_id] = outcome
         self.on_quarantined(outcome)
+        self.active.quarantine(conversation_id, reason)
+        outcomes[conversation_id] = outcome
 
     def _migrate_chunk(
         self,

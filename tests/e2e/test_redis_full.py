@@ -74,7 +74,9 @@ def test_a_full_redis_sends_saves_to_postgresql_and_loses_nothing(
                 select(messages.c.id, conversations.c.session_id)
                 .join(conversations, conversations.c.id == messages.c.conversation_id)
                 .where(messages.c.tenant_id == tenant)
-                .order_by(conversations.c.session_id, messages.c.seq)).all()
+                # The service's order: created_at, then arrival (seq is arrival alone).
+                .order_by(conversations.c.session_id, messages.c.created_at, messages.c.seq)
+            ).all()
 
     def letters() -> int:
         with container.engine.connect() as connection:

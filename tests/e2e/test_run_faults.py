@@ -31,8 +31,8 @@ from tests.workers import producer, settings_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
-RESTARTED = re.compile(r"\[conversation\] (\w+) (?:exited with code -?\d+|was killed by \w+): "
-                       r"restarting it in")
+RESTARTED = re.compile(r"\[conversation\] (\w+) (?:exited with code -?\d+|was killed by \w+)"
+                       r" after \d+ s: restarting it in")
 SENDING = "Sending due task"
 LOCKED = "beat: Acquired lock"
 
@@ -258,6 +258,9 @@ def test_kill_9_of_beat_and_of_the_api_under_conversation_run(
         new_api = stack.child("api")
         assert new_api is not None and new_api.pid != api.pid
         assert "giving up" not in stack.text()
+        # The terminal closed: SIGHUP stops everything as Ctrl-C does.
+        stack.process.send_signal(signal.SIGHUP)
+        stack.process.wait(60)
     assert stack.process.returncode == 0
     assert not psutil.pid_exists(new_beat.pid) and not psutil.pid_exists(new_api.pid)
 

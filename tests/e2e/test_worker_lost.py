@@ -49,9 +49,13 @@ def test_a_task_that_kills_its_worker_ends_in_the_dead_letter_queue(
             app.send_task("test.crash_worker", kwargs={"payload": "fine", "tenant": tenant},
                           queue="conversation.save")
             letter = wait_until(letters, timeout=60, what="the killer's dead letter")[0]
-            conversation = container.active_store.session_conversation(tenant, "crash-s")
-            wait_until(lambda: conversation and container.active_store.message_count(
-                conversation) == 10, what="the other tasks' messages")
+            def saved() -> bool:
+                # Read each time: the conversation exists only once a save went through.
+                conversation = container.active_store.session_conversation(tenant, "crash-s")
+                return bool(conversation) and container.active_store.message_count(
+                    conversation) == 10
+
+            wait_until(saved, what="the other tasks' messages")
             assert runs("fine") == 1
         assert runs("poison") == DomainTask.max_retries + 1  # the first run and its retries
         assert len(letters()) == 1

@@ -11,6 +11,7 @@ from kombu import Connection
 from sqlalchemy import func, select
 
 from api import create_app
+from config.celery import STATS_QUEUE
 from conversation.adapters.sql_schema import (
     conversation_stats,
     conversations,
@@ -160,6 +161,21 @@ def queued_payloads(container: Container) -> list[str]:
     return [str(json.loads(base64.b64decode(json.loads(r)["body"]))["kwargs"]) for r in raw]
 
 
+def run_erasure_tasks(container: Container) -> list[int]:
+    """What a stats worker does: take the `conversation.erase_queued_letters` tasks erasure
+    published on the broker and run their pass (tasks/erasure_tasks.py); what each changed."""
+    changed = []
+    with Connection(container.settings.broker_url) as connection:
+        client = connection.default_channel.client
+        while raw := client.rpop(STATS_QUEUE):
+            message = json.loads(raw)
+            assert message["headers"]["task"] == "conversation.erase_queued_letters"
+            _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+            changed.append(container.eraser.erase_queued_now(
+                [(t[0], t[1], t[2]) for t in kwargs["targets"]]))
+    return changed
+
+
 def letters_mentioning(container: Container, *needles: str) -> list[str]:
     """The dead letters' payloads (as text) that mention any needle, in the table and then
     on the queue."""
@@ -191,6 +207,11 @@ def test_erasing_a_conversation_erases_its_dead_letters(container) -> None:
                             f'{{"messages": [{{"conversation_id": "{erased}", "content": "secret 4'})
 
     assert container.eraser.erase_conversation(erased) is True
+    # The queue's copies are not touched by the erasure itself (an admin request): a task
+    # on the stats queue does that pass.
+    assert len(letters_mentioning(container, f"secret 1 {suffix}")) == 1
+    assert run_erasure_tasks(container) == [5]  # 4 dropped, 1 batch edited
+    assert run_erasure_tasks(container) == []
 
     left = letters_mentioning(container, erased, f"secret 2 {suffix}")
     assert len(left) == 2 and all(f"stays 2 {suffix}" in letter for letter in left)
@@ -216,6 +237,7 @@ def test_erasing_a_tenant_erases_its_batch_items_and_revokes_its_keys(container)
                       headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
     report = container.eraser.erase_tenant(tenant)
+    run_erasure_tasks(container)
 
     assert report.api_keys == 1 and report.dead_letters == 2
     assert client.get(f"/api/conversations/list/{tenant}",
@@ -236,8 +258,25 @@ def test_erasing_a_tenant_erases_dead_letters_kept_out_of_line(container) -> Non
         task="conversation.save_messages")
 
     container.eraser.erase_tenant(tenant)
+    run_erasure_tasks(container)
 
     with container.engine.connect() as connection:
         exact = [zlib.decompress(p).decode() for p in connection.scalars(
             select(dead_letters.c.payload).where(dead_letters.c.payload.is_not(None)))]
     assert [p for p in exact if f"erased {suffix}" in p] == []
+
+
+def test_the_queue_pass_is_idempotent_so_a_crash_midway_is_healed_by_running_it_again(
+        container) -> None:
+    """A worker dying midway gets the task again (acks_late): the pass over the queue, run
+    again, erases what is left and changes nothing else."""
+    suffix = container.settings.redis_key_prefix.strip(":")
+    tenant = f"ip-{suffix}"
+    dead_letter(container, {"tenant_id": tenant, "content": f"erased {suffix}"})
+    dead_letter(container, {"tenant_id": f"ipo-{suffix}", "content": f"kept {suffix}"})
+    target = [(tenant, None, None)]
+    assert container.eraser.erase_queued_now(target) == 1
+    assert container.eraser.erase_queued_now(target) == 0
+    queued = queued_payloads(container)
+    assert [p for p in queued if f"erased {suffix}" in p] == []
+    assert len([p for p in queued if f"kept {suffix}" in p]) == 1

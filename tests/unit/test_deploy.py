@@ -135,3 +135,19 @@ def test_flower_credentials_have_no_default_anywhere() -> None:
     flower = compose["services"]["flower"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert all(str(port).startswith("127.0.0.1:") for port in flower.get("ports", []))
+
+
+def test_the_active_store_is_not_the_brokers_redis() -> None:
+    """An active-store outage must leave the broker and beat running (the workers then fall
+    back to PostgreSQL): in both deployments they are on another Redis server."""
+    from urllib.parse import urlsplit
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    config = next(doc for _, doc in manifests() if doc["kind"] == "ConfigMap")
+    for env in (compose["x-service"]["environment"], config["data"]):
+        active = urlsplit(env["REDIS_URL"]).netloc
+        assert active not in {urlsplit(env[name]).netloc for name in (
+            "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "BEAT_REDIS_URL")}
+    services = compose["services"]
+    broker_host = urlsplit(compose["x-service"]["environment"]["CELERY_BROKER_URL"]).hostname
+    assert broker_host in services and broker_host in compose["x-service"]["depends_on"]

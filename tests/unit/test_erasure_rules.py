@@ -2,6 +2,8 @@
 repository's SQL applies the same one to the dead_letters table)."""
 from __future__ import annotations
 
+import pytest
+
 from conversation.services.erasure import without_erased
 
 MINE = {"tenant_id": "t", "session_id": "s", "content": "secret"}
@@ -33,3 +35,18 @@ def test_a_truncated_preview_goes_whole_when_it_names_the_erased_data() -> None:
     assert without_erased(preview, "t") is None
     assert without_erased(preview, "u") is preview
     assert without_erased(preview, "t", "c", "s") is preview
+
+
+def test_the_queue_erasure_task_is_named_routed_and_checks_its_payload() -> None:
+    """Erasure publishes `conversation.erase_queued_letters` (conversation.bootstrap): a
+    worker of the stats queue runs it (tasks/app.py discovers tasks/erasure_tasks.py), and it
+    refuses a payload it cannot use."""
+    from config.celery import STATS_QUEUE, TASK_QUEUES
+    from tasks.base import InvalidPayload
+    from tasks.erasure_tasks import erase_queued_letters
+
+    assert erase_queued_letters.name == "conversation.erase_queued_letters"
+    assert TASK_QUEUES["conversation.erase_queued_letters"] == STATS_QUEUE
+    for bad in ({"targets": "acme"}, {"targets": [["acme", None]]}, {"other": 1}):
+        with pytest.raises(InvalidPayload):
+            erase_queued_letters.run(**bad)

@@ -71,3 +71,49 @@ def test_the_refused_conversation_is_quarantined_and_the_others_migrate(active) 
     repository.poisoned = set()
     assert due.retry_quarantined(ids[5]).status is MigrationStatus.MIGRATED
     assert ids[5] in repository.conversations and active.quarantined([ids[5]]) == [False]
+
+
+def test_no_quarantine_mark_without_its_dead_letter(active) -> None:
+    """The dead letter is recorded before the mark that makes the sweeps skip the conversation:
+    when it cannot be recorded, the conversation is not set aside silently (no `dlq list`
+    entry, skipped for ever) but stays due, and a later pass quarantines it with its letter."""
+    repository = RefusingRepository()
+    saver = MessageSaver(active, repository, WordTokenizer())
+    poison = saver.save(NewMessage(tenant_id="acme", session_id="s", agent_id="bot",
+                                   role=Role.USER, content="hi", message_id="m")).conversation_id
+    repository.poisoned = {poison}
+    closed = active.close_session("acme", "s", "2026-01-01T10:00:00Z")
+
+    def unrecorded(outcome: MigrationOutcome) -> None:
+        raise ConnectionError("PostgreSQL is down: the dead letter is not stored")
+
+    with pytest.raises(ConnectionError):
+        ConversationMigrator(active, repository, on_quarantined=unrecorded).migrate_many(
+            [(poison, closed.generation)])
+    assert active.quarantined([poison]) == [False]
+
+    recorded: list[MigrationOutcome] = []
+    migrator = ConversationMigrator(active, repository, on_quarantined=recorded.append)
+    [outcome] = migrator.migrate_many([(poison, closed.generation)])
+    assert outcome.status is MigrationStatus.QUARANTINED
+    assert [o.conversation_id for o in recorded] == [poison]
+    assert active.quarantined([poison]) == [True]
+
+
+def test_a_quarantine_record_that_cannot_be_stored_raises(monkeypatch) -> None:
+    """Other dead letters only log a channel's failure; a quarantine record must be in the
+    table (`dlq list`, replay), so its store failing raises (and the mark is not set)."""
+    from conversation.adapters.dead_letters import DeadLetter, DeadLetterOffice
+
+    office = DeadLetterOffice(None, "memory://")
+    published: list[str] = []
+    monkeypatch.setattr(office, "_publish", lambda letter: published.append(letter.task_name))
+
+    def down(letter: Any, payload: Any = None) -> None:
+        raise ConnectionError("PostgreSQL is down")
+
+    monkeypatch.setattr(office, "_store", down)
+    office.send(DeadLetter(task_name="t", kwargs={}, error="e", queue="q"))  # logged only
+    with pytest.raises(ConnectionError):
+        office.quarantine("conv-1", "DataError")
+    assert published == ["t", "conversation.migrate_quarantined"]  # the other channels ran
