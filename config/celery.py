@@ -31,8 +31,11 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.save_messages": SAVE_QUEUE,
     "conversation.get_context": CONTEXT_QUEUE,
     "conversation.session_closed": SESSIONS_QUEUE,
+    "conversation.sessions_closed": SESSIONS_QUEUE,
     "conversation.session_opened": SESSIONS_QUEUE,
     "conversation.migrate_conversation": MIGRATION_QUEUE,
+    # Internal: the timer that closes within one second share (conversation.services.sessions).
+    "conversation.migrate_closed": MIGRATION_QUEUE,
     # Internal: what a quarantine record's replay sends (conversation.adapters.dead_letters).
     "conversation.migrate_quarantined": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,

@@ -26,6 +26,14 @@ class CeleryScheduler:
             countdown=countdown,
         )
 
+    def schedule_close_timer(self, second: int, countdown: float) -> None:
+        self.sender.send_task(
+            "conversation.migrate_closed",
+            kwargs={"second": second},
+            queue=MIGRATION_QUEUE,
+            countdown=countdown,
+        )
+
 
 class CelerySummaryRequests:
     """Publishes `conversation.summarise`, at most once per interval per conversation."""

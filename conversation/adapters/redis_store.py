@@ -201,6 +201,26 @@ redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
 return {1, conversation, generation}
 """
 
+_ARM_CLOSE_TIMER = """
+-- KEYS: a second's close bucket, its timer marker (one hash tag: one slot)
+-- ARGV: keep seconds, then the members to add ("conversation_id:generation:closed epoch")
+-- Returns 1 when this call armed the second's timer (the caller schedules it), else 0.
+if #ARGV > 1 then
+  redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 end
+return 0
+"""
+
+_TAKE_CLOSE_TIMER = """
+-- KEYS: a second's close bucket, its timer marker
+-- The marker goes first: a close that lands after this arms a timer of its own, so none
+-- is left in a bucket whose timer has already looked.
+redis.call('DEL', KEYS[2])
+return redis.call('SMEMBERS', KEYS[1])
+"""
+
 _OPEN_SESSION = """
 -- KEYS: session_state   ARGV: tenant
 local owner = redis.call('HGET', KEYS[1], 'tenant_id')
@@ -335,6 +355,15 @@ class RedisKeys:
     def ready_migrations(self) -> str:
         """Sorted set: "conversation_id:generation" -> when its timer fired, until migrated."""
         return f"{self.prefix}ready_migrations"
+
+    def close_bucket(self, second: int) -> str:
+        """Set: "conversation_id:generation:closed epoch" of the sessions whose grace ends
+        within `second` (epoch), until its shared timer hands them to the migration."""
+        return f"{self.prefix}close_bucket:{{closes-{second}}}"
+
+    def close_timer(self, second: int) -> str:
+        """Present while a timer task for `second` is scheduled and has not looked yet."""
+        return f"{self.prefix}close_timer:{{closes-{second}}}"
 
     @property
     def quarantined(self) -> str:
@@ -507,6 +536,8 @@ class RedisActiveStore:
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
+        self._arm_timer = client.register_script(_ARM_CLOSE_TIMER)
+        self._take_timer = client.register_script(_TAKE_CLOSE_TIMER)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
         self._erase = client.register_script(_ERASE_CONVERSATION)
@@ -540,18 +571,64 @@ class RedisActiveStore:
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
     ) -> ClosedSession | None:
-        status, conversation_id, generation = self._close(
-            keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, closed_at],
-        )
-        if int(status) == -2:
-            raise ForeignSession(f"session {session_id} belongs to another tenant")
-        if int(status) == 0:
-            return None
-        self.client.zadd(
-            self.keys.closed_sessions, {session_id: parse_timestamp(closed_at).timestamp()}
-        )
-        return ClosedSession(_text(conversation_id), int(generation))
+        closed = self.close_sessions([(tenant_id, session_id, closed_at)])[0]
+        if isinstance(closed, ForeignSession):
+            raise closed
+        return closed
+
+    def close_sessions(
+        self, requests: Sequence[tuple[str, str, str]]
+    ) -> list[ClosedSession | None | ForeignSession]:
+        """Close many sessions (tenant, session, closed_at) in one pipelined round trip, then
+        index them for the lost-timer sweep in one more. Each result in its place: the closed
+        session, None (no conversation), or the refusal of another tenant's session."""
+        def build(pipe: Any) -> None:
+            for tenant_id, session_id, closed_at in requests:
+                keys = [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
+                pipe.evalsha(self._close.sha, len(keys), *keys, tenant_id, closed_at)
+
+        replies = _run_pipeline(self.client, build, _CLOSE_SESSION) if requests else []
+        results: list[ClosedSession | None | ForeignSession] = []
+        swept: dict[str, float] = {}
+        for (_, session_id, closed_at), (status, conversation_id, generation) in zip(
+            requests, replies, strict=True
+        ):
+            if int(status) == -2:
+                results.append(ForeignSession(f"session {session_id} belongs to another tenant"))
+            elif int(status) == 0:
+                results.append(None)
+            else:
+                results.append(ClosedSession(_text(conversation_id), int(generation)))
+                swept[session_id] = parse_timestamp(closed_at).timestamp()
+        if swept:
+            self.client.zadd(self.keys.closed_sessions, swept)
+        return results
+
+    def arm_close_timers(
+        self, members: Mapping[int, Sequence[str]], keep_seconds: int
+    ) -> list[int]:
+        """Add closed sessions to their second's bucket; the seconds whose timer this armed
+        (the first close of a second: the caller schedules its one timer task)."""
+        seconds = list(members)
+
+        def build(pipe: Any) -> None:
+            for second in seconds:
+                keys = [self.keys.close_bucket(second), self.keys.close_timer(second)]
+                pipe.evalsha(self._arm_timer.sha, len(keys), *keys, keep_seconds,
+                             *members[second])
+
+        replies = _run_pipeline(self.client, build, _ARM_CLOSE_TIMER) if seconds else []
+        return [second for second, armed in zip(seconds, replies, strict=True) if int(armed)]
+
+    def take_close_timer(self, second: int) -> list[str]:
+        """A second's timer fired: disarm it and read its bucket (left in place until each
+        member is handed on, so a timer that dies meanwhile loses nothing)."""
+        keys = [self.keys.close_bucket(second), self.keys.close_timer(second)]
+        return sorted(_text(m) for m in self._take_timer(keys=keys))
+
+    def forget_close_timer_members(self, second: int, members: Sequence[str]) -> None:
+        if members:
+            self.client.srem(self.keys.close_bucket(second), *members)
 
     def closed_sessions_before(self, moment: float, limit: int) -> list[str]:
         """Sessions closed before `moment` (epoch seconds) whose migration is not done."""
@@ -564,6 +641,11 @@ class RedisActiveStore:
     def mark_ready(self, conversation_id: str, generation: int) -> None:
         # Identifiers never hold ':' (the contract), so the member splits back unambiguously.
         self.client.zadd(self.keys.ready_migrations, {f"{conversation_id}:{generation}": time.time()})
+
+    def mark_ready_many(self, requests: Sequence[tuple[str, int]]) -> None:
+        if requests:
+            now = time.time()
+            self.client.zadd(self.keys.ready_migrations, {f"{c}:{g}": now for c, g in requests})
 
     def ready_migrations(self, limit: int) -> list[tuple[str, int]]:
         """The oldest `limit` conversations whose timer fired, with the timer's generation."""

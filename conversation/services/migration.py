@@ -311,7 +311,16 @@ class DueMigrations:
         """A timer fired: mark its conversation ready, and migrate everything ready if the lead
         is free. The outcomes of what this call migrated (none when another held the lead and
         takes this conversation along)."""
-        self.active.mark_ready(conversation_id, generation)
+        self.mark_ready([(conversation_id, generation)])
+        return self.lead()
+
+    def mark_ready(self, requests: Sequence[tuple[str, int]]) -> None:
+        """Conversations whose timer fired, each with the generation its close gave it."""
+        self.active.mark_ready_many(requests)
+
+    def lead(self) -> list[MigrationOutcome]:
+        """Migrate everything ready, a batch per pass, if the lead is free; else leave it to
+        the lead's holder."""
         outcomes: list[MigrationOutcome] = []
         while token := self.locks.acquire(MIGRATION_LEAD, MIGRATION_LEAD_SECONDS):
             try:

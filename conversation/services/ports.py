@@ -143,6 +143,21 @@ class ActiveStore(Protocol):
         self, tenant_id: str, session_id: str, closed_at: str
     ) -> ClosedSession | None: ...
 
+    def close_sessions(
+        self, requests: Sequence[tuple[str, str, str]]
+    ) -> list[ClosedSession | None | ForeignSession]:
+        """Many (tenant, session, closed_at) closes at once, each result in its place."""
+
+    def arm_close_timers(
+        self, members: Mapping[int, Sequence[str]], keep_seconds: int
+    ) -> list[int]:
+        """Add members to their second's bucket; the seconds whose shared timer this armed."""
+
+    def take_close_timer(self, second: int) -> list[str]:
+        """Disarm a second's timer and read its bucket's members."""
+
+    def forget_close_timer_members(self, second: int, members: Sequence[str]) -> None: ...
+
     def open_session(self, tenant_id: str, session_id: str) -> bool: ...
 
     def session_state(self, session_id: str) -> SessionState | None: ...
@@ -186,6 +201,8 @@ class ActiveStore(Protocol):
 
     def mark_ready(self, conversation_id: str, generation: int) -> None:
         """A migration timer fired: the conversation waits for the migration lead."""
+
+    def mark_ready_many(self, requests: Sequence[tuple[str, int]]) -> None: ...
 
     def ready_migrations(self, limit: int) -> list[tuple[str, int]]: ...
 
@@ -302,6 +319,9 @@ class Scheduler(Protocol):
     def schedule_migration(
         self, conversation_id: str, generation: int, countdown: float
     ) -> None: ...
+
+    def schedule_close_timer(self, second: int, countdown: float) -> None:
+        """The shared timer of the sessions whose grace ends within `second` (epoch)."""
 
 
 class Summariser(Protocol):

@@ -101,7 +101,7 @@ def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
              tenant_id="acme", session_id="kill-1")
 
         def timer_held() -> bool:
-            return any(b"conversation.migrate_conversation" in body
+            return any(b"conversation.migrate_closed" in body
                        for body in broker.hvals("unacked"))
 
         wait_until(timer_held, timeout=30, what="the worker to hold the migration timer")
