@@ -67,7 +67,7 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
     for s in range(sessions):
         for start in range(0, per_session, 500):
             outcomes = container.saver.save_many([
-                NewMessage(tenant_id=tenant, session_id=f"close-{s}", agent_id="bot",
+                NewMessage(tenant_id=tenant, session_id=f"{tenant}-{s}", agent_id="bot",
                            role=Role.USER if i % 2 == 0 else Role.ASSISTANT,
                            content=f"Message {i} of session {s}: where is my parcel?",
                            message_id=f"c{s}-{i}",
@@ -89,13 +89,13 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
     started = time.perf_counter()
     if batched:
         app.send_task("conversation.sessions_closed", queue="conversation.sessions", kwargs={
-            "sessions": [{"tenant_id": tenant, "session_id": f"close-{s}"}
+            "sessions": [{"tenant_id": tenant, "session_id": f"{tenant}-{s}"}
                          for s in range(sessions)]})
     else:
         with app.producer_or_acquire() as publisher:
             for s in range(sessions):
                 app.send_task("conversation.session_closed", queue="conversation.sessions",
-                              kwargs={"tenant_id": tenant, "session_id": f"close-{s}"},
+                              kwargs={"tenant_id": tenant, "session_id": f"{tenant}-{s}"},
                               producer=publisher)
     wait_until(lambda: persisted() >= total, timeout=600, interval=0.02,
                what="every closed conversation in PostgreSQL")

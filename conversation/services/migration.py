@@ -233,17 +233,17 @@ class ConversationMigrator:
         # those that changed go round again (every step is idempotent).
         finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])
         retry = []
+        released = []
         for (conversation, history, state), done in zip(batch, finished, strict=True):
             if not done:
                 retry.append((conversation.id, state.generation if state else None))
                 continue
             if state is not None:
-                self.active.release_session(
-                    conversation.session_id, conversation.id, state.generation
-                )
+                released.append((conversation.session_id, conversation.id, state.generation))
             outcomes[conversation.id] = MigrationOutcome(
                 MigrationStatus.MIGRATED, conversation.id, len(history), conversation.closed_at
             )
+        self.active.release_sessions(released)
         return retry
 
 
