@@ -201,6 +201,21 @@ redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
 return {1, conversation, generation}
 """
 
+# Standalone Redis only: a close, its entry for the lost-timer sweep and its second's bucket
+# and timer marker in one script (keys of four slots: a cluster runs the steps apart).
+_CLOSE_INTO_TIMER = _CLOSE_SESSION.replace("""local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
+return {1, conversation, generation}""", """local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
+-- KEYS (more): closed_sessions, the second's bucket, its marker
+-- ARGV (more): session, closed epoch (text), keep seconds
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('SADD', KEYS[4], conversation .. ':' .. generation .. ':' .. ARGV[4])
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
+local armed = 0
+if redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[5])) then armed = 1 end
+return {1, conversation, generation, armed}""")
+
 _ARM_CLOSE_TIMER = """
 -- KEYS: a second's close bucket, its timer marker (one hash tag: one slot)
 -- ARGV: keep seconds, then the members to add ("conversation_id:generation:closed epoch")
@@ -537,6 +552,7 @@ class RedisActiveStore:
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
         self._arm_timer = client.register_script(_ARM_CLOSE_TIMER)
+        self._close_into_timer = client.register_script(_CLOSE_INTO_TIMER)
         self._take_timer = client.register_script(_TAKE_CLOSE_TIMER)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
@@ -603,6 +619,45 @@ class RedisActiveStore:
         if swept:
             self.client.zadd(self.keys.closed_sessions, swept)
         return results
+
+    def close_sessions_into_timers(
+        self, requests: Sequence[tuple[str, str, str, str, int]], keep_seconds: int
+    ) -> tuple[list[ClosedSession | None | ForeignSession], list[int]]:
+        """Close sessions (tenant, session, closed_at, closed epoch as text, the second their
+        grace ends in) and put each closed one in its second's timer bucket: the results in
+        place, and the seconds whose timer this armed. One pipelined round trip on standalone
+        Redis; on a cluster, the closes, then the buckets (other slots)."""
+        if self.cluster:
+            results = self.close_sessions([(t, s, at) for t, s, at, _, _ in requests])
+            members: dict[int, list[str]] = {}
+            for (_, _, _, epoch, second), result in zip(requests, results, strict=True):
+                if isinstance(result, ClosedSession):
+                    members.setdefault(second, []).append(
+                        f"{result.conversation_id}:{result.generation}:{epoch}")
+            return results, self.arm_close_timers(members, keep_seconds)
+
+        def build(pipe: Any) -> None:
+            for tenant_id, session_id, closed_at, epoch, second in requests:
+                keys = [self.keys.session_mapping(session_id), self.keys.session_state(session_id),
+                        self.keys.closed_sessions, self.keys.close_bucket(second),
+                        self.keys.close_timer(second)]
+                pipe.evalsha(self._close_into_timer.sha, len(keys), *keys, tenant_id, closed_at,
+                             session_id, epoch, keep_seconds)
+
+        replies = _run_pipeline(self.client, build, _CLOSE_INTO_TIMER) if requests else []
+        results: list[ClosedSession | None | ForeignSession] = []
+        armed: list[int] = []
+        for request, reply in zip(requests, replies, strict=True):
+            status = int(reply[0])
+            if status == -2:
+                results.append(ForeignSession(f"session {request[1]} belongs to another tenant"))
+            elif status == 0:
+                results.append(None)
+            else:
+                results.append(ClosedSession(_text(reply[1]), int(reply[2])))
+                if int(reply[3]) and request[4] not in armed:
+                    armed.append(request[4])
+        return results, armed
 
     def arm_close_timers(
         self, members: Mapping[int, Sequence[str]], keep_seconds: int

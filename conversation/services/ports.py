@@ -148,6 +148,12 @@ class ActiveStore(Protocol):
     ) -> list[ClosedSession | None | ForeignSession]:
         """Many (tenant, session, closed_at) closes at once, each result in its place."""
 
+    def close_sessions_into_timers(
+        self, requests: Sequence[tuple[str, str, str, str, int]], keep_seconds: int
+    ) -> tuple[list[ClosedSession | None | ForeignSession], list[int]]:
+        """Close (tenant, session, closed_at, closed epoch, second) and add each closed one
+        to its second's bucket: the results in place, and the seconds whose timer it armed."""
+
     def arm_close_timers(
         self, members: Mapping[int, Sequence[str]], keep_seconds: int
     ) -> list[int]:

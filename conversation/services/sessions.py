@@ -40,11 +40,8 @@ log = logging.getLogger(__name__)
 BUCKET_KEEP_SECONDS = 24 * 3600
 
 CloseRequest = tuple[str, str, "str | None"]  # tenant_id, session_id, closed_at
-
-
-def timer_member(conversation_id: str, generation: int, closed_epoch: float) -> str:
-    # Identifiers never hold ':' (the contract), so the member splits back unambiguously.
-    return f"{conversation_id}:{generation}:{closed_epoch:.6f}"
+# A bucket's member: "conversation_id:generation:closed epoch" (identifiers never hold ':',
+# the contract, so it splits back unambiguously).
 
 
 def parse_timer_member(member: str) -> tuple[str, int, float]:
@@ -84,8 +81,14 @@ class SessionLifecycle:
         stamp = now_timestamp()
         moments = [(t, s, utc_timestamp(parse_timestamp(at)) if at else stamp)
                    for t, s, at in requests]
+        timed = []
+        for tenant_id, session_id, moment in moments:
+            # The bucket of the second the grace ends in; its timer fires at that second's end.
+            epoch = parse_timestamp(moment).timestamp()
+            timed.append((tenant_id, session_id, moment, f"{epoch:.6f}",
+                          math.ceil(epoch + self.grace_seconds)))
         try:
-            results = self.active.close_sessions(moments)
+            results, armed = self.active.close_sessions_into_timers(timed, self._keep_seconds())
         except ActiveStoreUnavailable:
             # Redis is down: the sessions' messages are in PostgreSQL now, close those; the
             # task retries (and dead-letters for a replay if Redis stays down), since dropping
@@ -93,7 +96,6 @@ class SessionLifecycle:
             for tenant_id, session_id, moment in moments:
                 self._close_outage_conversations(tenant_id, session_id, moment)
             raise
-        closed: list[tuple[ClosedSession, float]] = []
         for (tenant_id, session_id, moment), result in zip(moments, results, strict=True):
             if result is None:
                 # No conversation in Redis: whatever the session has is in PostgreSQL (written
@@ -101,21 +103,11 @@ class SessionLifecycle:
                 # migration takes those over (absorb), so the common close touches no database.
                 self._close_outage_conversations(tenant_id, session_id, moment)
                 log.info("session %s has no active conversation: nothing to migrate", session_id)
-            elif isinstance(result, ClosedSession):
-                closed.append((result, parse_timestamp(moment).timestamp()))
-        self._arm_timers(closed, time.time() if now is None else now)
-        return list(results)
-
-    def _arm_timers(self, closed: list[tuple[ClosedSession, float]], now: float) -> None:
-        """Each closed session joins the bucket of the second its grace ends in; the first
-        close of a second schedules that second's timer, due at its end."""
-        buckets: dict[int, list[str]] = {}
-        for session, closed_epoch in closed:
-            second = math.ceil(closed_epoch + self.grace_seconds)
-            buckets.setdefault(second, []).append(
-                timer_member(session.conversation_id, session.generation, closed_epoch))
-        for second in self.active.arm_close_timers(buckets, self._keep_seconds()):
+        # The first close of a second schedules that second's one timer.
+        now = time.time() if now is None else now
+        for second in armed:
             self.scheduler.schedule_close_timer(second, countdown=max(0.0, second - now))
+        return list(results)
 
     def _keep_seconds(self) -> int:
         return int(self.grace_seconds) + BUCKET_KEEP_SECONDS
