@@ -103,10 +103,16 @@ class SessionLifecycle:
                 # migration takes those over (absorb), so the common close touches no database.
                 self._close_outage_conversations(tenant_id, session_id, moment)
                 log.info("session %s has no active conversation: nothing to migrate", session_id)
-        # The first close of a second schedules that second's one timer.
+        # The first close of a second schedules that second's one timer, for the end of the
+        # second; or at once when that close's grace has already passed (a grace of 0, or a
+        # close delivered late): it has nothing left to wait for.
         now = time.time() if now is None else now
+        first_due: dict[int, float] = {}
+        for _, _, _, epoch, second in timed:
+            first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
         for second in armed:
-            self.scheduler.schedule_close_timer(second, countdown=max(0.0, second - now))
+            fire_at = now if first_due[second] <= now else second
+            self.scheduler.schedule_close_timer(second, countdown=max(0.0, fire_at - now))
         return list(results)
 
     def _keep_seconds(self) -> int:

@@ -240,3 +240,13 @@ def test_sessions_closed_refuses_an_empty_or_oversized_batch_whole(tasks: FakeCo
                           task_id="t-3").get(propagate=False)
     assert len(tasks.dead_letters.letters) == 2
     assert all("sessions" in str(letter.reasons) for letter in tasks.dead_letters.letters)
+
+
+def test_a_close_whose_grace_has_already_passed_fires_its_timer_at_once(service: Service) -> None:
+    """A close delivered late (its closed_at more than the grace ago): nothing to wait for."""
+    conversation_id = service.chat("late-close")
+    service.sessions.close_many([("acme", "late-close", at(0.5))], now=T0 + 40)
+    assert service.scheduler.timers == [(SECOND, 0.0)]
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 40)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (conversation_id, MigrationStatus.MIGRATED)]
