@@ -318,13 +318,13 @@ class DueMigrations:
         """Conversations whose timer fired, each with the generation its close gave it."""
         self.active.mark_ready_many(requests)
 
-    def lead(self) -> list[MigrationOutcome]:
+    def lead(self, gather: bool = True) -> list[MigrationOutcome]:
         """Migrate everything ready, a batch per pass, if the lead is free; else leave it to
-        the lead's holder."""
+        the lead's holder. `gather`: wait a moment for the timers firing with this one."""
         outcomes: list[MigrationOutcome] = []
         while token := self.locks.acquire(MIGRATION_LEAD, MIGRATION_LEAD_SECONDS):
             try:
-                while ready := self._gather():
+                while ready := self._gather(gather):
                     outcomes += self.migrator.migrate_many(ready)
                     # Busy ones stay closed: the cleanup sweep takes them once they settle.
                     self.active.forget_ready(ready)
@@ -336,9 +336,9 @@ class DueMigrations:
                 break
         return outcomes
 
-    def _gather(self) -> list[tuple[str, int]]:
+    def _gather(self, wait: bool = True) -> list[tuple[str, int]]:
         ready = self.active.ready_migrations(READY_BATCH)
-        if ready and len(ready) < READY_BATCH and self.gather_seconds:
+        if wait and ready and len(ready) < READY_BATCH and self.gather_seconds:
             time.sleep(self.gather_seconds)
             ready = self.active.ready_migrations(READY_BATCH)
         return ready

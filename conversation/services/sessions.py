@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # timer hands their sessions on; this only bounds what a lost timer leaves behind, which the
 # cleanup sweep migrates anyway).
 BUCKET_KEEP_SECONDS = 24 * 3600
+# A second whose first close is already due: its timer waits this long for the closes that
+# come with it (a burst, one task each), so they migrate together rather than a timer each.
+DUE_GATHER_SECONDS = 0.1
 
 CloseRequest = tuple[str, str, "str | None"]  # tenant_id, session_id, closed_at
 # A bucket's member: "conversation_id:generation:closed epoch" (identifiers never hold ':',
@@ -104,14 +107,14 @@ class SessionLifecycle:
                 self._close_outage_conversations(tenant_id, session_id, moment)
                 log.info("session %s has no active conversation: nothing to migrate", session_id)
         # The first close of a second schedules that second's one timer, for the end of the
-        # second; or at once when that close's grace has already passed (a grace of 0, or a
-        # close delivered late): it has nothing left to wait for.
+        # second; or, when that close's grace has already passed (a grace of 0, or a close
+        # delivered late), as soon as the closes arriving with it have joined it (DUE_GATHER).
         now = time.time() if now is None else now
         first_due: dict[int, float] = {}
         for _, _, _, epoch, second in timed:
             first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
         for second in armed:
-            fire_at = now if first_due[second] <= now else second
+            fire_at = min(second, now + DUE_GATHER_SECONDS) if first_due[second] <= now else second
             self.scheduler.schedule_close_timer(second, countdown=max(0.0, fire_at - now))
         return list(results)
 
@@ -149,7 +152,8 @@ class SessionLifecycle:
         # run again by the broker and marks them again, which changes nothing.
         self.migrations.mark_ready(due)
         self.active.forget_close_timer_members(second, handed)
-        return self.migrations.lead()
+        # The bucket gathered this second's closes: no need for the lead to wait for more.
+        return self.migrations.lead(gather=False)
 
     def _close_outage_conversations(self, tenant_id: str, session_id: str, moment: str) -> None:
         if self.repository is None:

@@ -16,7 +16,7 @@ from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
 from conversation.services.save import MessageSaver
-from conversation.services.sessions import SessionLifecycle
+from conversation.services.sessions import DUE_GATHER_SECONDS, SessionLifecycle
 from tasks.conversation_tasks import sessions_closed
 from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
 from tests.unit.test_save_tasks import FakeDeadLetters
@@ -242,11 +242,17 @@ def test_sessions_closed_refuses_an_empty_or_oversized_batch_whole(tasks: FakeCo
     assert all("sessions" in str(letter.reasons) for letter in tasks.dead_letters.letters)
 
 
-def test_a_close_whose_grace_has_already_passed_fires_its_timer_at_once(service: Service) -> None:
-    """A close delivered late (its closed_at more than the grace ago): nothing to wait for."""
-    conversation_id = service.chat("late-close")
-    service.sessions.close_many([("acme", "late-close", at(0.5))], now=T0 + 40)
-    assert service.scheduler.timers == [(SECOND, 0.0)]
-    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 40)
+def test_a_close_whose_grace_has_already_passed_fires_its_timer_almost_at_once(
+    service: Service
+) -> None:
+    """A close delivered late (its closed_at more than the grace ago): nothing to wait for but
+    the closes arriving with it (DUE_GATHER_SECONDS), and never past its second's end."""
+    first, second = service.chat("late-1"), service.chat("late-2")
+    service.sessions.close_many([("acme", "late-1", at(0.5))], now=T0 + 30.6)
+    service.sessions.close_many([("acme", "late-2", at(1.5))], now=T0 + 40)
+    assert service.scheduler.timers == [(SECOND, pytest.approx(DUE_GATHER_SECONDS)),
+                                        (SECOND + 1, 0.0)]
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 30.7)
+    outcomes += service.sessions.fire_timer(SECOND + 1, now=T0 + 40)
     assert [(o.conversation_id, o.status) for o in outcomes] == [
-        (conversation_id, MigrationStatus.MIGRATED)]
+        (first, MigrationStatus.MIGRATED), (second, MigrationStatus.MIGRATED)]
