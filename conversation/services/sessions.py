@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 BUCKET_KEEP_SECONDS = 24 * 3600
 # A second whose first close is already due: its timer waits this long for the closes that
 # come with it (a burst, one task each), so they migrate together rather than a timer each.
-DUE_GATHER_SECONDS = 0.1
+DUE_GATHER_SECONDS = 0.25
+# ...unless its close came in a batch (sessions_closed) of this many closes of that second at
+# least: the batch has gathered already.
+GATHERED = 100
 
 CloseRequest = tuple[str, str, "str | None"]  # tenant_id, session_id, closed_at
 # A bucket's member: "conversation_id:generation:closed epoch" (identifiers never hold ':',
@@ -111,10 +114,13 @@ class SessionLifecycle:
         # delivered late), as soon as the closes arriving with it have joined it (DUE_GATHER).
         now = time.time() if now is None else now
         first_due: dict[int, float] = {}
+        closes: dict[int, int] = {}
         for _, _, _, epoch, second in timed:
             first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
+            closes[second] = closes.get(second, 0) + 1
         for second in armed:
-            fire_at = min(second, now + DUE_GATHER_SECONDS) if first_due[second] <= now else second
+            gather = 0.0 if closes[second] >= GATHERED else DUE_GATHER_SECONDS
+            fire_at = min(second, now + gather) if first_due[second] <= now else second
             self.scheduler.schedule_close_timer(second, countdown=max(0.0, fire_at - now))
         return list(results)
 
@@ -127,8 +133,9 @@ class SessionLifecycle:
         stays in the bucket, whose timer is scheduled again for it. Idempotent: a timer run
         twice, or late, finds what it handed on already migrated (or stale after a reopen)."""
         assert self.migrations is not None, "the timer needs the migration lead"
-        now = time.time() if now is None else now
         members = self.active.take_close_timer(second)
+        # The time after the take: every member the take found was closed before it.
+        now = time.time() if now is None else now
         due: list[tuple[str, int]] = []
         handed: list[str] = []
         early_until = 0.0

@@ -256,3 +256,15 @@ def test_a_close_whose_grace_has_already_passed_fires_its_timer_almost_at_once(
     outcomes += service.sessions.fire_timer(SECOND + 1, now=T0 + 40)
     assert [(o.conversation_id, o.status) for o in outcomes] == [
         (first, MigrationStatus.MIGRATED), (second, MigrationStatus.MIGRATED)]
+
+
+def test_a_batch_of_due_closes_fires_its_timer_at_once(service: Service) -> None:
+    """sessions_closed brought the second's closes together: nothing more to gather."""
+    from conversation.services.sessions import GATHERED
+
+    for i in range(GATHERED):
+        service.chat(f"batch-{i}")
+    service.sessions.close_many([("acme", f"batch-{i}", at(0.5)) for i in range(GATHERED)],
+                                now=T0 + 30.6)
+    assert service.scheduler.timers == [(SECOND, 0.0)]
+    assert len(service.sessions.fire_timer(SECOND, now=T0 + 30.6)) == GATHERED
