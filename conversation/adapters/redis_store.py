@@ -132,61 +132,95 @@ return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 # Standalone Redis only: the session and conversation steps in one script, for one or many
 # messages of one session. Redis Cluster cannot run it (the conversation's keys are known only
 # inside the script, in another slot), so there the same functions run as two scripts.
-_SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
--- KEYS: session_mapping, session_state, active_sessions
--- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
---       conversation_json, create ('1': an explicit conversation may be created, or a new
---       conversation for the session is confirmed), the latest created_at of the messages,
---       then (message_id, created_at, message_json) for each message, in order.
+_SAVE_GROUP_FN = """
+-- One session's messages (ARGV[first..last], as (message_id, created_at, message_json)):
+-- resolve the session, then append each, in order.
+-- tenant, session, explicit conversation id or '', candidate id, key prefix,
+-- conversation_json, create ('1': an explicit conversation may be created, or a new
+-- conversation for the session is confirmed), the latest created_at of the messages.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
-local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
-local candidate = ARGV[4]
-if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8], ARGV[7])
-if resolved[1] == -2 then return {-4, ''} end
-if resolved[1] == -5 then
-  local unconfirmed = {}
-  for i = 9, #ARGV, 3 do unconfirmed[#unconfirmed + 1] = -5 end
-  unconfirmed[#unconfirmed + 1] = ''
-  return unconfirmed
-end
-local id = explicit
-if id == '' then id = resolved[2] end
-local conversation_json = ARGV[6]
-if id ~= ARGV[4] then
-  local doc = cjson.decode(conversation_json)
-  doc['id'] = id
-  conversation_json = cjson.encode(doc)
-end
-local create = '0'
-if explicit == '' or ARGV[7] == '1' then create = '1' end
-local tag = '{' .. id .. '}'
-local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
-local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
-local k_migrated = prefix .. 'migrated:' .. tag
-local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
-local statuses = {}
-local stored, saved = false, false
-for i = 9, #ARGV, 3 do
-  local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
-    tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
-  statuses[#statuses + 1] = status
-  if status >= 0 then stored = true end
-  if status == 1 then saved = true end
-end
-if stored then
-  if explicit ~= '' and resolved[2] == '' then
-    resolve(KEYS[1], KEYS[2], tenant, explicit, '', '1')
+local function save_group(k_mapping, k_state, k_active, tenant, session, explicit, candidate,
+                          prefix, conversation_json, create_arg, latest, first, last)
+  if explicit ~= '' then candidate = '' end
+  local resolved = resolve(k_mapping, k_state, tenant, candidate, latest, create_arg)
+  if resolved[1] == -2 then return {-4, ''} end
+  if resolved[1] == -5 then
+    local unconfirmed = {}
+    for i = first, last, 3 do unconfirmed[#unconfirmed + 1] = -5 end
+    unconfirmed[#unconfirmed + 1] = ''
+    return unconfirmed
   end
-  redis.call('SADD', KEYS[3], ARGV[2])
-  redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
-  if saved then
-    redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+  local id = explicit
+  if id == '' then id = resolved[2] end
+  local given = candidate
+  if explicit ~= '' then given = explicit end
+  if id ~= given then
+    local doc = cjson.decode(conversation_json)
+    doc['id'] = id
+    conversation_json = cjson.encode(doc)
   end
+  local create = '0'
+  if explicit == '' or create_arg == '1' then create = '1' end
+  local tag = '{' .. id .. '}'
+  local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
+  local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
+  local k_migrated = prefix .. 'migrated:' .. tag
+  local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
+  local statuses = {}
+  local stored, saved = false, false
+  for i = first, last, 3 do
+    local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
+      tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
+    statuses[#statuses + 1] = status
+    if status >= 0 then stored = true end
+    if status == 1 then saved = true end
+  end
+  if stored then
+    if explicit ~= '' and resolved[2] == '' then
+      resolve(k_mapping, k_state, tenant, explicit, '', '1')
+    end
+    redis.call('SADD', k_active, session)
+    redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
+    if saved then
+      redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+    end
+  end
+  statuses[#statuses + 1] = id
+  return statuses
 end
-statuses[#statuses + 1] = id
-return statuses
+"""
+
+_SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + _SAVE_GROUP_FN + """
+-- KEYS: session_mapping, session_state, active_sessions
+-- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
+--       conversation_json, create, the latest created_at, then the message triples.
+return save_group(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+                  ARGV[6], ARGV[7], ARGV[8], 9, #ARGV)
+"""
+
+# A whole batch, however many sessions it spans, in one script call (standalone Redis): a
+# gateway's batch of 500 messages from 500 sessions paid 500 calls' packing, dispatch and
+# reply parsing before. Each session's group is what _SAVE_IN_SESSION does for it alone.
+_SAVE_BATCH = _RESOLVE_FN + _APPEND_FN + _SAVE_GROUP_FN + """
+-- KEYS: active_sessions, then for each group its session_mapping and session_state
+-- ARGV: key prefix, then for each group: tenant, session, explicit conversation id or '',
+--       candidate id, conversation_json, create, the latest created_at, its number of
+--       messages n, then its n message triples.
+-- Returns one reply of save_group's per group, in order.
+local prefix = ARGV[1]
+local replies = {}
+local a = 2
+for g = 0, (#KEYS - 1) / 2 - 1 do
+  local n = tonumber(ARGV[a + 7])
+  local first = a + 8
+  local last = first + 3 * n - 1
+  replies[#replies + 1] = save_group(KEYS[2 + 2 * g], KEYS[3 + 2 * g], KEYS[1], ARGV[a],
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], prefix, ARGV[a + 4], ARGV[a + 5], ARGV[a + 6],
+    first, last)
+  a = last + 1
+end
+return replies
 """
 
 _CLOSE_SESSION = """
@@ -548,6 +582,7 @@ class RedisActiveStore:
         self._append = client.register_script(_APPEND)
         self._resolve = client.register_script(_RESOLVE_SESSION)
         self._save_in_session = client.register_script(_SAVE_IN_SESSION)
+        self._save_batch = client.register_script(_SAVE_BATCH)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
@@ -804,30 +839,30 @@ class RedisActiveStore:
                    conversation.id if explicit else "", create)
             groups.setdefault(key, []).append(index)
 
-        def build(pipe: Any) -> None:
-            for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
-                conversation = items[indexes[0]][0]
-                keys = [
-                    self.keys.session_mapping(session_id),
-                    self.keys.session_state(session_id),
-                    self.keys.active_sessions,
-                ]
-                args: list[Any] = [
-                    tenant_id,
-                    session_id,
-                    explicit_id,
-                    conversation.id,
-                    self.keys.prefix,
-                    _dumps(conversation.to_dict()),
-                    "1" if create else "0",
-                    max(items[i][1].created_at for i in indexes),
-                ]
-                for i in indexes:
-                    message = items[i][1]
-                    args += [message.id, message.created_at, _dumps(message.to_dict())]
-                pipe.evalsha(self._save_in_session.sha, len(keys), *keys, *args)
+        keys = [self.keys.active_sessions]
+        args: list[Any] = [self.keys.prefix]
+        for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
+            conversation = items[indexes[0]][0]
+            keys += [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
+            args += [
+                tenant_id,
+                session_id,
+                explicit_id,
+                conversation.id,
+                _dumps(conversation.to_dict()),
+                "1" if create else "0",
+                max(items[i][1].created_at for i in indexes),
+                len(indexes),
+            ]
+            for i in indexes:
+                message = items[i][1]
+                # The message's JSON is opaque here: whatever fields it carries go as they are.
+                args += [message.id, message.created_at, _dumps(message.to_dict())]
 
-        replies = _run_pipeline(self.client, build, _SAVE_IN_SESSION)
+        def build(pipe: Any) -> None:
+            pipe.evalsha(self._save_batch.sha, len(keys), *keys, *args)
+
+        (replies,) = _run_pipeline(self.client, build, _SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
         for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
             if int(reply[0]) == -4:

@@ -414,3 +414,54 @@ def test_a_context_in_another_encoding_counts_each_message_once_in_each_tier(
     migrated = ConversationMigrator(active, repository).migrate(conversation_id, closed.generation)
     assert migrated.status is MigrationStatus.MIGRATED
     assert read() == first and len(tokenizer.letter_counts) == 4  # carried along
+
+
+def test_a_batch_spanning_many_sessions_keeps_every_guarantee(saver, active) -> None:
+    """What a gateway batching its traffic sends: one message (or a few) from each of many
+    sessions, some new, one another tenant's, an explicit conversation, a duplicate. On
+    standalone Redis the batch is one script call; each item keeps its own outcome, in order."""
+    owner = saver.save(message("owner's", session_id="g-taken"))
+    existing = saver.save(message("earlier", session_id="g-0", created_at="2026-01-01T09:00:00Z"))
+    commands = []
+    for s in range(30):
+        commands.append(message(f"s{s} first", session_id=f"g-{s}",
+                                created_at="2026-01-01T10:00:01Z"))
+    commands.append(message("intruder", session_id="g-taken", tenant_id="intruder"))
+    commands.append(message("s3 first", session_id="g-3"))  # a duplicate id in the batch
+    commands.append(message("s3 earlier", session_id="g-3", created_at="2026-01-01T10:00:00Z"))
+    commands.append(message("explicit", session_id="g-x",
+                            conversation_id=existing.conversation_id))
+    calls: list[str] = []
+    real_execute = active.client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object):  # noqa: ANN202
+        pipe = real_execute(*args, **kwargs)
+        evalsha = pipe.evalsha
+
+        def counted(*a: object, **k: object) -> object:
+            calls.append("evalsha")
+            return evalsha(*a, **k)
+
+        pipe.evalsha = counted
+        return pipe
+
+    active.client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    try:
+        outcomes = saver.save_many(commands)
+    finally:
+        active.client.pipeline = real_execute  # type: ignore[method-assign]
+    if not active.cluster:
+        # One call for the batch, and one more for the sessions it makes new conversations
+        # for (confirmed after the redelivery check).
+        assert len(calls) == 2
+    assert isinstance(outcomes[30], ForeignSession)
+    assert [o.stored for o in outcomes[:30]] == [True] * 30
+    assert outcomes[31].stored is False and outcomes[32].stored is True
+    assert outcomes[33].conversation_id == existing.conversation_id
+    assert [m.content for m in active.messages(existing.conversation_id)] == [
+        "earlier", "s0 first", "explicit"]
+    assert [m.content for m in active.messages(outcomes[3].conversation_id)] == [
+        "s3 earlier", "s3 first"]
+    assert [m.content for m in active.messages(owner.conversation_id)] == ["owner's"]
+    for s in range(1, 30):
+        assert active.session_conversation("acme", f"g-{s}") == outcomes[s].conversation_id
