@@ -463,10 +463,11 @@ def write_markdown(path: Path, n: int, sections: list[str], partial: bool) -> No
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
                f"{platform.python_version()}; N = {n:,}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     how = ("the service as `make run` runs it (`conversation run --grace 0`: its worker, "
-           "pools, log level, beat, API and Flower with its task events), each figure beside "
-           "its anchor measured in the same run (see ../shared/ANCHORS.md); compare ratios, "
-           "not absolute numbers across runs.")
+           "pools, log level, beat, API and Flower, task events as configured), each figure "
+           "beside its anchor measured in the same run (see ../shared/ANCHORS.md); compare "
+           f"ratios, not absolute numbers across runs. Load average at the end: {load}.")
     if partial and path.exists():
         lines = path.read_text().rstrip("\n").splitlines()
         lines += ["", f"## Partial run ({', '.join(sections)}), {when}", "",
