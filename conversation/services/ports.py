@@ -324,10 +324,6 @@ class Tokenizer(Protocol):
 
 
 class Scheduler(Protocol):
-    def schedule_migration(
-        self, conversation_id: str, generation: int, countdown: float
-    ) -> None: ...
-
     def schedule_close_timer(self, second: int, countdown: float) -> None:
         """The shared timer of the sessions whose grace ends within `second` (epoch)."""
 
