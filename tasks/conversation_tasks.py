@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import shared_task
 from marshmallow import Schema
+from structlog.contextvars import bound_contextvars
 
 from conversation.adapters.metrics import (
     CLEANUP_STEP_FAILURES,
@@ -270,6 +271,11 @@ def migrate_closed(self: DomainTask, **kwargs: Any) -> None:
     payload = validated(_schema(MigrateClosedSchema), kwargs)
     outcomes = container().sessions.fire_timer(payload["second"])
     _count_migrations(outcomes)
+    # A line per conversation, with its id bound like a task's: where a conversation went is
+    # what an operator looks for (one line for 50 or more messages moved: cheap next to them).
+    for outcome in outcomes:
+        with bound_contextvars(conversation_id=outcome.conversation_id):
+            log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
     log.info("timer of second %d: %d conversation(s) migrated or checked", payload["second"],
              len(outcomes))
 
