@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 import orjson
 import redis
 
+from bench.service import ServiceRun, anchor_worker
 from config.settings import PROJECT_ROOT, Settings
-from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 @dataclass
@@ -47,37 +46,6 @@ def report(row: Row) -> None:
           f"target {row.target} [{verdict}]", flush=True)
 
 
-class Servers:
-    """Embedded Redis and PostgreSQL for the run, under var/bench/."""
-
-    def __init__(self) -> None:
-        self.root = PROJECT_ROOT / "var" / "bench"
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.redis = EmbeddedRedis(self.root / "redis", persist=False).start()
-        self.postgres = EmbeddedPostgres(self.root / "postgres").start()
-        from conversation.adapters.schema_migrations import upgrade
-
-        upgrade(self.postgres.url)
-
-    def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "redis_url": f"{self.redis.url}/0",
-            "redis_key_prefix": f"b{uuid.uuid4().hex[:6]}:",
-            "broker_url": f"{self.redis.url}/1",
-            "result_backend": f"{self.redis.url}/2",
-            "database_url": self.postgres.url,
-            "database_replica_url": self.postgres.url,
-            "var_dir": self.root,
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.postgres.stop()
-        self.redis.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 def wait_drained(broker: redis.Redis, queue: str, timeout: float = 600.0) -> None:
     """Drained: nothing waiting in the queue and nothing delivered but unacknowledged."""
     deadline = time.monotonic() + timeout
@@ -88,60 +56,76 @@ def wait_drained(broker: redis.Redis, queue: str, timeout: float = 600.0) -> Non
     raise TimeoutError(f"{queue} not drained in {timeout}s")
 
 
-def timed_ingest(
+def timed_tasks(
     settings: Settings,
     n: int,
     make_task: Callable[[int], tuple[str, dict]],
+    queue: str = "conversation.save",
     warmup: int = WARMUP,
 ) -> float:
-    """Tasks per second from the first publish to the queue drained, on a fresh worker."""
-    from tests.workers import producer, running_worker
+    """Tasks per second from the first publish to the queue drained, on the worker already
+    consuming `settings`' broker (the service's, or the anchor's)."""
+    from tests.workers import producer
 
     broker = redis.Redis.from_url(settings.broker_url or "")
     app = producer(settings)
-    log = settings.var_dir / "bench-worker.log"
-    with running_worker(settings, log, concurrency=2, name="bench", app_module="bench.noop_app"):
-        # Warm up: the worker's processes load tiktoken, connect, compile scripts.
-        for i in range(warmup):
-            name, kwargs = make_task(-1 - i)
-            app.send_task(name, kwargs=kwargs, queue="conversation.save")
-        wait_drained(broker, "conversation.save")
-        started = time.perf_counter()
-        with app.producer_or_acquire() as publisher:
-            for i in range(n):
-                name, kwargs = make_task(i)
-                app.send_task(name, kwargs=kwargs, queue="conversation.save", producer=publisher)
-        published = time.perf_counter()
-        wait_drained(broker, "conversation.save")
-        print(f"  published {n} in {published - started:.2f}s, drained "
-              f"{time.perf_counter() - published:.2f}s later", file=sys.stderr)
-        elapsed = time.perf_counter() - started
+    # Warm up: the worker's processes load tiktoken, connect, compile scripts.
+    for i in range(warmup):
+        name, kwargs = make_task(-1 - i)
+        app.send_task(name, kwargs=kwargs, queue=queue)
+    wait_drained(broker, queue)
+    started = time.perf_counter()
+    with app.producer_or_acquire() as publisher:
+        for i in range(n):
+            name, kwargs = make_task(i)
+            app.send_task(name, kwargs=kwargs, queue=queue, producer=publisher)
+    published = time.perf_counter()
+    wait_drained(broker, queue)
+    elapsed = time.perf_counter() - started
+    print(f"  {n} x {make_task(0)[0]}: published in {published - started:.2f}s, drained "
+          f"{elapsed - (published - started):.2f}s later", file=sys.stderr)
     app.close()
+    broker.close()
     return n / elapsed
 
 
-def bench_ingest(servers: Servers, n: int) -> None:
-    """save_message against a no-op task, alternated over ROUNDS; the best of each counts
-    (this machine's noise only ever slows a round down)."""
+def noop_ceiling(anchor: Settings, n: int) -> float:
+    """Celery's no-op ceiling (ANCHORS.md) on the anchor's worker."""
+    return timed_tasks(anchor, n, lambda i: ("bench.noop", {"i": i}))
+
+
+def stored_messages(settings: Settings) -> int:
+    client = redis.Redis.from_url(settings.redis_url or "")
+    try:
+        return sum(client.llen(k)
+                   for k in client.scan_iter(f"{settings.redis_key_prefix}messages:*", count=1000))
+    finally:
+        client.close()
+
+
+def bench_ingest(run: ServiceRun, n: int) -> None:
+    """save_message into the running service against a no-op task on the anchor's worker,
+    alternated over ROUNDS; the best of each counts (this machine's noise only ever slows a
+    round down)."""
+    service = run.service
     noop_rates, save_rates = [], []
-    for round_ in range(ROUNDS):
-        settings = servers.settings()
-        noop_rates.append(timed_ingest(settings, n, lambda i: ("bench.noop", {"i": i})))
+    before = stored_messages(service)
+    with anchor_worker(run) as anchor:
+        for round_ in range(ROUNDS):
+            noop_rates.append(noop_ceiling(anchor, n))
+            run_id = uuid.uuid4().hex[:6]
 
-        def save(i: int, round_: int = round_) -> tuple[str, dict]:
-            return "conversation.save_message", {
-                "tenant_id": "bench", "session_id": f"r{round_}-s{i % 500}", "agent_id": "bot",
-                "role": "user" if i % 2 else "assistant",
-                "content": f"Message {i}: where is my order, and when will it arrive?",
-                "message_id": f"m-{i}",
-            }
+            def save(i: int, run_id: str = run_id) -> tuple[str, dict]:
+                return "conversation.save_message", {
+                    "tenant_id": "bench", "session_id": f"r{run_id}-s{i % 500}",
+                    "agent_id": "bot", "role": "user" if i % 2 else "assistant",
+                    "content": f"Message {i}: where is my order, and when will it arrive?",
+                    "message_id": f"m-{i}",
+                }
 
-        save_rates.append(timed_ingest(settings, n, save))
-        client = redis.Redis.from_url(settings.redis_url or "")
-        stored = sum(
-            client.llen(k) for k in client.scan_iter(f"{settings.redis_key_prefix}messages:*")
-        )
-        assert stored == n + WARMUP, f"expected {n + WARMUP} stored messages, found {stored}"
+            save_rates.append(timed_tasks(service, n, save))
+    stored = stored_messages(service) - before
+    assert stored == ROUNDS * (n + WARMUP), f"expected {ROUNDS * (n + WARMUP)} new messages, found {stored}"
     noop_rate, save_rate = max(noop_rates), max(save_rates)
     ratio = save_rate / noop_rate
     report(Row("ingest: save_message, one task per message", f"{save_rate:,.0f} msg/s",
@@ -182,7 +166,7 @@ def timed_ms(work: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def bench_context(servers: Servers, n: int) -> None:
+def bench_context(servers: ServiceRun, n: int) -> None:
     """get_context's service work against trim_messages on the same history."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim_messages
 
@@ -259,19 +243,20 @@ def bench_context(servers: Servers, n: int) -> None:
     container.close()
 
 
-def bench_context_via_celery(servers: Servers, n: int) -> None:
-    """get_context through the broker against a task returning a small dict."""
+def bench_context_via_celery(run: ServiceRun, n: int) -> None:
+    """get_context from the running service against a task returning a small dict on the
+    anchor's worker (same Redis, the pool a worker runs: prefork, a process per core)."""
     from conversation.bootstrap import Container
-    from tests.workers import producer, running_worker
+    from tests.workers import producer
 
-    settings = servers.settings()
+    settings = run.service
     container = Container(settings)
-    conversation_id = build_history(container, "bench", "celery-ctx", 1_000)
+    conversation_id = build_history(container, "bench", f"celery-ctx-{uuid.uuid4().hex[:6]}",
+                                    1_000)
     app = producer(settings)
-    log = settings.var_dir / "bench-worker.log"
     rounds = max(100, min(1_000, n // 20))
 
-    def round_trip(name: str, kwargs: dict) -> float:
+    def round_trip(app, name: str, kwargs: dict) -> float:  # noqa: ANN001
         """`send_task(...).get()` and nothing else (the anchor's definition)."""
         started = time.perf_counter()
         result = app.send_task(name, kwargs=kwargs, queue="conversation.context")
@@ -280,7 +265,7 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
         result.forget()
         return elapsed
 
-    def drained_rate(name: str, kwargs: dict, count: int) -> float:
+    def drained_rate(app, name: str, kwargs: dict, count: int) -> float:  # noqa: ANN001
         """Requests a second with `count` sent at once and every result collected."""
         started = time.perf_counter()
         results = [app.send_task(name, kwargs=kwargs, queue="conversation.context")
@@ -295,21 +280,21 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
     context_kwargs = {"tenant_id": "bench", "conversation_id": conversation_id, "window": "8k"}
     echo: list[float] = []
     context: list[float] = []
-    # The pool a context worker runs (`conversation worker`: prefork, one process per core),
-    # for the anchor and for us alike. The two alternate, so the machine's noise falls on both
-    # alike; the first rounds warm the worker up.
-    with running_worker(settings, log, concurrency=os.cpu_count() or 1, name="bench",
-                        app_module="bench.noop_app", pool="prefork"):
+    # The two alternate, so the machine's noise falls on both alike; the first rounds warm
+    # the workers up.
+    with anchor_worker(run, concurrency=os.cpu_count() or 1) as anchor_settings:
+        anchor = producer(anchor_settings)
         for i in range(rounds + 20):
-            echo_ms = round_trip("bench.echo", {})
-            context_ms = round_trip("conversation.get_context", context_kwargs)
+            echo_ms = round_trip(anchor, "bench.echo", {})
+            context_ms = round_trip(app, "conversation.get_context", context_kwargs)
             if i >= 20:
                 echo.append(echo_ms)
                 context.append(context_ms)
         # Throughput: many requests in flight at once, the worker's processes all busy.
         in_flight = max(200, rounds * 2)
-        echo_rate = drained_rate("bench.echo", {}, in_flight)
-        context_rate = drained_rate("conversation.get_context", context_kwargs, in_flight)
+        echo_rate = drained_rate(anchor, "bench.echo", {}, in_flight)
+        context_rate = drained_rate(app, "conversation.get_context", context_kwargs, in_flight)
+        anchor.close()
     echo.sort()
     context.sort()
     app.close()
@@ -328,35 +313,36 @@ def bench_context_via_celery(servers: Servers, n: int) -> None:
                context_rate / echo_rate, "-", None))
 
 
-def bench_bulk_ingest(servers: Servers, n: int) -> None:
-    """save_messages, 1,000 messages a task, through the broker to Redis, beside the no-op
-    per-task ceiling measured the same way."""
-    settings = servers.settings()
+def bench_bulk_ingest(run: ServiceRun, n: int) -> None:
+    """save_messages, 500 messages a task, each batch spanning 500 sessions (what a gateway
+    batching its traffic sends), into the running service, beside the no-op ceiling."""
+    settings = run.service
+    per_task = 500
     total = max(20_000, n * 5)
-    per_task = 1_000
-    noop_rate = timed_ingest(settings, min(n, 5_000), lambda i: ("bench.noop", {"i": i}))
+    run_id = uuid.uuid4().hex[:6]
+    with anchor_worker(run) as anchor:
+        noop_rate = noop_ceiling(anchor, min(n, 5_000))
 
     def batch(i: int) -> tuple[str, dict]:
         return "conversation.save_messages", {"messages": [
-            {"tenant_id": "bench", "session_id": f"bulk-{i}-{j % 20}", "agent_id": "bot",
-             "role": "user" if j % 2 else "assistant",
-             "content": f"Message {j} of batch {i}: where is my order?",
-             "message_id": f"b{i}-{j}"}
+            {"tenant_id": "bench", "session_id": f"bulk-{run_id}-{j}", "agent_id": "bot",
+             "role": "user" if i % 2 else "assistant",
+             "content": f"Message {i} of session {j}: where is my order?",
+             "message_id": f"b{run_id}-{i}-{j}"}
             for j in range(per_task)
         ]}
 
-    tasks_rate = timed_ingest(settings, total // per_task, batch, warmup=2)
+    before = stored_messages(settings)
+    tasks_rate = timed_tasks(settings, total // per_task, batch, warmup=2)
     rate = tasks_rate * per_task
-    client = redis.Redis.from_url(settings.redis_url or "")
-    stored = sum(client.llen(k) for k in client.scan_iter(f"{settings.redis_key_prefix}messages:*"))
+    stored = stored_messages(settings) - before
     assert stored >= total, f"expected at least {total} stored messages, found {stored}"
-    report(Row("bulk ingest: save_messages, 1,000 per task", f"{rate:,.0f} msg/s",
-               f"{noop_rate:,.0f} no-op tasks/s", rate / noop_rate,
-               ">= 20,000 msg/s and >= 20x the per-task ceiling",
-               rate >= 20_000 and rate / noop_rate >= 20))
+    report(Row("bulk ingest: save_messages, 500 a task, each spanning 500 sessions",
+               f"{rate:,.0f} msg/s", f"{noop_rate:,.0f} no-op tasks/s", rate / noop_rate,
+               ">= 40x the no-op ceiling", rate / noop_rate >= 40))
 
 
-def bench_migration(servers: Servers, n: int) -> None:
+def bench_migration(servers: ServiceRun, n: int) -> None:
     """Redis -> PostgreSQL for long conversations, beside COPY, executemany and the ORM
     writing the same rows."""
     from sqlalchemy import delete, insert, text
@@ -462,56 +448,49 @@ def bench_migration(servers: Servers, n: int) -> None:
                ">= 100,000 msg/s and >= 4x the ORM", ours >= 100_000 and ours >= 4 * orm_rate))
 
 
-def write_markdown(path: Path, n: int, partial: bool) -> None:
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"N = {n:,}. Each figure is measured beside its anchor in the same run "
-        "(see ../shared/ANCHORS.md); compare ratios, not absolute numbers across runs.",
-        "",
-        "| area | ours | anchor | ratio | target | met |",
-        "|---|---|---|---|---|---|",
-    ]
-    fresh = {}
-    for row in ROWS:
+def markdown_table(rows: list[Row]) -> list[str]:
+    lines = ["| area | ours | anchor | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for row in rows:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
-        fresh[row.area] = f"| {row.area} | {row.ours} | {row.anchor} | {ratio} | {row.target} | {met} |"
-    # A partial run (--only) replaces its own rows and keeps the others' last figures.
-    kept = [line for line in _table_rows(path) if line.split(" | ")[0][2:] not in fresh] \
-        if partial else []
-    lines += kept + list(fresh.values())
-    if kept:
-        lines += ["", "Rows from earlier runs are kept when a run measures only some sections "
-                  "(`--only`); the date above is the latest run's."]
+        lines.append(f"| {row.area} | {row.ours} | {row.anchor} | {ratio} | {row.target} | {met} |")
+    return lines
+
+
+def write_markdown(path: Path, n: int, sections: list[str], partial: bool) -> None:
+    """A full run writes the file whole; a partial one (--only) appends its rows under a
+    header of their own and leaves every earlier row as it was."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
+               f"{platform.python_version()}; N = {n:,}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    how = ("the service as `make run` runs it (`conversation run --grace 0`: its worker, "
+           "pools, log level, beat, API and Flower, task events as configured), each figure "
+           "beside its anchor measured in the same run (see ../shared/ANCHORS.md); compare "
+           f"ratios, not absolute numbers across runs. Load average at the end: {load}.")
+    if partial and path.exists():
+        lines = path.read_text().rstrip("\n").splitlines()
+        lines += ["", f"## Partial run ({', '.join(sections)}), {when}", "",
+                  f"{machine}: {how}", ""]
+    else:
+        lines = ["# Benchmarks", "", f"Written by `make bench` on {when}: {machine}: {how}", ""]
+    lines += markdown_table(ROWS)
     path.write_text("\n".join(lines) + "\n")
 
 
-def _table_rows(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [line for line in path.read_text().splitlines()
-            if line.startswith("| ") and not line.startswith(("| area ", "|---"))]
-
-
-def bench_stats(servers: Servers, n: int) -> None:
+def bench_stats(servers: ServiceRun, n: int) -> None:
     from bench.stats import bench_stats as run
 
     run(servers, n, report, Row)
 
 
-def bench_closes(servers: Servers, n: int) -> None:
-    from bench.closes import bench_closes as run
+def bench_closes(run: ServiceRun, n: int) -> None:
+    from bench.closes import bench_closes as run_closes
 
-    def noop_rate(settings: Settings) -> float:
-        return timed_ingest(settings, min(n, 5_000), lambda i: ("bench.noop", {"i": i}))
-
-    run(servers, n, report, Row, noop_rate)
+    run_closes(run, report, Row, noop_ceiling, n)
 
 
-def bench_search(servers: Servers, n: int) -> None:
+def bench_search(servers: ServiceRun, n: int) -> None:
     from bench.search import bench_search as run
 
     run(servers, n, report, Row)
@@ -520,14 +499,14 @@ def bench_search(servers: Servers, n: int) -> None:
 # --- issue 17: tool calls, read-your-writes ------------------------------------------------
 
 
-def bench_tools(servers: Servers, n: int) -> None:
+def bench_tools(servers: ServiceRun, n: int) -> None:
     from bench.tools import bench_tool_context, bench_wait_for
 
     bench_tool_context(servers, n, report, Row)
     bench_wait_for(servers, n, report, Row)
 
 
-SECTIONS: dict[str, Callable[[Servers, int], None]] = {
+SECTIONS: dict[str, Callable[[ServiceRun, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
     "context-celery": bench_context_via_celery,
@@ -545,13 +524,18 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
     parser.add_argument("-n", type=int, default=int(os.environ.get("BENCH_N", "20000")))
     ns = parser.parse_args()
-    servers = Servers()
+    sections = ns.only or list(SECTIONS)
+    run = ServiceRun()
     try:
-        for name in ns.only or list(SECTIONS):
-            SECTIONS[name](servers, ns.n)
+        for name in sections:
+            SECTIONS[name](run, ns.n)
+    except BaseException:
+        print(f"service log (var/bench-service.log), last lines:\n{run.log_tail()}",
+              file=sys.stderr)
+        raise
     finally:
-        servers.stop()
-    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, partial=bool(ns.only))
+        run.stop()
+    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, sections, partial=bool(ns.only))
     print("wrote BENCHMARKS.md", file=sys.stderr)
 
 

@@ -3,7 +3,6 @@ save-then-context with wait_for_message_id beside a plain get_context, through C
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 import uuid
@@ -103,11 +102,12 @@ def bench_tool_context(servers: Any, n: int, report: Callable[[Any], None], row:
 
 def bench_wait_for(servers: Any, n: int, report: Callable[[Any], None], row: type) -> None:
     """p50 of a save followed by get_context(wait_for_message_id=its id), beside a plain
-    get_context of the same conversation, both through the broker to a real worker."""
+    get_context of the same conversation, both through the broker to the running service
+    (`conversation run`, as users run it)."""
     from conversation.bootstrap import Container
-    from tests.workers import producer, running_worker
+    from tests.workers import producer
 
-    settings = servers.settings()
+    settings = servers.service
     container = Container(settings)
     commands = tool_history("bench", "wait-1k", 1_000)
     container.saver.save_many(commands)
@@ -141,16 +141,14 @@ def bench_wait_for(servers: Any, n: int, report: Callable[[Any], None], row: typ
     waited: list[float] = []
     plain_times: list[float] = []
     stored_already: list[float] = []
-    log = settings.var_dir / "bench-wait-worker.log"
-    with running_worker(settings, log, concurrency=os.cpu_count() or 1, name="bench-wait"):
-        for i in range(rounds + 20):  # alternated; the first rounds warm the worker up
-            plain_ms, waited_ms = plain(), save_then_context()
-            # The mechanism's own cost: a wait for a message stored long before.
-            stored_ms = plain(wait_for_message_id=commands[-1].message_id)
-            if i >= 20:
-                plain_times.append(plain_ms)
-                waited.append(waited_ms)
-                stored_already.append(stored_ms)
+    for i in range(rounds + 20):  # alternated; the first rounds warm the worker up
+        plain_ms, waited_ms = plain(), save_then_context()
+        # The mechanism's own cost: a wait for a message stored long before.
+        stored_ms = plain(wait_for_message_id=commands[-1].message_id)
+        if i >= 20:
+            plain_times.append(plain_ms)
+            waited.append(waited_ms)
+            stored_already.append(stored_ms)
     app.close()
     container.close()
     ratio = statistics.median(waited) / statistics.median(plain_times)

@@ -31,8 +31,11 @@ TASK_QUEUES: dict[str, str] = {
     "conversation.save_messages": SAVE_QUEUE,
     "conversation.get_context": CONTEXT_QUEUE,
     "conversation.session_closed": SESSIONS_QUEUE,
+    "conversation.sessions_closed": SESSIONS_QUEUE,
     "conversation.session_opened": SESSIONS_QUEUE,
     "conversation.migrate_conversation": MIGRATION_QUEUE,
+    # Internal: the timer that closes within one second share (conversation.services.sessions).
+    "conversation.migrate_closed": MIGRATION_QUEUE,
     # Internal: what a quarantine record's replay sends (conversation.adapters.dead_letters).
     "conversation.migrate_quarantined": MIGRATION_QUEUE,
     "conversation.aggregate_stats": STATS_QUEUE,
@@ -108,8 +111,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "worker_hijack_root_logger": False,
-        # Task events cost a publish per task state; Flower switches them on when it runs
-        # (it sends `enable_events` to the workers), so they cost nothing otherwise.
+        # Task events cost a publish per task state (received, started, succeeded), and Flower,
+        # which asks workers for them (`enable_events`), decodes every one: on 2 cores that
+        # more than halved save_message's rate under `make run` (254 against 621 tasks/s,
+        # measured by `make bench`). So they are off, on purpose, Flower included: it still
+        # shows the workers, their pools and the queues, and /metrics counts every task;
+        # FLOWER_TASK_EVENTS=true has Flower switch them on (its live task list).
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         # Beat HA: celery-redbeat keeps the schedule in Redis behind a lock, so any number of

@@ -15,7 +15,39 @@ import structlog
 FORMATS = ("json", "console")
 
 
-def configure_logging(fmt: str | None = None, level: str | int | None = None) -> None:
+# Celery logs two INFO lines for every task: "received" (celery.worker.strategy) and
+# "succeeded in ...: <result>" (celery.app.trace). At a worker's 700-900 tasks a second that
+# is ~1,600 lines a second, each rendered by structlog and written: measured under `make run`,
+# a quarter of a save_message's cost or more (BENCHMARKS.md), and for get_context the success
+# line renders part of the context besides. They say nothing a dashboard does not: Flower
+# lists every task (its events), the metrics count them, and a failure, a retry or a dead
+# letter is still logged (WARNING/ERROR, and the retry line at INFO). So they are off by
+# default, on purpose; LOG_EVERY_TASK=true brings them back (debugging one worker).
+TASK_LINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+class _NotTaskSuccess(logging.Filter):
+    """Drops Celery's per-task success line, keeps the rest of celery.app.trace (retries,
+    failures)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Task %(name)s[%(id)s] succeeded"))
+
+
+def log_every_task(enabled: bool) -> None:
+    """Celery's per-task INFO lines on or off (see TASK_LINE_LOGGERS)."""
+    strategy, trace = (logging.getLogger(name) for name in TASK_LINE_LOGGERS)
+    # The strategy checks its level once, when the worker starts consuming: at WARNING it
+    # skips even building the line.
+    strategy.setLevel(logging.NOTSET if enabled else logging.WARNING)
+    for existing in [f for f in trace.filters if isinstance(f, _NotTaskSuccess)]:
+        trace.removeFilter(existing)
+    if not enabled:
+        trace.addFilter(_NotTaskSuccess())
+
+
+def configure_logging(fmt: str | None = None, level: str | int | None = None,
+                      every_task: bool | None = None) -> None:
     fmt = fmt or os.environ.get("LOG_FORMAT", "json")
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -43,6 +75,11 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    if every_task is None:
+        from config.settings import Settings
+
+        every_task = Settings.from_env().log_every_task
+    log_every_task(every_task)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -125,6 +125,12 @@ class Settings:
     var_dir: Path = DEFAULT_VAR_DIR
     alert_webhook_url: str | None = None
     log_level: str = "INFO"
+    # Celery's INFO line for every task received and every task that succeeded (config/logging.py
+    # says why they are off by default).
+    log_every_task: bool = False
+    # Flower switches the workers' task events on (config/celery.py says why it does not by
+    # default).
+    flower_task_events: bool = False
     # A LangChain chat model for summaries ("provider:model", as init_chat_model takes it), or
     # "extractive": LexRank, offline.
     summary_model: str = "extractive"
@@ -171,6 +177,8 @@ class Settings:
             var_dir=var_dir,
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,
             log_level=env.get("LOG_LEVEL") or "INFO",
+            log_every_task=_bool(env.get("LOG_EVERY_TASK")),
+            flower_task_events=_bool(env.get("FLOWER_TASK_EVENTS")),
             summary_model=env.get("SUMMARY_MODEL") or "extractive",
             summary_language=env.get("SUMMARY_LANGUAGE") or "english",
             search_languages=tuple(

@@ -179,6 +179,7 @@ class Container:
             CeleryScheduler(self.producer),
             grace_seconds=self.settings.session_grace_seconds,
             repository=self.repository,
+            migrations=self.due_migrations,
         )
 
     @cached_property

@@ -84,7 +84,9 @@ def cmd_flower(ns: argparse.Namespace) -> None:
         sys.exit(f"conversation flower: {refusal}")
     # Flower reads FLOWER_BASIC_AUTH from the environment itself: not on the command line,
     # where `ps` shows it to every user of the machine.
-    _celery("flower", f"--port={ns.port or settings.flower_port}", f"--address={ns.address}")
+    # Task events only when asked for (FLOWER_TASK_EVENTS): see config/celery.py.
+    _celery("flower", f"--port={ns.port or settings.flower_port}", f"--address={ns.address}",
+            f"--enable_events={'true' if settings.flower_task_events else 'false'}")
 
 
 def cmd_api(ns: argparse.Namespace) -> None:

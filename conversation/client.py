@@ -42,6 +42,7 @@ ROUTES: dict[str, str] = {
     "conversation.save_messages": "conversation.save",
     "conversation.get_context": "conversation.context",
     "conversation.session_closed": "conversation.sessions",
+    "conversation.sessions_closed": "conversation.sessions",
     "conversation.session_opened": "conversation.sessions",
     "conversation.migrate_conversation": "conversation.migration",
     "conversation.aggregate_stats": "conversation.stats",
@@ -123,6 +124,10 @@ class ConversationClient:
     def session_closed(self, *, tenant_id: str, session_id: str, closed_at: str | None = None) -> None:
         self.send("conversation.session_closed", _drop_none(
             {"tenant_id": tenant_id, "session_id": session_id, "closed_at": closed_at}))
+
+    def sessions_closed(self, sessions: list[dict[str, Any]]) -> None:
+        """Up to 1,000 closes in one task: each `{"tenant_id", "session_id"[, "closed_at"]}`."""
+        self.send("conversation.sessions_closed", {"sessions": sessions})
 
     def session_opened(self, *, tenant_id: str, session_id: str) -> None:
         self.send("conversation.session_opened", {"tenant_id": tenant_id, "session_id": session_id})

@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import shared_task
 from marshmallow import Schema
+from structlog.contextvars import bound_contextvars
 
 from conversation.adapters.metrics import (
     CLEANUP_STEP_FAILURES,
@@ -18,11 +19,13 @@ from conversation.adapters.metrics import (
     MIGRATIONS,
 )
 from conversation.bootstrap import container
+from conversation.domain.errors import DomainError
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.context import empty_context
 from tasks.base import TRANSIENT_ERRORS, DomainTask, InvalidPayload, payload_bytes, validated
 from tasks.schemas import (
     GetContextSchema,
+    MigrateClosedSchema,
     MigrateConversationSchema,
     NoArgumentsSchema,
     QuarantinedConversationSchema,
@@ -30,6 +33,7 @@ from tasks.schemas import (
     SaveMessagesSchema,
     SessionClosedSchema,
     SessionOpenedSchema,
+    SessionsClosedSchema,
     SummariseSchema,
 )
 
@@ -226,11 +230,41 @@ def session_closed(self: DomainTask, **kwargs: Any) -> None:
     container().sessions.close(payload["tenant_id"], payload["session_id"], payload["closed_at"])
 
 
+@shared_task(base=DomainTask, bind=True, name="conversation.sessions_closed")
+def sessions_closed(self: DomainTask, **kwargs: Any) -> dict[str, int]:
+    """Up to 1,000 closes in one task; an invalid or refused one is dead-lettered alone."""
+    batch = validated(_schema(SessionsClosedSchema), kwargs)["sessions"]
+    schema = _schema(SessionClosedSchema)
+    valid: list[tuple[Any, dict[str, Any]]] = []
+    for item in batch:
+        try:
+            if not isinstance(item, dict):
+                raise InvalidPayload({"_schema": ["each session must be an object"]})
+            valid.append((item, validated(schema, item)))
+        except InvalidPayload as exc:
+            self.dead_letter({"sessions": [item]}, exc)
+    outcomes = container().sessions.close_many(
+        [(p["tenant_id"], p["session_id"], p["closed_at"]) for _, p in valid]
+    ) if valid else []
+    refused = 0
+    for (item, _), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, DomainError):
+            refused += 1
+            self.dead_letter({"sessions": [item]}, outcome)  # alone: its replay closes it
+    return {"closed": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
+
+
 @shared_task(base=DomainTask, bind=True, name="conversation.session_opened")
 def session_opened(self: DomainTask, **kwargs: Any) -> None:
     """The user reconnected: cancel a pending migration."""
     payload = validated(_schema(SessionOpenedSchema), kwargs)
     container().sessions.open(payload["tenant_id"], payload["session_id"])
+
+
+def _count_migrations(outcomes: list[Any]) -> None:
+    for outcome in outcomes:
+        if outcome.status.value != "migrated":  # migrations themselves are counted as they land
+            MIGRATIONS.labels(outcome.status.value).inc()
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.migrate_conversation")
@@ -242,14 +276,28 @@ def migrate_conversation(self: DomainTask, **kwargs: Any) -> None:
     )
     if not outcomes:
         log.info("migration of %s: left to the running migration lead", payload["conversation_id"])
-    for outcome in outcomes:
-        if outcome.status.value != "migrated":  # migrations themselves are counted as they land
-            MIGRATIONS.labels(outcome.status.value).inc()
+    _count_migrations(outcomes)
     if len(outcomes) == 1:
         log.info("migration of %s: %s", outcomes[0].conversation_id, outcomes[0].status.value)
     elif outcomes:
         log.info("migration of %s: led a batch of %d conversation(s)",
                  payload["conversation_id"], len(outcomes))
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.migrate_closed")
+def migrate_closed(self: DomainTask, **kwargs: Any) -> None:
+    """The shared timer of the sessions whose grace ended within one second: migrate them
+    (internal; scheduled by the first close of that second)."""
+    payload = validated(_schema(MigrateClosedSchema), kwargs)
+    outcomes = container().sessions.fire_timer(payload["second"])
+    _count_migrations(outcomes)
+    # A line per conversation, with its id bound like a task's: where a conversation went is
+    # what an operator looks for (one line for 50 or more messages moved: cheap next to them).
+    for outcome in outcomes:
+        with bound_contextvars(conversation_id=outcome.conversation_id):
+            log.info("migration of %s: %s", outcome.conversation_id, outcome.status.value)
+    log.info("timer of second %d: %d conversation(s) migrated or checked", payload["second"],
+             len(outcomes))
 
 
 @shared_task(base=DomainTask, bind=True, name="conversation.migrate_quarantined")

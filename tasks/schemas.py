@@ -220,6 +220,13 @@ class SessionClosedSchema(PayloadSchema):
     closed_at = Timestamp(load_default=None)
 
 
+class SessionsClosedSchema(PayloadSchema):
+    check_values = False  # each item is checked by SessionClosedSchema, on its own
+    sessions = fields.List(
+        fields.Raw(), required=True, validate=validate.Length(min=1, max=MAX_BATCH)
+    )
+
+
 class SessionOpenedSchema(PayloadSchema):
     tenant_id = Identifier(required=True)
     session_id = Identifier(required=True)
@@ -228,6 +235,10 @@ class SessionOpenedSchema(PayloadSchema):
 class MigrateConversationSchema(PayloadSchema):
     conversation_id = Identifier(required=True)
     generation = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class MigrateClosedSchema(PayloadSchema):
+    second = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
 
 
 class QuarantinedConversationSchema(PayloadSchema):

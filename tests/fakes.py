@@ -149,10 +149,11 @@ class FakeRepository:
 
 @dataclass
 class RecordingScheduler:
-    scheduled: list[tuple[str, int, float]] = field(default_factory=list)
+    # The shared timers: (second, countdown) for each one scheduled.
+    timers: list[tuple[int, float]] = field(default_factory=list)
 
-    def schedule_migration(self, conversation_id: str, generation: int, countdown: float) -> None:
-        self.scheduled.append((conversation_id, generation, countdown))
+    def schedule_close_timer(self, second: int, countdown: float) -> None:
+        self.timers.append((second, countdown))
 
 
 class WordTokenizer:

@@ -18,10 +18,10 @@ class CeleryScheduler:
     def __init__(self, sender: TaskSender) -> None:
         self.sender = sender
 
-    def schedule_migration(self, conversation_id: str, generation: int, countdown: float) -> None:
+    def schedule_close_timer(self, second: int, countdown: float) -> None:
         self.sender.send_task(
-            "conversation.migrate_conversation",
-            kwargs={"conversation_id": conversation_id, "generation": generation},
+            "conversation.migrate_closed",
+            kwargs={"second": second},
             queue=MIGRATION_QUEUE,
             countdown=countdown,
         )

@@ -139,66 +139,100 @@ return resolve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 # Standalone Redis only: the session and conversation steps in one script, for one or many
 # messages of one session. Redis Cluster cannot run it (the conversation's keys are known only
 # inside the script, in another slot), so there the same functions run as two scripts.
-_SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + """
--- KEYS: session_mapping, session_state, active_sessions
--- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
---       conversation_json, create ('1': an explicit conversation may be created, or a new
---       conversation for the session is confirmed), the latest created_at of the messages,
---       then (message_id, created_at, message_json) for each message, in order.
+_SAVE_GROUP_FN = """
+-- One session's messages (ARGV[first..last], as (message_id, created_at, message_json)):
+-- resolve the session, then append each, in order.
+-- tenant, session, explicit conversation id or '', candidate id, key prefix,
+-- conversation_json, create ('1': an explicit conversation may be created, or a new
+-- conversation for the session is confirmed), the latest created_at of the messages.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
 -- Each message stored is announced on its channel (RedisKeys.arrival).
-local tenant, explicit, prefix = ARGV[1], ARGV[3], ARGV[5]
-local candidate = ARGV[4]
-if explicit ~= '' then candidate = '' end
-local resolved = resolve(KEYS[1], KEYS[2], tenant, candidate, ARGV[8], ARGV[7])
-if resolved[1] == -2 then return {-4, ''} end
-if resolved[1] == -5 then
-  local unconfirmed = {}
-  for i = 9, #ARGV, 3 do unconfirmed[#unconfirmed + 1] = -5 end
-  unconfirmed[#unconfirmed + 1] = ''
-  return unconfirmed
-end
-local id = explicit
-if id == '' then id = resolved[2] end
-local conversation_json = ARGV[6]
-if id ~= ARGV[4] then
-  local doc = cjson.decode(conversation_json)
-  doc['id'] = id
-  conversation_json = cjson.encode(doc)
-end
-local create = '0'
-if explicit == '' or ARGV[7] == '1' then create = '1' end
-local tag = '{' .. id .. '}'
-local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
-local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
-local k_migrated = prefix .. 'migrated:' .. tag
-local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
-local statuses = {}
-local stored, saved = false, false
-for i = 9, #ARGV, 3 do
-  local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
-    tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
-  statuses[#statuses + 1] = status
-  if status >= 0 then stored = true end
-  if status == 1 then
-    saved = true
-    -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
-    redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+local function save_group(k_mapping, k_state, k_active, tenant, session, explicit, candidate,
+                          prefix, conversation_json, create_arg, latest, first, last)
+  if explicit ~= '' then candidate = '' end
+  local resolved = resolve(k_mapping, k_state, tenant, candidate, latest, create_arg)
+  if resolved[1] == -2 then return {-4, ''} end
+  if resolved[1] == -5 then
+    local unconfirmed = {}
+    for i = first, last, 3 do unconfirmed[#unconfirmed + 1] = -5 end
+    unconfirmed[#unconfirmed + 1] = ''
+    return unconfirmed
   end
-end
-if stored then
-  if explicit ~= '' and resolved[2] == '' then
-    resolve(KEYS[1], KEYS[2], tenant, explicit, '', '1')
+  local id = explicit
+  if id == '' then id = resolved[2] end
+  local given = candidate
+  if explicit ~= '' then given = explicit end
+  if id ~= given then
+    local doc = cjson.decode(conversation_json)
+    doc['id'] = id
+    conversation_json = cjson.encode(doc)
   end
-  redis.call('SADD', KEYS[3], ARGV[2])
-  redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
-  if saved then
-    redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+  local create = '0'
+  if explicit == '' or create_arg == '1' then create = '1' end
+  local tag = '{' .. id .. '}'
+  local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
+  local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
+  local k_migrated = prefix .. 'migrated:' .. tag
+  local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
+  local statuses = {}
+  local stored, saved = false, false
+  for i = first, last, 3 do
+    local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
+      tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
+    statuses[#statuses + 1] = status
+    if status >= 0 then stored = true end
+    if status == 1 then
+      saved = true
+      -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
+      redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+    end
   end
+  if stored then
+    if explicit ~= '' and resolved[2] == '' then
+      resolve(k_mapping, k_state, tenant, explicit, '', '1')
+    end
+    redis.call('SADD', k_active, session)
+    redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
+    if saved then
+      redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+    end
+  end
+  statuses[#statuses + 1] = id
+  return statuses
 end
-statuses[#statuses + 1] = id
-return statuses
+"""
+
+_SAVE_IN_SESSION = _RESOLVE_FN + _APPEND_FN + _SAVE_GROUP_FN + """
+-- KEYS: session_mapping, session_state, active_sessions
+-- ARGV: tenant, session, explicit conversation id or '', candidate id, key prefix,
+--       conversation_json, create, the latest created_at, then the message triples.
+return save_group(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+                  ARGV[6], ARGV[7], ARGV[8], 9, #ARGV)
+"""
+
+# A whole batch, however many sessions it spans, in one script call (standalone Redis): a
+# gateway's batch of 500 messages from 500 sessions paid 500 calls' packing, dispatch and
+# reply parsing before. Each session's group is what _SAVE_IN_SESSION does for it alone.
+_SAVE_BATCH = _RESOLVE_FN + _APPEND_FN + _SAVE_GROUP_FN + """
+-- KEYS: active_sessions, then for each group its session_mapping and session_state
+-- ARGV: key prefix, then for each group: tenant, session, explicit conversation id or '',
+--       candidate id, conversation_json, create, the latest created_at, its number of
+--       messages n, then its n message triples.
+-- Returns one reply of save_group's per group, in order.
+local prefix = ARGV[1]
+local replies = {}
+local a = 2
+for g = 0, (#KEYS - 1) / 2 - 1 do
+  local n = tonumber(ARGV[a + 7])
+  local first = a + 8
+  local last = first + 3 * n - 1
+  replies[#replies + 1] = save_group(KEYS[2 + 2 * g], KEYS[3 + 2 * g], KEYS[1], ARGV[a],
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], prefix, ARGV[a + 4], ARGV[a + 5], ARGV[a + 6],
+    first, last)
+  a = last + 1
+end
+return replies
 """
 
 _CLOSE_SESSION = """
@@ -211,6 +245,41 @@ if not conversation then return {0, '', 0} end
 local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
 redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
 return {1, conversation, generation}
+"""
+
+# Standalone Redis only: a close, its entry for the lost-timer sweep and its second's bucket
+# and timer marker in one script (keys of four slots: a cluster runs the steps apart).
+_CLOSE_INTO_TIMER = _CLOSE_SESSION.replace("""local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
+return {1, conversation, generation}""", """local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
+-- KEYS (more): closed_sessions, the second's bucket, its marker
+-- ARGV (more): session, closed epoch (text), keep seconds
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('SADD', KEYS[4], conversation .. ':' .. generation .. ':' .. ARGV[4])
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
+local armed = 0
+if redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[5])) then armed = 1 end
+return {1, conversation, generation, armed}""")
+
+_ARM_CLOSE_TIMER = """
+-- KEYS: a second's close bucket, its timer marker (one hash tag: one slot)
+-- ARGV: keep seconds, then the members to add ("conversation_id:generation:closed epoch")
+-- Returns 1 when this call armed the second's timer (the caller schedules it), else 0.
+if #ARGV > 1 then
+  redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 end
+return 0
+"""
+
+_TAKE_CLOSE_TIMER = """
+-- KEYS: a second's close bucket, its timer marker
+-- The marker goes first: a close that lands after this arms a timer of its own, so none
+-- is left in a bucket whose timer has already looked.
+redis.call('DEL', KEYS[2])
+return redis.call('SMEMBERS', KEYS[1])
 """
 
 _OPEN_SESSION = """
@@ -351,6 +420,15 @@ class RedisKeys:
     def ready_migrations(self) -> str:
         """Sorted set: "conversation_id:generation" -> when its timer fired, until migrated."""
         return f"{self.prefix}ready_migrations"
+
+    def close_bucket(self, second: int) -> str:
+        """Set: "conversation_id:generation:closed epoch" of the sessions whose grace ends
+        within `second` (epoch), until its shared timer hands them to the migration."""
+        return f"{self.prefix}close_bucket:{{closes-{second}}}"
+
+    def close_timer(self, second: int) -> str:
+        """Present while a timer task for `second` is scheduled and has not looked yet."""
+        return f"{self.prefix}close_timer:{{closes-{second}}}"
 
     @property
     def quarantined(self) -> str:
@@ -520,9 +598,13 @@ class RedisActiveStore:
         self._append = client.register_script(_APPEND)
         self._resolve = client.register_script(_RESOLVE_SESSION)
         self._save_in_session = client.register_script(_SAVE_IN_SESSION)
+        self._save_batch = client.register_script(_SAVE_BATCH)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._close = client.register_script(_CLOSE_SESSION)
         self._open = client.register_script(_OPEN_SESSION)
+        self._arm_timer = client.register_script(_ARM_CLOSE_TIMER)
+        self._close_into_timer = client.register_script(_CLOSE_INTO_TIMER)
+        self._take_timer = client.register_script(_TAKE_CLOSE_TIMER)
         self._finish = client.register_script(_FINISH_MIGRATION)
         self._release = client.register_script(_RELEASE_SESSION)
         self._erase = client.register_script(_ERASE_CONVERSATION)
@@ -571,18 +653,103 @@ class RedisActiveStore:
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
     ) -> ClosedSession | None:
-        status, conversation_id, generation = self._close(
-            keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-            args=[tenant_id, closed_at],
-        )
-        if int(status) == -2:
-            raise ForeignSession(f"session {session_id} belongs to another tenant")
-        if int(status) == 0:
-            return None
-        self.client.zadd(
-            self.keys.closed_sessions, {session_id: parse_timestamp(closed_at).timestamp()}
-        )
-        return ClosedSession(_text(conversation_id), int(generation))
+        closed = self.close_sessions([(tenant_id, session_id, closed_at)])[0]
+        if isinstance(closed, ForeignSession):
+            raise closed
+        return closed
+
+    def close_sessions(
+        self, requests: Sequence[tuple[str, str, str]]
+    ) -> list[ClosedSession | None | ForeignSession]:
+        """Close many sessions (tenant, session, closed_at) in one pipelined round trip, then
+        index them for the lost-timer sweep in one more. Each result in its place: the closed
+        session, None (no conversation), or the refusal of another tenant's session."""
+        def build(pipe: Any) -> None:
+            for tenant_id, session_id, closed_at in requests:
+                keys = [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
+                pipe.evalsha(self._close.sha, len(keys), *keys, tenant_id, closed_at)
+
+        replies = _run_pipeline(self.client, build, _CLOSE_SESSION) if requests else []
+        results: list[ClosedSession | None | ForeignSession] = []
+        swept: dict[str, float] = {}
+        for (_, session_id, closed_at), (status, conversation_id, generation) in zip(
+            requests, replies, strict=True
+        ):
+            if int(status) == -2:
+                results.append(ForeignSession(f"session {session_id} belongs to another tenant"))
+            elif int(status) == 0:
+                results.append(None)
+            else:
+                results.append(ClosedSession(_text(conversation_id), int(generation)))
+                swept[session_id] = parse_timestamp(closed_at).timestamp()
+        if swept:
+            self.client.zadd(self.keys.closed_sessions, swept)
+        return results
+
+    def close_sessions_into_timers(
+        self, requests: Sequence[tuple[str, str, str, str, int]], keep_seconds: int
+    ) -> tuple[list[ClosedSession | None | ForeignSession], list[int]]:
+        """Close sessions (tenant, session, closed_at, closed epoch as text, the second their
+        grace ends in) and put each closed one in its second's timer bucket: the results in
+        place, and the seconds whose timer this armed. One pipelined round trip on standalone
+        Redis; on a cluster, the closes, then the buckets (other slots)."""
+        if self.cluster:
+            results = self.close_sessions([(t, s, at) for t, s, at, _, _ in requests])
+            members: dict[int, list[str]] = {}
+            for (_, _, _, epoch, second), result in zip(requests, results, strict=True):
+                if isinstance(result, ClosedSession):
+                    members.setdefault(second, []).append(
+                        f"{result.conversation_id}:{result.generation}:{epoch}")
+            return results, self.arm_close_timers(members, keep_seconds)
+
+        def build(pipe: Any) -> None:
+            for tenant_id, session_id, closed_at, epoch, second in requests:
+                keys = [self.keys.session_mapping(session_id), self.keys.session_state(session_id),
+                        self.keys.closed_sessions, self.keys.close_bucket(second),
+                        self.keys.close_timer(second)]
+                pipe.evalsha(self._close_into_timer.sha, len(keys), *keys, tenant_id, closed_at,
+                             session_id, epoch, keep_seconds)
+
+        replies = _run_pipeline(self.client, build, _CLOSE_INTO_TIMER) if requests else []
+        results: list[ClosedSession | None | ForeignSession] = []
+        armed: list[int] = []
+        for request, reply in zip(requests, replies, strict=True):
+            status = int(reply[0])
+            if status == -2:
+                results.append(ForeignSession(f"session {request[1]} belongs to another tenant"))
+            elif status == 0:
+                results.append(None)
+            else:
+                results.append(ClosedSession(_text(reply[1]), int(reply[2])))
+                if int(reply[3]) and request[4] not in armed:
+                    armed.append(request[4])
+        return results, armed
+
+    def arm_close_timers(
+        self, members: Mapping[int, Sequence[str]], keep_seconds: int
+    ) -> list[int]:
+        """Add closed sessions to their second's bucket; the seconds whose timer this armed
+        (the first close of a second: the caller schedules its one timer task)."""
+        seconds = list(members)
+
+        def build(pipe: Any) -> None:
+            for second in seconds:
+                keys = [self.keys.close_bucket(second), self.keys.close_timer(second)]
+                pipe.evalsha(self._arm_timer.sha, len(keys), *keys, keep_seconds,
+                             *members[second])
+
+        replies = _run_pipeline(self.client, build, _ARM_CLOSE_TIMER) if seconds else []
+        return [second for second, armed in zip(seconds, replies, strict=True) if int(armed)]
+
+    def take_close_timer(self, second: int) -> list[str]:
+        """A second's timer fired: disarm it and read its bucket (left in place until each
+        member is handed on, so a timer that dies meanwhile loses nothing)."""
+        keys = [self.keys.close_bucket(second), self.keys.close_timer(second)]
+        return sorted(_text(m) for m in self._take_timer(keys=keys))
+
+    def forget_close_timer_members(self, second: int, members: Sequence[str]) -> None:
+        if members:
+            self.client.srem(self.keys.close_bucket(second), *members)
 
     def closed_sessions_before(self, moment: float, limit: int) -> list[str]:
         """Sessions closed before `moment` (epoch seconds) whose migration is not done."""
@@ -595,6 +762,11 @@ class RedisActiveStore:
     def mark_ready(self, conversation_id: str, generation: int) -> None:
         # Identifiers never hold ':' (the contract), so the member splits back unambiguously.
         self.client.zadd(self.keys.ready_migrations, {f"{conversation_id}:{generation}": time.time()})
+
+    def mark_ready_many(self, requests: Sequence[tuple[str, int]]) -> None:
+        if requests:
+            now = time.time()
+            self.client.zadd(self.keys.ready_migrations, {f"{c}:{g}": now for c, g in requests})
 
     def ready_migrations(self, limit: int) -> list[tuple[str, int]]:
         """The oldest `limit` conversations whose timer fired, with the timer's generation."""
@@ -633,18 +805,29 @@ class RedisActiveStore:
         return state.conversation_id
 
     def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool:
-        released = int(
-            self._release(
-                keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
-                args=[conversation_id, generation, RELEASED_SESSION_SECONDS],
-            )
-        )
-        if released:
+        return self.release_sessions([(session_id, conversation_id, generation)])[0]
+
+    def release_sessions(self, sessions: Sequence[tuple[str, str, int]]) -> list[bool]:
+        """Release many migrated sessions (session, conversation, generation), each only if
+        still at that conversation and generation: two pipelined round trips in all (a burst
+        of a thousand closes paid two each before)."""
+        if not sessions:
+            return []
+
+        def build(pipe: Any) -> None:
+            for session_id, conversation_id, generation in sessions:
+                keys = [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
+                pipe.evalsha(self._release.sha, len(keys), *keys, conversation_id, generation,
+                             RELEASED_SESSION_SECONDS)
+
+        released = [int(r) == 1 for r in _run_pipeline(self.client, build, _RELEASE_SESSION)]
+        gone = [s for (s, _, _), done in zip(sessions, released, strict=True) if done]
+        if gone:
             pipe = self.client.pipeline(transaction=False)
-            pipe.srem(self.keys.active_sessions, session_id)
-            pipe.zrem(self.keys.closed_sessions, session_id)
+            pipe.srem(self.keys.active_sessions, *gone)
+            pipe.zrem(self.keys.closed_sessions, *gone)
             pipe.execute()
-        return released == 1
+        return released
 
     # --- saving ---------------------------------------------------------------------------
 
@@ -687,30 +870,30 @@ class RedisActiveStore:
                    conversation.id if explicit else "", create)
             groups.setdefault(key, []).append(index)
 
-        def build(pipe: Any) -> None:
-            for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
-                conversation = items[indexes[0]][0]
-                keys = [
-                    self.keys.session_mapping(session_id),
-                    self.keys.session_state(session_id),
-                    self.keys.active_sessions,
-                ]
-                args: list[Any] = [
-                    tenant_id,
-                    session_id,
-                    explicit_id,
-                    conversation.id,
-                    self.keys.prefix,
-                    _dumps(conversation.to_dict()),
-                    "1" if create else "0",
-                    max(items[i][1].created_at for i in indexes),
-                ]
-                for i in indexes:
-                    message = items[i][1]
-                    args += [message.id, message.created_at, _dumps(message.to_dict())]
-                pipe.evalsha(self._save_in_session.sha, len(keys), *keys, *args)
+        keys = [self.keys.active_sessions]
+        args: list[Any] = [self.keys.prefix]
+        for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
+            conversation = items[indexes[0]][0]
+            keys += [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
+            args += [
+                tenant_id,
+                session_id,
+                explicit_id,
+                conversation.id,
+                _dumps(conversation.to_dict()),
+                "1" if create else "0",
+                max(items[i][1].created_at for i in indexes),
+                len(indexes),
+            ]
+            for i in indexes:
+                message = items[i][1]
+                # The message's JSON is opaque here: whatever fields it carries go as they are.
+                args += [message.id, message.created_at, _dumps(message.to_dict())]
 
-        replies = _run_pipeline(self.client, build, _SAVE_IN_SESSION)
+        def build(pipe: Any) -> None:
+            pipe.evalsha(self._save_batch.sha, len(keys), *keys, *args)
+
+        (replies,) = _run_pipeline(self.client, build, _SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
         for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
             if int(reply[0]) == -4:

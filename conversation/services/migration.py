@@ -240,17 +240,17 @@ class ConversationMigrator:
         # those that changed go round again (every step is idempotent).
         finished = self.active.finish_migrations([(c, len(m)) for c, m, _ in batch])
         retry = []
+        released = []
         for (conversation, history, state), done in zip(batch, finished, strict=True):
             if not done:
                 retry.append((conversation.id, state.generation if state else None))
                 continue
             if state is not None:
-                self.active.release_session(
-                    conversation.session_id, conversation.id, state.generation
-                )
+                released.append((conversation.session_id, conversation.id, state.generation))
             outcomes[conversation.id] = MigrationOutcome(
                 MigrationStatus.MIGRATED, conversation.id, len(history), conversation.closed_at
             )
+        self.active.release_sessions(released)
         return retry
 
 
@@ -318,11 +318,20 @@ class DueMigrations:
         """A timer fired: mark its conversation ready, and migrate everything ready if the lead
         is free. The outcomes of what this call migrated (none when another held the lead and
         takes this conversation along)."""
-        self.active.mark_ready(conversation_id, generation)
+        self.mark_ready([(conversation_id, generation)])
+        return self.lead()
+
+    def mark_ready(self, requests: Sequence[tuple[str, int]]) -> None:
+        """Conversations whose timer fired, each with the generation its close gave it."""
+        self.active.mark_ready_many(requests)
+
+    def lead(self, gather: bool = True) -> list[MigrationOutcome]:
+        """Migrate everything ready, a batch per pass, if the lead is free; else leave it to
+        the lead's holder. `gather`: wait a moment for the timers firing with this one."""
         outcomes: list[MigrationOutcome] = []
         while token := self.locks.acquire(MIGRATION_LEAD, MIGRATION_LEAD_SECONDS):
             try:
-                while ready := self._gather():
+                while ready := self._gather(gather):
                     outcomes += self.migrator.migrate_many(ready)
                     # Busy ones stay closed: the cleanup sweep takes them once they settle.
                     self.active.forget_ready(ready)
@@ -334,9 +343,9 @@ class DueMigrations:
                 break
         return outcomes
 
-    def _gather(self) -> list[tuple[str, int]]:
+    def _gather(self, wait: bool = True) -> list[tuple[str, int]]:
         ready = self.active.ready_migrations(READY_BATCH)
-        if ready and len(ready) < READY_BATCH and self.gather_seconds:
+        if wait and ready and len(ready) < READY_BATCH and self.gather_seconds:
             time.sleep(self.gather_seconds)
             ready = self.active.ready_migrations(READY_BATCH)
         return ready

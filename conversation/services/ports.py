@@ -155,6 +155,27 @@ class ActiveStore(Protocol):
         self, tenant_id: str, session_id: str, closed_at: str
     ) -> ClosedSession | None: ...
 
+    def close_sessions(
+        self, requests: Sequence[tuple[str, str, str]]
+    ) -> list[ClosedSession | None | ForeignSession]:
+        """Many (tenant, session, closed_at) closes at once, each result in its place."""
+
+    def close_sessions_into_timers(
+        self, requests: Sequence[tuple[str, str, str, str, int]], keep_seconds: int
+    ) -> tuple[list[ClosedSession | None | ForeignSession], list[int]]:
+        """Close (tenant, session, closed_at, closed epoch, second) and add each closed one
+        to its second's bucket: the results in place, and the seconds whose timer it armed."""
+
+    def arm_close_timers(
+        self, members: Mapping[int, Sequence[str]], keep_seconds: int
+    ) -> list[int]:
+        """Add members to their second's bucket; the seconds whose shared timer this armed."""
+
+    def take_close_timer(self, second: int) -> list[str]:
+        """Disarm a second's timer and read its bucket's members."""
+
+    def forget_close_timer_members(self, second: int, members: Sequence[str]) -> None: ...
+
     def open_session(self, tenant_id: str, session_id: str) -> bool: ...
 
     def session_state(self, session_id: str) -> SessionState | None: ...
@@ -179,6 +200,8 @@ class ActiveStore(Protocol):
 
     def release_session(self, session_id: str, conversation_id: str, generation: int) -> bool: ...
 
+    def release_sessions(self, sessions: Sequence[tuple[str, str, int]]) -> list[bool]: ...
+
     def active_conversations(self, tenant_id: str) -> list[Conversation]: ...
 
     def active_snapshot(self) -> list[tuple[Conversation, int]]:
@@ -198,6 +221,8 @@ class ActiveStore(Protocol):
 
     def mark_ready(self, conversation_id: str, generation: int) -> None:
         """A migration timer fired: the conversation waits for the migration lead."""
+
+    def mark_ready_many(self, requests: Sequence[tuple[str, int]]) -> None: ...
 
     def ready_migrations(self, limit: int) -> list[tuple[str, int]]: ...
 
@@ -344,9 +369,8 @@ class Tokenizer(Protocol):
 
 
 class Scheduler(Protocol):
-    def schedule_migration(
-        self, conversation_id: str, generation: int, countdown: float
-    ) -> None: ...
+    def schedule_close_timer(self, second: int, countdown: float) -> None:
+        """The shared timer of the sessions whose grace ends within `second` (epoch)."""
 
 
 class Summariser(Protocol):

@@ -1,13 +1,25 @@
 """Session lifecycle: a close schedules the migration; a reconnect within the grace cancels it.
 
-Cancellation is not `revoke`: the close bumps the session's generation and the migration task
-carries it; a reconnect (or a new message) bumps it again, so the task, when it runs, finds its
-generation stale and does nothing.
+Cancellation is not `revoke`: the close bumps the session's generation and the migration
+carries it; a reconnect (or a new message) bumps it again, so the migration, when it runs,
+finds its generation stale and does nothing.
+
+Closes share timers (CONTRACT.md section 1): a close joins the bucket of the second its grace
+ends in, and only the first close of that second schedules a timer task, for the end of that
+second. A burst of a thousand closes within one second costs one timer task, not a thousand;
+each session still moves no earlier than its grace after its own close, and less than a
+second later. When the timer fires, the bucket's due sessions are handed to the migration
+lead (DueMigrations), which migrates them in batches.
 """
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from conversation.domain.errors import DomainError
 from conversation.domain.messages import now_timestamp, parse_timestamp, utc_timestamp
 from conversation.services.ports import (
     ActiveStore,
@@ -17,7 +29,30 @@ from conversation.services.ports import (
     Scheduler,
 )
 
+if TYPE_CHECKING:
+    from conversation.services.migration import DueMigrations, MigrationOutcome
+
 log = logging.getLogger(__name__)
+
+# A bucket and its marker outlive their timer by this much at least (they are deleted as the
+# timer hands their sessions on; this only bounds what a lost timer leaves behind, which the
+# cleanup sweep migrates anyway).
+BUCKET_KEEP_SECONDS = 24 * 3600
+# A second whose first close is already due: its timer waits this long for the closes that
+# come with it (a burst, one task each), so they migrate together rather than a timer each.
+DUE_GATHER_SECONDS = 0.25
+# ...unless its close came in a batch (sessions_closed) of this many closes of that second at
+# least: the batch has gathered already.
+GATHERED = 100
+
+CloseRequest = tuple[str, str, "str | None"]  # tenant_id, session_id, closed_at
+# A bucket's member: "conversation_id:generation:closed epoch" (identifiers never hold ':',
+# the contract, so it splits back unambiguously).
+
+
+def parse_timer_member(member: str) -> tuple[str, int, float]:
+    conversation_id, generation, closed_epoch = member.split(":")
+    return conversation_id, int(generation), float(closed_epoch)
 
 
 class SessionLifecycle:
@@ -27,35 +62,105 @@ class SessionLifecycle:
         scheduler: Scheduler,
         grace_seconds: float,
         repository: Repository | None = None,
+        migrations: DueMigrations | None = None,
     ) -> None:
         self.active = active
         self.scheduler = scheduler
         self.grace_seconds = grace_seconds
         self.repository = repository
+        self.migrations = migrations
 
     def close(
         self, tenant_id: str, session_id: str, closed_at: str | None = None
     ) -> ClosedSession | None:
-        moment = utc_timestamp(parse_timestamp(closed_at)) if closed_at else now_timestamp()
+        outcome = self.close_many([(tenant_id, session_id, closed_at)])[0]
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    def close_many(
+        self, requests: Sequence[CloseRequest], now: float | None = None
+    ) -> list[ClosedSession | None | DomainError]:
+        """Close sessions, each on its own: its result in its place (None when it had no
+        conversation in Redis, a refusal for another tenant's session). A store that is down
+        raises, for the task to retry the whole batch (closing again is harmless)."""
+        stamp = now_timestamp()
+        moments = [(t, s, utc_timestamp(parse_timestamp(at)) if at else stamp)
+                   for t, s, at in requests]
+        timed = []
+        for tenant_id, session_id, moment in moments:
+            # The bucket of the second the grace ends in; its timer fires at that second's end.
+            epoch = parse_timestamp(moment).timestamp()
+            timed.append((tenant_id, session_id, moment, f"{epoch:.6f}",
+                          math.ceil(epoch + self.grace_seconds)))
         try:
-            closed = self.active.close_session(tenant_id, session_id, moment)
+            results, armed = self.active.close_sessions_into_timers(timed, self._keep_seconds())
         except ActiveStoreUnavailable:
-            # Redis is down: the session's messages are in PostgreSQL now, close those; the
+            # Redis is down: the sessions' messages are in PostgreSQL now, close those; the
             # task retries (and dead-letters for a replay if Redis stays down), since dropping
             # the close would strand the Redis conversation until the idle sweep.
-            self._close_outage_conversations(tenant_id, session_id, moment)
+            for tenant_id, session_id, moment in moments:
+                self._close_outage_conversations(tenant_id, session_id, moment)
             raise
-        if closed is None:
-            # No conversation in Redis: whatever the session has is in PostgreSQL (written
-            # during an outage), and ends with the session. With one in Redis, its migration
-            # takes those over (absorb), so the common close touches no database.
-            self._close_outage_conversations(tenant_id, session_id, moment)
-            log.info("session %s has no active conversation: nothing to migrate", session_id)
-            return None
-        self.scheduler.schedule_migration(
-            closed.conversation_id, closed.generation, countdown=self.grace_seconds
-        )
-        return closed
+        for (tenant_id, session_id, moment), result in zip(moments, results, strict=True):
+            if result is None:
+                # No conversation in Redis: whatever the session has is in PostgreSQL (written
+                # during an outage), and ends with the session. With one in Redis, its
+                # migration takes those over (absorb), so the common close touches no database.
+                self._close_outage_conversations(tenant_id, session_id, moment)
+                log.info("session %s has no active conversation: nothing to migrate", session_id)
+        # The first close of a second schedules that second's one timer, for the end of the
+        # second; or, when that close's grace has already passed (a grace of 0, or a close
+        # delivered late), as soon as the closes arriving with it have joined it (DUE_GATHER).
+        now = time.time() if now is None else now
+        first_due: dict[int, float] = {}
+        closes: dict[int, int] = {}
+        for _, _, _, epoch, second in timed:
+            first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
+            closes[second] = closes.get(second, 0) + 1
+        for second in armed:
+            gather = 0.0 if closes[second] >= GATHERED else DUE_GATHER_SECONDS
+            fire_at = min(second, now + gather) if first_due[second] <= now else second
+            self.scheduler.schedule_close_timer(second, countdown=max(0.0, fire_at - now))
+        return list(results)
+
+    def _keep_seconds(self) -> int:
+        return int(self.grace_seconds) + BUCKET_KEEP_SECONDS
+
+    def fire_timer(self, second: int, now: float | None = None) -> list[MigrationOutcome]:
+        """A second's shared timer: its sessions whose grace has passed go to the migration
+        lead, in batches; one whose grace has not (a timer early by another host's clock)
+        stays in the bucket, whose timer is scheduled again for it. Idempotent: a timer run
+        twice, or late, finds what it handed on already migrated (or stale after a reopen)."""
+        assert self.migrations is not None, "the timer needs the migration lead"
+        members = self.active.take_close_timer(second)
+        # The time after the take: every member the take found was closed before it.
+        now = time.time() if now is None else now
+        due: list[tuple[str, int]] = []
+        handed: list[str] = []
+        early_until = 0.0
+        for member in members:
+            conversation_id, generation, closed_epoch = parse_timer_member(member)
+            if closed_epoch + self.grace_seconds <= now:
+                due.append((conversation_id, generation))
+                handed.append(member)
+            else:
+                early_until = max(early_until, closed_epoch + self.grace_seconds)
+        if early_until:
+            # Not ours to move yet: the bucket keeps them and its timer is set again (its
+            # marker too, so a close meanwhile does not schedule one more).
+            self.active.arm_close_timers({second: []}, self._keep_seconds())
+            self.scheduler.schedule_close_timer(second, countdown=early_until - now)
+            log.warning("the timer of second %d fired %.3f s early for %d session(s): set again",
+                        second, early_until - now, len(members) - len(due))
+        if not due:
+            return []
+        # Marked ready (durable) before leaving the bucket: a timer that dies in between is
+        # run again by the broker and marks them again, which changes nothing.
+        self.migrations.mark_ready(due)
+        self.active.forget_close_timer_members(second, handed)
+        # The bucket gathered this second's closes: no need for the lead to wait for more.
+        return self.migrations.lead(gather=False)
 
     def _close_outage_conversations(self, tenant_id: str, session_id: str, moment: str) -> None:
         if self.repository is None:

@@ -101,7 +101,7 @@ def test_a_worker_killed_holding_the_timer_is_recovered_by_cleanup(
              tenant_id="acme", session_id="kill-1")
 
         def timer_held() -> bool:
-            return any(b"conversation.migrate_conversation" in body
+            return any(b"conversation.migrate_closed" in body
                        for body in broker.hvals("unacked"))
 
         wait_until(timer_held, timeout=30, what="the worker to hold the migration timer")
@@ -150,3 +150,43 @@ def test_a_burst_of_closes_is_migrated_whole_and_once(services, test_var_dir: Pa
         assert container.active_store.get_conversation(conversation_id) is None
     log = (test_var_dir / "w-burst.log").read_text()
     assert "Traceback" not in log and "Retry in" not in log and "dead letter" not in log
+
+
+def test_sessions_closed_migrates_each_session_and_dead_letters_a_bad_item_alone(
+    services, test_var_dir: Path
+) -> None:
+    """One sessions_closed for a few sessions through a real worker: they share their
+    second's timer and land in PostgreSQL; an invalid item is dead-lettered alone."""
+    from sqlalchemy import select
+
+    from conversation.adapters.sql_schema import dead_letters
+
+    container, app = services
+    tag = container.settings.redis_key_prefix.strip(":")
+    sessions = [f"many-{tag}-{s}" for s in range(3)]
+    bad = {"tenant_id": "acme", "session_id": "not:valid"}
+    send(app, "conversation.save_messages", "conversation.save", messages=[
+        {"tenant_id": "acme", "session_id": session, "agent_id": "bot", "role": "user",
+         "content": f"{session} says bye", "message_id": f"{session}-bye"}
+        for session in sessions])
+    with running_worker(container.settings, test_var_dir / "w-many.log"):
+        conversations = wait_until(
+            lambda: all(container.active_store.session_conversation("acme", s) for s in sessions)
+            and [container.active_store.session_conversation("acme", s) for s in sessions],
+            what="every session saved")
+        send(app, "conversation.sessions_closed", "conversation.sessions", sessions=[
+            {"tenant_id": "acme", "session_id": sessions[0]}, bad,
+            *({"tenant_id": "acme", "session_id": s} for s in sessions[1:])])
+        wait_until(lambda: all(container.repository.get_conversation(c) for c in conversations),
+                   timeout=60, what="every conversation in PostgreSQL")
+
+    def letters() -> list:
+        with container.engine.connect() as connection:
+            return [row.kwargs for row in connection.execute(select(dead_letters).where(
+                dead_letters.c.task_name == "conversation.sessions_closed"))
+                if row.kwargs.get("sessions") == [bad]]
+
+    assert len(wait_until(letters, what="the bad item's dead letter")) == 1
+    for session, conversation_id in zip(sessions, conversations, strict=True):
+        assert [m.content for m in container.repository.messages(conversation_id)] == [
+            f"{session} says bye"]

@@ -189,3 +189,37 @@ def test_wait_for_message_and_tool_calls_on_the_cluster(cluster_container: Conta
     missing = container.context_builder.get_context(
         tenant_id=tenant, session_id=f"{tenant}-s", window="8k", wait_for_message_id="nope")
     assert missing["waited_for"] == "missing" and len(missing["messages"]) == 3
+
+
+def test_closes_of_one_second_share_a_timer_on_the_cluster(cluster_container: Container) -> None:
+    """Sessions on every master closed within one second: the closes go to each session's
+    slot, the second's bucket and its marker to one slot of their own (one script), and the
+    one timer migrates them all to PostgreSQL."""
+    from conversation.services.sessions import SessionLifecycle
+    from tests.fakes import RecordingScheduler
+
+    container = cluster_container
+    tenant = f"clt-{container.settings.redis_key_prefix.strip(':')}"
+    sessions = [f"{tenant}-{i}" for i in range(12)]
+    ids = [container.saver.save(NewMessage(
+        tenant_id=tenant, session_id=s, agent_id="bot", role=Role.USER, content=f"bye {s}",
+        message_id=f"{s}-m")).conversation_id for s in sessions]
+    scheduler = RecordingScheduler()
+    lifecycle = SessionLifecycle(container.active_store, scheduler, 30, container.repository,
+                                 migrations=container.due_migrations)
+    closed_at = "2026-11-20T10:00:00.5Z"
+    results = lifecycle.close_many([(tenant, s, closed_at) for s in sessions])
+    assert [r.conversation_id for r in results] == ids  # type: ignore[union-attr]
+    ((second, _),) = scheduler.timers
+    # Closed again (a duplicate delivery): the same second, no second timer; the first
+    # close's generation is stale now, the second's migrates.
+    lifecycle.close_many([(tenant, sessions[0], closed_at)])
+    assert len(scheduler.timers) == 1
+    outcomes = lifecycle.fire_timer(second, now=second)
+    assert {o.conversation_id for o in outcomes} == set(ids)
+    assert {o.status.value for o in outcomes} == {"migrated"}
+    for session, conversation_id in zip(sessions, ids, strict=True):
+        assert [m.content for m in container.repository.messages(conversation_id)] == [
+            f"bye {session}"]
+        assert container.active_store.get_conversation(conversation_id) is None
+    assert lifecycle.fire_timer(second, now=second + 1) == []

@@ -48,3 +48,26 @@ def test_console_lines_are_readable_and_a_bad_format_is_refused(
     assert not line.startswith("{")
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         configure_logging("xml")
+
+
+def test_celerys_per_task_lines_are_off_unless_asked_for(restored_logging, capsys) -> None:  # noqa: ANN001
+    """No line per task received or succeeded by default; a retry and a failure still log."""
+    from celery.app.trace import LOG_RETRY, LOG_SUCCESS
+
+    trace = logging.getLogger("celery.app.trace")
+    strategy = logging.getLogger("celery.worker.strategy")
+    context = {"name": "conversation.save_message", "id": "t-1", "runtime": 0.001,
+               "return_value": None, "exc": "TimeoutError()"}
+    try:
+        configure_logging("json", "INFO", every_task=False)
+        assert not strategy.isEnabledFor(logging.INFO)
+        trace.info(LOG_SUCCESS, context)
+        trace.info(LOG_RETRY, context)
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and "retry" in json.loads(lines[0])["event"]
+        configure_logging("json", "INFO", every_task=True)
+        assert strategy.isEnabledFor(logging.INFO)
+        trace.info(LOG_SUCCESS, context)
+        assert "succeeded" in capsys.readouterr().err
+    finally:
+        configure_logging("json", "INFO", every_task=False)

@@ -100,6 +100,7 @@ def test_another_tenants_conversation_is_refused(saver, active) -> None:
 
 
 WINDOWS = {"8k": ("token_buffer", 6000)}
+EPOCH_10H = 1767261600  # 2026-01-01T10:00:00Z
 
 
 def lifecycle(active: RedisActiveStore) -> tuple[SessionLifecycle, RecordingScheduler]:
@@ -107,12 +108,14 @@ def lifecycle(active: RedisActiveStore) -> tuple[SessionLifecycle, RecordingSche
     return SessionLifecycle(active, scheduler, grace_seconds=30), scheduler
 
 
-def test_close_schedules_migration_with_the_grace_countdown(saver, active) -> None:
-    outcome = saver.save(message())
+def test_close_schedules_its_seconds_timer_at_the_end_of_the_grace(saver, active) -> None:
+    saver.save(message())
     sessions, scheduler = lifecycle(active)
-    closed = sessions.close("acme", "s-1")
+    closed = sessions.close_many([("acme", "s-1", "2026-01-01T10:00:00.250000Z")],
+                                 now=EPOCH_10H + 0.5)[0]
     assert closed is not None
-    assert scheduler.scheduled == [(outcome.conversation_id, closed.generation, 30)]
+    # Its grace ends at 10:00:30.25: the timer of the second ending 10:00:31, 30.5 s away.
+    assert scheduler.timers == [(EPOCH_10H + 31, 30.5)]
 
 
 def test_migration_moves_everything_and_is_idempotent(saver, active, repository) -> None:
@@ -248,12 +251,14 @@ def due_migrations(active: RedisActiveStore, repository: FakeRepository) -> DueM
                          RedisLocks(active.client, prefix=active.keys.prefix))
 
 
-def burst_of_closes(saver, active, count: int) -> list[tuple[str, int, float]]:
-    sessions, scheduler = lifecycle(active)
+def burst_of_closes(saver, active, count: int) -> list[tuple[str, int]]:
+    sessions, _ = lifecycle(active)
+    timers = []
     for s in range(count):
         saver.save(message(f"burst {s}", session_id=f"burst-{s}"))
-        sessions.close("acme", f"burst-{s}", closed_at="2026-01-01T10:00:00Z")
-    return scheduler.scheduled[-count:]
+        closed = sessions.close("acme", f"burst-{s}", closed_at="2026-01-01T10:00:00Z")
+        timers.append((closed.conversation_id, closed.generation))
+    return timers
 
 
 def test_timers_that_fire_while_a_migration_runs_are_migrated_in_its_next_batch(
@@ -264,14 +269,14 @@ def test_timers_that_fire_while_a_migration_runs_are_migrated_in_its_next_batch(
     timers = burst_of_closes(saver, active, 5)
     due = due_migrations(active, repository)
     other_worker = due.locks.acquire(MIGRATION_LEAD, 60)
-    for conversation_id, generation, _ in timers[:4]:
+    for conversation_id, generation in timers[:4]:
         assert due.migrate_when_ready(conversation_id, generation) == []
         assert active.get_conversation(conversation_id) is not None
     due.locks.release(MIGRATION_LEAD, other_worker)
     outcomes = due.migrate_when_ready(timers[4][0], timers[4][1])
     assert sorted(o.conversation_id for o in outcomes) == sorted(t[0] for t in timers)
     assert {o.status for o in outcomes} == {MigrationStatus.MIGRATED}
-    for conversation_id, _, _ in timers:
+    for conversation_id, _ in timers:
         assert [m.content for m in repository.messages(conversation_id)] == [
             f"burst {[t[0] for t in timers].index(conversation_id)}"]
         assert active.get_conversation(conversation_id) is None
@@ -443,3 +448,55 @@ def test_tool_calls_are_counted_in_another_encoding_once_in_each_tier(active, re
     migrated = ConversationMigrator(active, repository).migrate(conversation_id, closed.generation)
     assert migrated.status is MigrationStatus.MIGRATED
     assert read() == first and len(tokenizer.letter_counts) == 3  # carried along
+
+
+def test_a_batch_spanning_many_sessions_keeps_every_guarantee(saver, active) -> None:
+    """What a gateway batching its traffic sends: one message (or a few) from each of many
+    sessions, some new, one another tenant's, an explicit conversation, a duplicate. On
+    standalone Redis the batch is one script call; each item keeps its own outcome, in order."""
+    owner = saver.save(message("owner's", session_id="g-taken"))
+    existing = saver.save(message("earlier", session_id="g-0", created_at="2026-01-01T09:00:00Z"))
+    commands = []
+    for s in range(30):
+        commands.append(message(f"s{s} first", session_id=f"g-{s}",
+                                created_at="2026-01-01T10:00:01Z"))
+    commands.append(message("intruder", session_id="g-taken", tenant_id="intruder"))
+    commands.append(message("s3 first", session_id="g-3"))  # a duplicate id in the batch
+    commands.append(message("s3 earlier", session_id="g-3", created_at="2026-01-01T10:00:00Z"))
+    commands.append(message("explicit", session_id="g-x",
+                            conversation_id=existing.conversation_id))
+    calls: list[str] = []
+    real_execute = active.client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object):  # noqa: ANN202
+        pipe = real_execute(*args, **kwargs)
+        evalsha = pipe.evalsha
+
+        def counted(*a: object, **k: object) -> object:
+            calls.append("evalsha")
+            return evalsha(*a, **k)
+
+        pipe.evalsha = counted
+        return pipe
+
+    active.client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    try:
+        outcomes = saver.save_many(commands)
+    finally:
+        active.client.pipeline = real_execute  # type: ignore[method-assign]
+    if not active.cluster:
+        # One call for the batch, one more for the sessions it makes new conversations for
+        # (confirmed once PostgreSQL claimed them), and one for the explicit conversation
+        # named from a session new to Redis (appended once PostgreSQL was asked about it).
+        assert len(calls) == 3
+    assert isinstance(outcomes[30], ForeignSession)
+    assert [o.stored for o in outcomes[:30]] == [True] * 30
+    assert outcomes[31].stored is False and outcomes[32].stored is True
+    assert outcomes[33].conversation_id == existing.conversation_id
+    assert [m.content for m in active.messages(existing.conversation_id)] == [
+        "earlier", "s0 first", "explicit"]
+    assert [m.content for m in active.messages(outcomes[3].conversation_id)] == [
+        "s3 earlier", "s3 first"]
+    assert [m.content for m in active.messages(owner.conversation_id)] == ["owner's"]
+    for s in range(1, 30):
+        assert active.session_conversation("acme", f"g-{s}") == outcomes[s].conversation_id

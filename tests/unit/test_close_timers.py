@@ -1,0 +1,270 @@
+"""Closes share one timer a second (CONTRACT.md section 1): what could go wrong with it, over
+the Redis store on fakeredis (both the standalone and the cluster paths), and
+`conversation.sessions_closed` dead-lettering a bad item alone."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import fakeredis
+import pytest
+
+from config.settings import Settings
+from conversation import bootstrap
+from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.domain.errors import ForeignSession
+from conversation.domain.messages import NewMessage, Role
+from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
+from conversation.services.save import MessageSaver
+from conversation.services.sessions import DUE_GATHER_SECONDS, SessionLifecycle
+from tasks.conversation_tasks import sessions_closed
+from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
+from tests.unit.test_save_tasks import FakeDeadLetters
+
+GRACE = 30
+T0 = 1767261600  # 2026-01-01T10:00:00Z
+SECOND = T0 + GRACE + 1  # the timer of the closes made within 10:00:00
+
+
+@dataclass
+class Service:
+    active: RedisActiveStore
+    repository: FakeRepository
+    scheduler: RecordingScheduler
+    sessions: SessionLifecycle
+    saver: MessageSaver
+
+    def chat(self, session: str, text: str = "hello", tenant: str = "acme") -> str:
+        return self.saver.save(NewMessage(
+            tenant_id=tenant, session_id=session, agent_id="bot", role=Role.USER,
+            content=text, message_id=f"{session}-{text.replace(' ', '-')}",
+        )).conversation_id
+
+    def in_redis(self, conversation_id: str) -> bool:
+        return self.active.get_conversation(conversation_id) is not None
+
+    def in_postgres(self, conversation_id: str) -> bool:
+        return self.repository.get_conversation(conversation_id) is not None
+
+
+@pytest.fixture(params=["standalone", "cluster_paths"])
+def service(request: pytest.FixtureRequest) -> Service:
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+    active.cluster = request.param == "cluster_paths"
+    repository = FakeRepository()
+    scheduler = RecordingScheduler()
+    due = DueMigrations(active, ConversationMigrator(active, repository), GRACE,
+                        RedisLocks(active.client, prefix="unit:"), gather_seconds=0)
+    sessions = SessionLifecycle(active, scheduler, GRACE, repository, migrations=due)
+    return Service(active, repository, scheduler, sessions,
+                   MessageSaver(active, repository, WordTokenizer()))
+
+
+def at(seconds: float) -> str:
+    """10:00:00 plus `seconds`, as a close time."""
+    whole, micro = divmod(round(seconds * 1_000_000), 1_000_000)
+    return f"2026-01-01T10:{whole // 60:02d}:{whole % 60:02d}.{micro:06d}Z"
+
+
+def test_closes_within_one_second_share_one_timer(service: Service) -> None:
+    ids = [service.chat(f"s{i}") for i in range(5)]
+    service.sessions.close_many([("acme", f"s{i}", at(0.1 + i * 0.2)) for i in range(4)],
+                                now=T0 + 1)
+    service.sessions.close("acme", "s4", at(1.1))  # the next second: a timer of its own
+    assert [second for second, _ in service.scheduler.timers] == [SECOND, SECOND + 1]
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND)
+    assert sorted(o.conversation_id for o in outcomes) == sorted(ids[:4])
+    assert {o.status for o in outcomes} == {MigrationStatus.MIGRATED}
+    assert service.in_redis(ids[4]) and not service.in_postgres(ids[4])
+
+
+def test_a_timer_that_fires_early_moves_only_the_sessions_whose_grace_has_passed(
+    service: Service
+) -> None:
+    """Another host's clock fires the timer at 10:00:30.5: a session closed at 10:00:00.9 has
+    0.4 s of grace left. It stays, and its second's timer is set again for it."""
+    early, late = service.chat("early"), service.chat("late")
+    service.sessions.close("acme", "early", at(0.1))
+    service.sessions.close("acme", "late", at(0.9))
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 30.5)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (early, MigrationStatus.MIGRATED)]
+    assert service.in_redis(late) and not service.in_postgres(late)
+    (second, countdown) = service.scheduler.timers[-1]
+    assert second == SECOND and countdown == pytest.approx(0.4)
+    # The timer set again fires on time: the session moves then.
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 31)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [(late, MigrationStatus.MIGRATED)]
+    assert not service.in_redis(late)
+
+
+def test_a_timer_run_twice_or_late_changes_nothing_more(service: Service) -> None:
+    conversation_id = service.chat("twice", "only once")
+    service.sessions.close("acme", "twice", at(0.5))
+    first = service.sessions.fire_timer(SECOND, now=SECOND)
+    assert [o.status for o in first] == [MigrationStatus.MIGRATED]
+    assert service.sessions.fire_timer(SECOND, now=SECOND + 5) == []  # a redelivery
+    assert [m.content for m in service.repository.messages(conversation_id)] == ["only once"]
+    assert service.active.ready_migrations(10) == []
+
+
+def test_a_timer_redelivered_after_dying_mid_hand_over_migrates_once(service: Service) -> None:
+    """The first run marked the bucket's sessions ready and died before it could forget them:
+    the broker runs it again, which marks them again and migrates each once."""
+    conversation_id = service.chat("crash", "kept whole")
+    service.sessions.close("acme", "crash", at(0.5))
+    forget = service.active.forget_close_timer_members
+    lead = service.sessions.migrations.lead  # type: ignore[union-attr]
+
+    def die(*args: object) -> None:
+        raise SystemExit("worker killed")
+
+    service.active.forget_close_timer_members = die  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        service.sessions.fire_timer(SECOND, now=SECOND)
+    service.active.forget_close_timer_members = forget  # type: ignore[method-assign]
+    assert service.in_redis(conversation_id)
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND + 1)
+    assert [o.status for o in outcomes] == [MigrationStatus.MIGRATED]
+    assert lead() == []
+    assert [m.content for m in service.repository.messages(conversation_id)] == ["kept whole"]
+
+
+def test_a_late_timer_after_the_sweep_took_its_session_finds_nothing_to_do(
+    service: Service
+) -> None:
+    conversation_id = service.chat("swept")
+    service.sessions.close("acme", "swept", at(0.5))
+    due = service.sessions.migrations
+    assert due is not None
+    report = due.sweep(now="2026-01-01T11:00:00Z")
+    assert (report.checked, report.migrated) == (1, 1)
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 3601)
+    assert [o.status for o in outcomes] == [MigrationStatus.NOT_ACTIVE]
+    assert len(service.repository.messages(conversation_id)) == 1
+
+
+def test_a_session_reopened_while_its_seconds_timer_runs_stays_active(service: Service) -> None:
+    """The timer has read its bucket when the user of one of its sessions reconnects: that
+    session's generation moved on, so it stays in Redis; the others migrate."""
+    gone, back = service.chat("gone"), service.chat("back")
+    service.sessions.close_many([("acme", "gone", at(0.2)), ("acme", "back", at(0.4))])
+    take = service.active.take_close_timer
+
+    def take_then_reconnect(second: int) -> list[str]:
+        members = take(second)
+        assert service.sessions.open("acme", "back") is True
+        return members
+
+    service.active.take_close_timer = take_then_reconnect  # type: ignore[method-assign]
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND)
+    assert {(o.conversation_id, o.status) for o in outcomes} == {
+        (gone, MigrationStatus.MIGRATED), (back, MigrationStatus.STALE)}
+    assert service.in_redis(back) and not service.in_postgres(back)
+    assert service.active.session_conversation("acme", "back") == back
+    assert service.active.ready_migrations(10) == []
+
+
+def test_a_close_after_its_seconds_timer_looked_gets_a_timer_of_its_own(
+    service: Service
+) -> None:
+    first, second = service.chat("first"), service.chat("second")
+    service.sessions.close("acme", "first", at(0.2))
+    service.sessions.fire_timer(SECOND, now=SECOND)
+    # A close published late (its closed_at in that same second) arrives after the timer ran.
+    service.sessions.close("acme", "second", at(0.7))
+    assert [s for s, _ in service.scheduler.timers] == [SECOND, SECOND]
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND + 1)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (second, MigrationStatus.MIGRATED)]
+    assert service.in_postgres(first)
+
+
+def test_close_many_refuses_another_tenants_session_alone(service: Service) -> None:
+    mine = service.chat("mine")
+    service.chat("theirs", tenant="other")
+    results = service.sessions.close_many([("acme", "mine", at(0.1)), ("acme", "theirs", at(0.1)),
+                                           ("acme", "never-used", at(0.1))])
+    assert results[0] is not None and results[0].conversation_id == mine
+    assert isinstance(results[1], ForeignSession) and results[2] is None
+    assert [o.conversation_id for o in service.sessions.fire_timer(SECOND, now=SECOND)] == [mine]
+
+
+@dataclass
+class FakeContainer:
+    sessions: SessionLifecycle
+    settings: Settings = field(default_factory=Settings)
+    dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def tasks(service: Service) -> Iterator[FakeContainer]:
+    container = FakeContainer(service.sessions)
+    bootstrap.reset_container(container)  # type: ignore[arg-type]
+    yield container
+    bootstrap.reset_container(None)
+
+
+def test_sessions_closed_dead_letters_a_bad_item_alone(
+    service: Service, tasks: FakeContainer
+) -> None:
+    ids = [service.chat(f"ok-{i}") for i in range(3)]
+    service.chat("foreign", tenant="other")
+    batch = [
+        {"tenant_id": "acme", "session_id": "ok-0"},
+        {"tenant_id": "acme", "session_id": "bad:id"},  # invalid: refused by the schema
+        {"tenant_id": "acme", "session_id": "ok-1", "closed_at": "not a time"},
+        "not an object",
+        {"tenant_id": "acme", "session_id": "foreign"},  # another tenant's session
+        {"tenant_id": "acme", "session_id": "ok-2", "closed_at": "2026-01-01T10:00:00.5Z"},
+    ]
+    result = sessions_closed.apply(kwargs={"sessions": batch}, task_id="t-1").get()
+    assert result == {"closed": 2, "rejected": 4}
+    letters = tasks.dead_letters.letters
+    assert [letter.kwargs for letter in letters] == [
+        {"sessions": [batch[i]]} for i in (1, 2, 3, 4)]
+    assert "session_id" in str(letters[0].reasons) and "closed_at" in str(letters[1].reasons)
+    assert "another tenant" in letters[3].error
+    assert service.active.session_state("ok-0").closed_at is not None
+    assert service.active.session_state("ok-1").closed_at is None
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND)
+    assert [o.conversation_id for o in outcomes] == [ids[2]]
+
+
+def test_sessions_closed_refuses_an_empty_or_oversized_batch_whole(tasks: FakeContainer) -> None:
+    sessions_closed.apply(kwargs={"sessions": []}, task_id="t-2").get(propagate=False)
+    sessions_closed.apply(kwargs={"sessions": [{"tenant_id": "a", "session_id": "b"}] * 1001},
+                          task_id="t-3").get(propagate=False)
+    assert len(tasks.dead_letters.letters) == 2
+    assert all("sessions" in str(letter.reasons) for letter in tasks.dead_letters.letters)
+
+
+def test_a_close_whose_grace_has_already_passed_fires_its_timer_almost_at_once(
+    service: Service
+) -> None:
+    """A close delivered late (its closed_at more than the grace ago): nothing to wait for but
+    the closes arriving with it (DUE_GATHER_SECONDS), and never past its second's end."""
+    first, second = service.chat("late-1"), service.chat("late-2")
+    service.sessions.close_many([("acme", "late-1", at(0.5))], now=T0 + 30.6)
+    service.sessions.close_many([("acme", "late-2", at(1.5))], now=T0 + 40)
+    assert service.scheduler.timers == [(SECOND, pytest.approx(DUE_GATHER_SECONDS)),
+                                        (SECOND + 1, 0.0)]
+    outcomes = service.sessions.fire_timer(SECOND, now=T0 + 30.7)
+    outcomes += service.sessions.fire_timer(SECOND + 1, now=T0 + 40)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (first, MigrationStatus.MIGRATED), (second, MigrationStatus.MIGRATED)]
+
+
+def test_a_batch_of_due_closes_fires_its_timer_at_once(service: Service) -> None:
+    """sessions_closed brought the second's closes together: nothing more to gather."""
+    from conversation.services.sessions import GATHERED
+
+    for i in range(GATHERED):
+        service.chat(f"batch-{i}")
+    service.sessions.close_many([("acme", f"batch-{i}", at(0.5)) for i in range(GATHERED)],
+                                now=T0 + 30.6)
+    assert service.scheduler.timers == [(SECOND, 0.0)]
+    assert len(service.sessions.fire_timer(SECOND, now=T0 + 30.6)) == GATHERED
