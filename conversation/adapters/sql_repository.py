@@ -361,6 +361,18 @@ def _copy_rows(
                 ))
 
 
+def _same_lifetime(row: Any, owner: Conversation) -> bool:
+    """Whether a conversation the session saved directly belongs with `owner`: begun after
+    it, or (begun first: a session's first message went to PostgreSQL while Redis failed
+    between the claim and the write, and a later one made the conversation in Redis) not
+    closed before it. One closed by an earlier close of the session is a conversation of
+    its own."""
+    if row.created_at >= parse_timestamp(owner.created_at):
+        return True
+    return row.closed_at is None or (
+        owner.closed_at is not None and row.closed_at >= parse_timestamp(owner.closed_at))
+
+
 def absorb_outage_conversations(connection: Any, migrated: Sequence[Conversation]) -> None:
     """Messages a session saved straight to PostgreSQL while Redis was down belong to the
     conversation the session had in Redis: when that one is migrated, it takes them over, so
@@ -368,14 +380,14 @@ def absorb_outage_conversations(connection: Any, migrated: Sequence[Conversation
     sessions = {(c.tenant_id, c.session_id): c for c in migrated}
     c = conversations.c
     candidates = connection.execute(
-        select(c.id, c.tenant_id, c.session_id, c.created_at).where(
+        select(c.id, c.tenant_id, c.session_id, c.created_at, c.closed_at).where(
             c.migrated_at.is_(None),
             tuple_(c.tenant_id, c.session_id).in_(list(sessions)),
         )
     ).all()
     for row in candidates:
         owner = sessions[(row.tenant_id, row.session_id)]
-        if row.id == owner.id or row.created_at < parse_timestamp(owner.created_at):
+        if row.id == owner.id or not _same_lifetime(row, owner):
             continue
         m = messages.c
         duplicate = messages.alias("kept")

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from api import create_app
 from config.settings import Settings
 from conversation.bootstrap import Container
-from conversation.domain.messages import NewMessage, Role
+from conversation.domain.messages import Conversation, NewMessage, Role
 from conversation.embedded import EmbeddedRedis
 from conversation.services.migration import ConversationMigrator, MigrationStatus
 
@@ -124,3 +124,32 @@ def test_the_api_during_an_outage_answers_503_where_it_cannot_tell_and_reads_wha
         assert client.get(f"/api/conversations/{live}/full", headers=own).status_code == 200
     finally:
         container.close()
+
+
+def test_a_session_begun_in_postgresql_is_one_conversation_once_migrated(
+    container: Container,
+) -> None:
+    """Two workers take a new session's first messages: one writes its conversation in Redis,
+    the other's write fails there (Redis stopped, or refused it, between the session's claim
+    and the write) and starts the session in PostgreSQL with the earlier message. Migrated,
+    the session is one conversation, in order (under `conversation run` it came out as two)."""
+    session = f"race-{container.settings.redis_key_prefix.strip(':')}"
+
+    def new(text: str, at: str) -> NewMessage:
+        return NewMessage(tenant_id="acme", session_id=session, agent_id="bot",
+                          role=Role.USER, content=text, message_id=text, created_at=at)
+
+    first = container.saver.build_message(new("m1", "2026-11-24T10:00:01Z"))
+    direct_id, _ = container.repository.save_direct(
+        Conversation(id="direct-" + session, tenant_id="acme", session_id=session,
+                     agent_id="bot", created_at=first.created_at), first, False)
+    later = container.saver.save(new("m6", "2026-11-24T10:00:06Z"))
+    assert later.tier == "redis" and later.conversation_id != direct_id
+
+    closed = container.sessions.close("acme", session, "2026-11-24T10:01:00Z")
+    outcome = container.migrator.migrate(closed.conversation_id, closed.generation)
+
+    assert outcome.status is MigrationStatus.MIGRATED
+    assert [m.content for m in container.repository.messages(later.conversation_id)] == [
+        "m1", "m6"]
+    assert container.repository.get_conversation(direct_id) is None
