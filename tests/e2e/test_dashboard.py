@@ -98,7 +98,7 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
     def persisted() -> bool:
         return len(container.repository.conversation_ids("demo")) >= SESSIONS + 1
 
-    wait_until(persisted, timeout=60, what="every simulated conversation in PostgreSQL")
+    wait_until(persisted, timeout=120, what="every simulated conversation in PostgreSQL")
     headers = {"Authorization": f"Bearer {key}"}
 
     def rolled_up() -> dict | None:
