@@ -228,6 +228,8 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         except Exception as exc:  # a context failure never fails the caller (contract)
             self._failed(session, exc)
             return request
+        if payloads:
+            context = _up_to(context, payloads[-1])
         return request.override(messages=context_messages(context))
 
     def _after_model(self, session: str | None, request: ModelRequest, response: Any) -> None:
@@ -366,6 +368,18 @@ def context_messages(context: dict[str, Any]) -> list[AnyMessage]:
             f"Summary of the earlier conversation:\n{context['summary']}"))
     messages += convert_to_messages(context["messages"])
     return messages
+
+
+def _up_to(context: dict[str, Any], last_input: dict[str, Any]) -> dict[str, Any]:
+    """The context up to the message this call answers: a retried step finds the answer of
+    the attempt that failed already stored after it, and must not be shown it."""
+    entries = context["messages"]
+    for index in range(len(entries) - 1, -1, -1):
+        entry = entries[index]
+        if (entry["role"] == last_input["role"] and entry["content"] == last_input["content"]
+                and entry.get("tool_call_id") == last_input.get("tool_call_id")):
+            return {**context, "messages": entries[: index + 1]}
+    return context
 
 
 def _since_last_answer(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
