@@ -537,6 +537,7 @@ SECTIONS: dict[str, Callable[[Servers, int], None]] = {
     "stats": bench_stats,
     "search": bench_search,
     "tools": bench_tools,
+    "middleware": lambda servers, n: __import__("bench.middleware", fromlist=["_"]).bench_middleware(servers, n, report, Row),
 }
 
 

@@ -225,7 +225,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 raise ServiceFailure(f"the context failed: {context['error']}")
             if context.get("waited_for") == "missing":
                 raise ServiceFailure("the context came without the message just saved")
-        except Exception as exc:  # a context failure never fails the caller (contract)
+        except Exception as exc:  # noqa: BLE001 -- a context failure never fails the caller
             self._failed(session, exc)
             return request
         if payloads:
@@ -258,7 +258,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             return
         try:
             self.service.save(payloads)
-        except Exception as exc:  # a failed save never fails the agent
+        except Exception as exc:  # noqa: BLE001 -- a failed save never fails the agent
             self._failed(session, exc)
         else:
             self._remember(payloads)

@@ -9,6 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
+from pydantic import Field
 
 ORDERS = {"4521": "shipped", "4522": "in the warehouse", "4523": "delivered"}
 
@@ -25,7 +26,7 @@ class ToolCallingModel(BaseChatModel):
     the same answer), and it records every input it was given."""
 
     model_name: str = "gpt-4"
-    inputs: list[list[BaseMessage]] = []
+    inputs: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

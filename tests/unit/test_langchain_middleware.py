@@ -97,8 +97,8 @@ def test_two_turns_store_every_message_once_in_order_and_the_model_sees_the_cont
         (Role.ASSISTANT, ""),
         (Role.TOOL, "Order 4522 is in the warehouse."),
         (Role.TOOL, "Order 4523 is delivered."),
-        (Role.ASSISTANT, "Order 4521 is shipped. Order 4522 is in the warehouse. "
-                         "Order 4523 is delivered."),
+        (Role.ASSISTANT, ("Order 4521 is shipped. Order 4522 is in the warehouse. "
+                          "Order 4523 is delivered.")),
     ]
     assert history[1].tool_calls == [{"id": "call_4521_2", "type": "function", "function": {
         "name": "lookup_order", "arguments": '{"order": "4521"}'}}]
