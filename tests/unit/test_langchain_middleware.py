@@ -183,9 +183,11 @@ def test_the_agent_answers_when_the_broker_is_unreachable(
         caplog: pytest.LogCaptureFixture) -> None:
     app = Celery("producer", broker="redis://127.0.0.1:1/0", backend="redis://127.0.0.1:1/1",
                  set_as_current=False)
-    # A producer that gives up quickly (Celery's defaults retry the publish for seconds).
+    # A producer that gives up quickly: Celery's defaults retry the Redis result backend's
+    # connection for ~19 s (README, "A LangChain agent's memory").
     app.conf.task_publish_retry = False
-    app.conf.broker_connection_timeout = 0.5
+    app.conf.result_backend_transport_options = {"retry_policy": {
+        "max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}}
     model = ToolCallingModel(inputs=[])
     with caplog.at_level(logging.WARNING, logger="conversation.langchain_middleware"):
         result = agent(app, model).invoke(
