@@ -161,6 +161,9 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         self._saved: OrderedDict[str, None] = OrderedDict()
         self._down: set[str] = set()  # sessions whose run has met a failure of the service
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
+        # created_at of each tool call's result, reserved when the call is saved: results of
+        # parallel calls finish in any order, and are stored in the order of the calls.
+        self._result_stamps: OrderedDict[str, datetime] = OrderedDict()
 
     # -- LangChain's hooks --------------------------------------------------------------
 
@@ -229,7 +232,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             self._failed(session, exc)
             return request
         if payloads:
-            context = _up_to(context, payloads[-1])
+            context = _up_to(context, payloads)
         return request.override(messages=context_messages(context))
 
     def _after_model(self, session: str | None, request: ModelRequest, response: Any) -> None:
@@ -272,11 +275,15 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             raise ValueError(f"a {message.type!r} message has no role in the service")
         entry = convert_to_openai_messages(message)
         content = message.content if isinstance(message.content, str) else message.text
+        tool_call_id = message.tool_call_id if isinstance(message, ToolMessage) else None
+        calls = len(message.tool_calls) if isinstance(message, AIMessage) else 0
         payload: dict[str, Any] = {
             "tenant_id": self.tenant_id, "session_id": session, "agent_id": self.agent_id,
             "role": role, "content": content, "message_id": self._message_id(session, key),
-            "created_at": self._stamp(),
+            "created_at": self._stamp(tool_call_id, calls),
         }
+        if isinstance(message, AIMessage) and message.tool_calls:
+            self._reserve(payload["created_at"], [c["id"] for c in message.tool_calls])
         for field in ("name", "tool_calls", "tool_call_id"):
             if entry.get(field):
                 payload[field] = entry[field]
@@ -292,13 +299,27 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
     def _message_id(self, session: str, key: str) -> str:
         return uuid.uuid5(_NAMESPACE, f"{self.tenant_id}/{session}/{key}").hex
 
-    def _stamp(self) -> str:
+    def _stamp(self, tool_call_id: str | None = None, calls: int = 0) -> str:
         """created_at, strictly increasing: saves sent as separate tasks may be stored by
-        different workers in any order, and the service orders by created_at (contract)."""
+        different workers in any order, and the service orders by created_at (contract).
+        A message with `calls` tool calls leaves room after it for their results; a result
+        takes the time reserved for its call."""
         with self._lock:
+            reserved = self._result_stamps.get(tool_call_id) if tool_call_id else None
+            if reserved is not None:
+                return _iso(reserved)
             now = max(datetime.now(UTC), self._last_stamp + timedelta(microseconds=1))
-            self._last_stamp = now
-        return now.isoformat().replace("+00:00", "Z")
+            self._last_stamp = now + timedelta(microseconds=calls)
+        return _iso(now)
+
+    def _reserve(self, stamp: str, call_ids: list[str | None]) -> None:
+        start = datetime.fromisoformat(stamp)
+        with self._lock:
+            for index, call_id in enumerate(call_ids, start=1):
+                if call_id:
+                    self._result_stamps[call_id] = start + timedelta(microseconds=index)
+            while len(self._result_stamps) > _REMEMBERED_IDS:
+                self._result_stamps.popitem(last=False)
 
     def _unsaved(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
@@ -370,14 +391,18 @@ def context_messages(context: dict[str, Any]) -> list[AnyMessage]:
     return messages
 
 
-def _up_to(context: dict[str, Any], last_input: dict[str, Any]) -> dict[str, Any]:
-    """The context up to the message this call answers: a retried step finds the answer of
-    the attempt that failed already stored after it, and must not be shown it."""
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _up_to(context: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The context up to the messages this call answers: a retried step finds the answer of
+    the attempt that failed already stored after them, and must not be shown it."""
+    wanted = {(p["role"], p["content"], p.get("tool_call_id")) for p in inputs}
     entries = context["messages"]
     for index in range(len(entries) - 1, -1, -1):
         entry = entries[index]
-        if (entry["role"] == last_input["role"] and entry["content"] == last_input["content"]
-                and entry.get("tool_call_id") == last_input.get("tool_call_id")):
+        if (entry["role"], entry["content"], entry.get("tool_call_id")) in wanted:
             return {**context, "messages": entries[: index + 1]}
     return context
 

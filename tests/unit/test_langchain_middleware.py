@@ -3,6 +3,7 @@ turn stores, that the model sees exactly the service's context, and that no fail
 service fails the agent."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ from celery import Celery
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRetryMiddleware
 from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.memory import InMemorySaver
 
 from config.settings import Settings
 from conversation.adapters.redis_store import RedisActiveStore
@@ -62,10 +64,11 @@ def container(tokenizer: TiktokenCounter | None = None) -> Container:
                      tokenizer=tokenizer, context_builder=contexts)
 
 
-def agent(service: Any, model: ToolCallingModel, *extra: AgentMiddleware) -> Any:
+def agent(service: Any, model: ToolCallingModel, *extra: AgentMiddleware,
+          checkpointer: Any = None) -> Any:
     memory = ConversationMemory(service, tenant_id="acme", agent_id="bot", window="8k")
     return create_agent(model, tools=[lookup_order], system_prompt=SYSTEM,
-                        middleware=[*extra, memory])
+                        middleware=[*extra, memory], checkpointer=checkpointer)
 
 
 def stored(services: Container, session: str = "s1") -> list[Any]:
@@ -78,12 +81,20 @@ def as_chat(messages: list[Any]) -> list[dict[str, Any]]:
             for m in messages]
 
 
-def test_two_turns_store_every_message_once_in_order_and_the_model_sees_the_context() -> None:
+@pytest.mark.parametrize("mode", ["sync", "async", "checkpointed"])
+def test_two_turns_store_every_message_once_in_order_and_the_model_sees_the_context(
+        mode: str) -> None:
     services = container()
     model = ToolCallingModel(inputs=[])
-    bot = agent(services, model)
-    first = bot.invoke({"messages": [HumanMessage("Where is order 4521?")]}, CONFIG)
-    second = bot.invoke({"messages": [HumanMessage("And 4522 and 4523?")]}, CONFIG)
+    # With a checkpointer the agent's state holds the whole thread: only what is new is saved.
+    bot = agent(services, model, checkpointer=InMemorySaver() if mode == "checkpointed" else None)
+    questions = [HumanMessage("Where is order 4521?"), HumanMessage("And 4522 and 4523?")]
+    if mode == "async":
+        async def turns() -> list[dict[str, Any]]:
+            return [await bot.ainvoke({"messages": [q]}, CONFIG) for q in questions]
+        first, second = asyncio.run(turns())
+    else:
+        first, second = (bot.invoke({"messages": [q]}, CONFIG) for q in questions)
 
     assert second["messages"][-1].content == (
         "Order 4521 is shipped. Order 4522 is in the warehouse. Order 4523 is delivered.")
@@ -105,8 +116,9 @@ def test_two_turns_store_every_message_once_in_order_and_the_model_sees_the_cont
     assert [m.tool_call_id for m in history[6:8]] == ["call_4522_6", "call_4523_6"]
     assert len({m.id for m in history}) == len(history)
     assert {m.metadata.get("model") for m in history if m.role is Role.ASSISTANT} == {"gpt-4"}
-    # The agent's own state holds its turn only; the model was given the whole conversation.
+    # The model was given the whole conversation, whatever the agent's state held.
     assert len(first["messages"]) == 4
+    assert len(second["messages"]) == (9 if mode == "checkpointed" else 5)
     contexts = services.context_builder.answered
     assert len(model.inputs) == len(contexts) == 4
     sizes = [1, 3, 5, 8]  # what the service held when each call was made
@@ -233,3 +245,17 @@ def test_a_retried_model_step_is_stored_once() -> None:
     assert len(model.inputs) == 3  # the first call twice
     history = stored(services)
     assert [m.role for m in history] == [Role.USER, Role.ASSISTANT, Role.TOOL, Role.ASSISTANT]
+
+
+def test_the_summary_comes_first_as_a_system_message() -> None:
+    context = {"summary": "The customer asked about order 4521.", "messages": [
+        {"role": "user", "content": "And 4522?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": "lookup_order", "arguments": '{"order": "4522"}'}}]},
+        {"role": "tool", "content": "Order 4522 is in the warehouse.", "tool_call_id": "c1"}]}
+    messages = context_messages(context)
+    assert [m.type for m in messages] == ["system", "human", "ai", "tool"]
+    assert "order 4521" in messages[0].content
+    assert messages[2].tool_calls == [{"name": "lookup_order", "args": {"order": "4522"},
+                                       "id": "c1", "type": "tool_call"}]
+    assert messages[3].tool_call_id == "c1"
