@@ -164,6 +164,9 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         # created_at of each tool call's result, reserved when the call is saved: results of
         # parallel calls finish in any order, and are stored in the order of the calls.
         self._result_stamps: OrderedDict[str, datetime] = OrderedDict()
+        # Remote: what was sent as tasks of their own since the session's last context read,
+        # sent again (same ids and created_at) in the batch the next read waits for.
+        self._unconfirmed: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
     # -- LangChain's hooks --------------------------------------------------------------
 
@@ -214,16 +217,23 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         then read the context for its window; on a failure, the request as it was."""
         if session is None or self._is_down(session):
             return request
-        inputs = _since_last_answer(request.messages)
-        payloads = [self._payload(session, m, self._input_key(m), request) for m in inputs]
         try:
-            to_send = payloads if self.service.remote else self._unsaved(payloads)
+            inputs = _since_last_answer(request.messages)
+            payloads = [self._payload(session, m, self._input_key(m)) for m in inputs]
+            if self.service.remote:
+                # One task for the lot, and the context waits for its last message: what was
+                # sent as tasks of their own (the model's last answer, the results sent as
+                # their tools returned), which other workers may still be storing, is then
+                # stored too when the context is read.
+                to_send = self._take_unconfirmed(session, payloads)
+            else:
+                to_send = self._unsaved(payloads)
             if to_send:
                 self.service.save(to_send)
                 self._remember(to_send)
             context = self.service.context(
-                tenant_id=self.tenant_id, session_id=session,
-                **self._window(request), wait_for=payloads[-1]["message_id"] if payloads else None)
+                tenant_id=self.tenant_id, session_id=session, **self._window(request),
+                wait_for=to_send[-1]["message_id"] if self.service.remote and to_send else None)
             if context.get("error"):
                 raise ServiceFailure(f"the context failed: {context['error']}")
             if context.get("waited_for") == "missing":
@@ -241,19 +251,28 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         answered = self._input_key(request.messages[-1]) if request.messages else "start"
         model_name = self._model_name(request)
         payloads = []
-        for i, message in enumerate(_response_messages(response)):
-            payload = self._payload(session, message, f"answer/{answered}/{i}", request)
-            name = message.response_metadata.get("model_name") or model_name
-            if name:
-                payload["metadata"] = {"model": str(name)}
-            payloads.append(payload)
+        try:
+            for i, message in enumerate(_response_messages(response)):
+                payload = self._payload(session, message, f"answer/{answered}/{i}")
+                name = message.response_metadata.get("model_name") or model_name
+                if name:
+                    payload["metadata"] = {"model": str(name)}
+                payloads.append(payload)
+        except Exception as exc:  # noqa: BLE001 -- a message the service cannot take
+            self._failed(session, exc)
+            return
         self._save(session, payloads)
 
     def _after_tool(self, session: str | None, result: Any) -> None:
         # A Command's messages are saved with the next model call's inputs.
         if session is None or self._is_down(session) or not isinstance(result, ToolMessage):
             return
-        self._save(session, [self._payload(session, result, self._input_key(result), None)])
+        try:
+            payload = self._payload(session, result, self._input_key(result))
+        except Exception as exc:  # noqa: BLE001 -- a message the service cannot take
+            self._failed(session, exc)
+            return
+        self._save(session, [payload])
 
     def _save(self, session: str, payloads: list[dict[str, Any]]) -> None:
         payloads = self._unsaved(payloads)
@@ -265,9 +284,24 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             self._failed(session, exc)
         else:
             self._remember(payloads)
+            if self.service.remote:
+                with self._lock:
+                    self._unconfirmed.setdefault(session, []).extend(payloads)
+                    self._unconfirmed.move_to_end(session)
+                    while len(self._unconfirmed) > _REMEMBERED_IDS:
+                        self._unconfirmed.popitem(last=False)
 
-    def _payload(self, session: str, message: BaseMessage, key: str,
-                 request: ModelRequest | None) -> dict[str, Any]:
+    def _take_unconfirmed(self, session: str,
+                          payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The session's unconfirmed payloads, then `payloads` (each id once, in order)."""
+        with self._lock:
+            earlier = self._unconfirmed.pop(session, [])
+        batch: dict[str, dict[str, Any]] = {}
+        for payload in [*earlier, *payloads]:
+            batch.setdefault(payload["message_id"], payload)
+        return list(batch.values())
+
+    def _payload(self, session: str, message: BaseMessage, key: str) -> dict[str, Any]:
         """save_message's kwargs for a LangChain message, in Chat Completions' shape
         (LangChain's own conversion writes the calls' arguments)."""
         role = _ROLES.get(message.type)

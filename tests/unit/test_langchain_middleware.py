@@ -19,8 +19,9 @@ from config.settings import Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.bootstrap import Container
+from conversation.client import ConversationClient
 from conversation.domain.messages import NewMessage, Role, chat_message
-from conversation.langchain_middleware import ConversationMemory, context_messages
+from conversation.langchain_middleware import ConversationMemory, _InProcess, context_messages
 from conversation.services.context import ContextBuilder
 from tests.agent_fakes import ToolCallingModel, lookup_order
 from tests.fakes import FakeRepository
@@ -259,3 +260,56 @@ def test_the_summary_comes_first_as_a_system_message() -> None:
     assert messages[2].tool_calls == [{"name": "lookup_order", "args": {"order": "4522"},
                                        "id": "c1", "type": "tool_call"}]
     assert messages[3].tool_call_id == "c1"
+
+
+class RecordingClient(ConversationClient):
+    """A remote client whose tasks are served in-process, recording what is sent."""
+
+    def __init__(self, services: Container) -> None:
+        self.services = services
+        self.sent: list[tuple[str, Any]] = []
+
+    def send(self, task: str, kwargs: dict[str, Any], **options: Any) -> Any:
+        raise AssertionError("the middleware uses the client's helpers")
+
+    def save_message(self, **kwargs: Any) -> str:
+        self.sent.append(("save", [kwargs["message_id"]]))
+        _InProcess(self.services).save([kwargs])
+        return str(kwargs["message_id"])
+
+    def save_messages(self, messages: list[dict[str, Any]]) -> None:
+        self.sent.append(("save", [m["message_id"] for m in messages]))
+        _InProcess(self.services).save(messages)
+
+    def get_context(self, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append(("context", kwargs.pop("wait_for_message_id")))
+        kwargs.pop("timeout")
+        return self.services.context_builder.get_context(**kwargs)
+
+
+def test_remote_each_context_read_waits_for_everything_sent_since_the_last() -> None:
+    """Tasks sent on their own (an answer, each tool's result) may be stored by other workers
+    after a later one: the batch sent before each read holds them again, and the read waits
+    for its last message, so the context never lacks one."""
+    services = container()
+    client = RecordingClient(services)
+    bot = agent(client, ToolCallingModel(inputs=[]))
+    bot.invoke({"messages": [HumanMessage("Where is order 4521?")]}, CONFIG)
+    bot.invoke({"messages": [HumanMessage("And 4522 and 4523?")]}, CONFIG)
+    ids = [m.id for m in stored(services)]
+    assert len(ids) == 9 and len(set(ids)) == 9
+    sent_alone: list[str] = []
+    reads = 0
+    for index, (kind, what) in enumerate(client.sent):
+        if kind == "context":
+            batch = client.sent[index - 1][1]
+            assert set(sent_alone) <= set(batch)
+            assert what == batch[-1]
+            sent_alone, reads = [], reads + 1
+        elif index + 1 < len(client.sent) and client.sent[index + 1][0] != "context":
+            sent_alone += what
+    assert reads == 4
+    # Before turn 2's first read: turn 1's final answer, then the new question.
+    batches = [client.sent[i - 1][1] for i, (kind, _) in enumerate(client.sent)
+               if kind == "context"]
+    assert batches[2] == ids[3:5]
