@@ -238,11 +238,11 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 raise ServiceFailure(f"the context failed: {context['error']}")
             if context.get("waited_for") == "missing":
                 raise ServiceFailure("the context came without the message just saved")
+            if payloads:
+                context = _up_to(context, payloads)
         except Exception as exc:  # noqa: BLE001 -- a context failure never fails the caller
             self._failed(session, exc)
             return request
-        if payloads:
-            context = _up_to(context, payloads)
         return request.override(messages=context_messages(context))
 
     def _after_model(self, session: str | None, request: ModelRequest, response: Any) -> None:
@@ -438,7 +438,8 @@ def _up_to(context: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, A
         entry = entries[index]
         if (entry["role"], entry["content"], entry.get("tool_call_id")) in wanted:
             return {**context, "messages": entries[: index + 1]}
-    return context
+    # Without what the model is to answer, the context is no use to it.
+    raise ServiceFailure("the context lacks the messages just saved (larger than the window?)")
 
 
 def _since_last_answer(messages: Sequence[BaseMessage]) -> list[BaseMessage]:

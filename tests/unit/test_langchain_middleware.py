@@ -313,3 +313,16 @@ def test_remote_each_context_read_waits_for_everything_sent_since_the_last() -> 
     batches = [client.sent[i - 1][1] for i, (kind, _) in enumerate(client.sent)
                if kind == "context"]
     assert batches[2] == ids[3:5]
+
+
+def test_a_question_larger_than_the_window_goes_to_the_model_as_the_agent_has_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    services = container()
+    model = ToolCallingModel(inputs=[])
+    question = "Please read this. " + "word " * 7000
+    with caplog.at_level(logging.WARNING, logger="conversation.langchain_middleware"):
+        result = agent(services, model).invoke({"messages": [HumanMessage(question)]}, CONFIG)
+    assert result["messages"][-1].content.startswith("You said: Please read this.")
+    assert model.inputs[0][1:] == [HumanMessage(question, id=result["messages"][0].id)]
+    warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
+    assert len(warnings) == 1 and "larger than the window" in warnings[0].getMessage()
