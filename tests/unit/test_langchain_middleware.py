@@ -180,16 +180,21 @@ class BrokenSaver:
 def test_the_agent_answers_when_the_service_fails_in_process(
         caplog: pytest.LogCaptureFixture) -> None:
     services = container()
+    working = services.saver
     services.saver = BrokenSaver()  # type: ignore[assignment]
     model = ToolCallingModel(inputs=[])
+    bot = agent(services, model)
     with caplog.at_level(logging.WARNING, logger="conversation.langchain_middleware"):
-        result = agent(services, model).invoke(
-            {"messages": [HumanMessage("Where is order 4521?")]}, CONFIG)
+        result = bot.invoke({"messages": [HumanMessage("Where is order 4521?")]}, CONFIG)
     assert result["messages"][-1].content == "Order 4521 is shipped."
     # The model was given the agent's own messages.
     assert [m.type for m in model.inputs[-1]] == ["system", "human", "ai", "tool"]
     warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
     assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+    # The next run tries the service again.
+    services.saver = working
+    bot.invoke({"messages": [HumanMessage("And 4522?")]}, CONFIG)
+    assert [m.content for m in stored(services)][0] == "And 4522?"
 
 
 def test_the_agent_answers_when_the_broker_is_unreachable(
