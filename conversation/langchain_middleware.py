@@ -160,6 +160,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         self._lock = threading.Lock()
         self._saved: OrderedDict[str, None] = OrderedDict()
         self._down: set[str] = set()  # sessions whose run has met a failure of the service
+        self._told_no_session = False
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         # created_at of each tool call's result, reserved when the call is saved: results of
         # parallel calls finish in any order, and are stored in the order of the calls.
@@ -392,8 +393,10 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         except RuntimeError:  # outside a runnable context
             thread = None
         if thread is None:
-            log.warning("ConversationMemory has no session: give it session_id, or run the "
-                        "agent with config={'configurable': {'thread_id': ...}}")
+            if not self._told_no_session:  # a mistake in the code: said once, not per call
+                self._told_no_session = True
+                log.warning("ConversationMemory has no session: give it session_id, or run "
+                            "the agent with config={'configurable': {'thread_id': ...}}")
             return None
         return str(thread)
 

@@ -194,7 +194,7 @@ def test_the_agent_answers_when_the_service_fails_in_process(
     # The next run tries the service again.
     services.saver = working
     bot.invoke({"messages": [HumanMessage("And 4522?")]}, CONFIG)
-    assert [m.content for m in stored(services)][0] == "And 4522?"
+    assert stored(services)[0].content == "And 4522?"
 
 
 def test_the_agent_answers_when_the_broker_is_unreachable(
@@ -331,3 +331,14 @@ def test_a_question_larger_than_the_window_goes_to_the_model_as_the_agent_has_it
     assert model.inputs[0][1:] == [HumanMessage(question, id=result["messages"][0].id)]
     warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
     assert len(warnings) == 1 and "larger than the window" in warnings[0].getMessage()
+
+
+def test_without_a_session_the_agent_runs_on_its_own_messages_and_is_told_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    model = ToolCallingModel(inputs=[])
+    with caplog.at_level(logging.WARNING, logger="conversation.langchain_middleware"):
+        result = agent(container(), model).invoke(
+            {"messages": [HumanMessage("Where is order 4521?")]})
+    assert result["messages"][-1].content == "Order 4521 is shipped."
+    warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
+    assert len(warnings) == 1 and "thread_id" in warnings[0].getMessage()
