@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import fakeredis
@@ -15,7 +17,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRetryMiddleware
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from config.settings import Settings
+from config.settings import PROJECT_ROOT, Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.bootstrap import Container
@@ -342,3 +344,14 @@ def test_without_a_session_the_agent_runs_on_its_own_messages_and_is_told_once(
     assert result["messages"][-1].content == "Order 4521 is shipped."
     warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
     assert len(warnings) == 1 and "thread_id" in warnings[0].getMessage()
+
+
+def test_the_remote_mode_imports_nothing_of_the_service_but_its_client() -> None:
+    """A producer has celery and LangChain, not the service's stores or tasks."""
+    code = ("import sys; import conversation.langchain_middleware; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'conversation', 'tasks', 'config', 'api', 'redis', 'sqlalchemy', 'psycopg', "
+            "'marshmallow', 'tiktoken'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True,
+                            capture_output=True, text=True, timeout=60).stdout.strip()
+    assert loaded == "['conversation', 'conversation.client', 'conversation.langchain_middleware']"
