@@ -506,6 +506,12 @@ def bench_tools(servers: ServiceRun, n: int) -> None:
     bench_wait_for(servers, n, report, Row)
 
 
+def bench_middleware(servers: ServiceRun, n: int) -> None:
+    from bench.middleware import bench_middleware as bench_agent_memory
+
+    bench_agent_memory(servers, n, report, Row)
+
+
 SECTIONS: dict[str, Callable[[ServiceRun, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
@@ -516,6 +522,7 @@ SECTIONS: dict[str, Callable[[ServiceRun, int], None]] = {
     "stats": bench_stats,
     "search": bench_search,
     "tools": bench_tools,
+    "middleware": bench_middleware,
 }
 
 

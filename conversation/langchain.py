@@ -13,6 +13,10 @@
 
 Reads come from whichever tier holds the conversation; writes go through the same save path as
 `conversation.save_message` (validation, token counts, idempotency, ordering).
+
+`RunnableWithMessageHistory` is deprecated in LangChain 1.x: an agent built with
+`langchain.agents.create_agent` takes the service as its memory through
+`conversation.langchain_middleware.ConversationMemory` instead.
 """
 from __future__ import annotations
 

@@ -1,0 +1,75 @@
+"""ConversationMemory (issue 19) on the real service: a create_agent agent in-process (a
+Container on the run's Redis and PostgreSQL) and remote (by task name, through a real worker)."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage, SystemMessage, convert_to_messages
+
+from config.settings import Settings
+from conversation.bootstrap import Container
+from conversation.domain.messages import Role, chat_message
+from conversation.langchain_middleware import ConversationMemory
+from tests.agent_fakes import ToolCallingModel, lookup_order
+from tests.workers import producer, running_worker, wait_until
+
+SYSTEM = "You are the support agent of ACME."
+TURNS = ["Where is order 4521?", "And 4522 and 4523?", "Thanks, and 4521 again?"]
+# What the service holds when each model call is made: 2 calls a turn, 4-5 messages a turn.
+SIZES = [1, 3, 5, 8, 10, 12]
+
+
+@pytest.fixture
+def worker(settings: Settings, test_var_dir: Path) -> Iterator[Celery]:
+    app = producer(settings)
+    with running_worker(settings, test_var_dir / f"memory-{uuid.uuid4().hex[:6]}.log"):
+        yield app
+    app.close()
+
+
+def run_and_check(service: Any, container: Container, session: str) -> None:
+    tenant = f"mem-{container.settings.redis_key_prefix.strip(':')}"
+    model = ToolCallingModel(inputs=[])
+    memory = ConversationMemory(service, tenant_id=tenant, agent_id="bot", window="8k")
+    bot = create_agent(model, tools=[lookup_order], system_prompt=SYSTEM, middleware=[memory])
+    for question in TURNS:
+        result = bot.invoke({"messages": [HumanMessage(question)]},
+                            {"configurable": {"thread_id": session}})
+        assert result["messages"][-1].content.startswith("Order")
+
+    def history() -> list[Any]:
+        conversation_id = container.active_store.session_conversation(tenant, session)
+        return container.active_store.messages(conversation_id) if conversation_id else []
+
+    stored = wait_until(lambda: len(h := history()) == 13 and h, timeout=30,
+                        what="the third turn's answer stored")
+    assert [m.role for m in stored] == [
+        Role.USER, Role.ASSISTANT, Role.TOOL, Role.ASSISTANT,
+        Role.USER, Role.ASSISTANT, Role.TOOL, Role.TOOL, Role.ASSISTANT,
+        Role.USER, Role.ASSISTANT, Role.TOOL, Role.ASSISTANT]
+    assert [m.content for m in stored if m.role is Role.USER] == TURNS
+    assert len({m.id for m in stored}) == 13
+    calls = [c["id"] for m in stored if m.tool_calls for c in m.tool_calls]
+    assert [m.tool_call_id for m in stored if m.role is Role.TOOL] == calls
+    # Each model call was given the agent's prompt, then exactly the service's context: here
+    # all the conversation held at that moment.
+    assert len(model.inputs) == len(SIZES)
+    for given, size in zip(model.inputs, SIZES, strict=True):
+        entries = [chat_message(str(m.role), m.content, m.name, m.tool_calls, m.tool_call_id)
+                   for m in stored[:size]]
+        assert given == [SystemMessage(SYSTEM), *convert_to_messages(entries)]
+
+
+def test_an_agent_with_the_memory_in_process(container: Container) -> None:
+    run_and_check(container, container, "in-process")
+
+
+def test_an_agent_with_the_memory_through_a_worker(container: Container,
+                                                    worker: Celery) -> None:
+    run_and_check(worker, container, "remote")
