@@ -91,14 +91,19 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
     client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
                         role="tool", content="<img id=injected2> eaten", message_id="planted-3",
                         tool_call_id="call_p")
-    client.session_closed(tenant_id="demo", session_id="planted")
     container = Container(settings)
+    # The close travels on another queue than the saves: sent before they are stored, it
+    # finds no conversation to close (and the conversation then waits for the idle sweep).
+    wait_until(lambda: (conversation := container.active_store.session_conversation(
+        "demo", "planted")) and container.active_store.message_count(conversation) == 3,
+        timeout=60, what="the planted messages in Redis")
+    client.session_closed(tenant_id="demo", session_id="planted")
     key = container.api_keys.create("demo", label="browser test")
 
     def persisted() -> bool:
         return len(container.repository.conversation_ids("demo")) >= SESSIONS + 1
 
-    wait_until(persisted, timeout=120, what="every simulated conversation in PostgreSQL")
+    wait_until(persisted, timeout=60, what="every simulated conversation in PostgreSQL")
     headers = {"Authorization": f"Bearer {key}"}
 
     def rolled_up() -> dict | None:
