@@ -31,6 +31,7 @@ from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 from conversation.services.statistics import StatisticsAggregator
 from conversation.services.summaries import SummaryBuilder
+from conversation.services.tiers import Tiers
 
 _tokenizers: dict[str, TiktokenCounter] = {}
 
@@ -116,6 +117,11 @@ class Container:
     @cached_property
     def read_repository(self) -> SqlRepository:
         return SqlRepository(self.replica_engine)
+
+    @cached_property
+    def tiers(self) -> Tiers:
+        """Which tier holds a conversation, with PostgreSQL standing in while Redis is down."""
+        return Tiers(self.active_store, self.repository)
 
     @cached_property
     def api_keys(self) -> ApiKeyStore:
