@@ -24,6 +24,12 @@ from conversation.adapters.search_sql import SearchIndexer
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.sql_stats import SqlStatistics
 from conversation.adapters.tokenizer import TiktokenCounter
+from conversation.queries import ReadQueries
+from conversation.queries.listing import ConversationListing
+from conversation.queries.search import ConversationSearch
+from conversation.queries.statement_timeout import with_statement_timeout
+from conversation.queries.stats import TenantStatistics
+from conversation.queries.transcripts import Transcripts
 from conversation.services.context import ContextBuilder
 from conversation.services.erasure import Eraser
 from conversation.services.migration import ConversationMigrator, DueMigrations
@@ -122,6 +128,23 @@ class Container:
     def tiers(self) -> Tiers:
         """Which tier holds a conversation, with PostgreSQL standing in while Redis is down."""
         return Tiers(self.active_store, self.repository)
+
+    @cached_property
+    def queries(self) -> ReadQueries:
+        """The API's reads, each under the statement timeout (the admin's erasure and export
+        are not: they take as long as the tenant's data takes). Lists, statistics and search
+        read the replica; one conversation, the primary (a just-migrated one may not have
+        reached the replica yet)."""
+        timeout = self.settings.api_statement_timeout_ms
+        reads = with_statement_timeout(self.replica_engine, timeout)
+        tiers = Tiers(self.active_store,
+                      SqlRepository(with_statement_timeout(self.engine, timeout)))
+        return ReadQueries(
+            transcripts=Transcripts(tiers),
+            listing=ConversationListing(tiers, reads),
+            stats=TenantStatistics(reads, self.stats_cache),
+            search=ConversationSearch(reads, tiers, self.settings.search_languages),
+        )
 
     @cached_property
     def api_keys(self) -> ApiKeyStore:
