@@ -1,6 +1,7 @@
 """The one place that wires adapters into services. Nothing connects until first used."""
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -68,17 +69,38 @@ def redis_client(url: str, *, cluster: bool = False) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """Ready-made parts for a Container (fakes, or clients of the servers a test started); each
+    left None is built from settings on first use."""
+
+    redis: Any = None  # a redis-py client (or fakeredis)
+    engine: Engine | None = None
+    producer: Celery | None = None
+    tokenizer: TiktokenCounter | None = None
+    active_store: RedisActiveStore | None = None
+    repository: SqlRepository | None = None
+    dead_letters: DeadLetterOffice | None = None
+    locks: RedisLocks | None = None
+    due_migrations: DueMigrations | None = None
+    eraser: Eraser | None = None
+
+
 class Container:
     """Adapters and services for one process, built lazily from settings.
 
-    Tests pass ready-made adapters (fakes, or clients of the servers they started) as keyword
-    arguments; anything not passed is built from settings on first use.
+    Tests pass ready-made parts as `Overrides`; anything not passed is built from settings on
+    first use.
     """
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None,
+                 overrides: Overrides | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        for name, value in overrides.items():
-            setattr(self, name, value)
+        for part in fields(Overrides):
+            value = getattr(overrides, part.name, None)
+            if value is not None:
+                # Where the cached_property of that name keeps its value: never built then.
+                self.__dict__[part.name] = value
 
     @cached_property
     def redis(self) -> Any:
