@@ -36,7 +36,7 @@ class CountingRedis(fakeredis.FakeRedis):
             self.round_trips.append([str(c[0][0]).upper() for c in pipe.command_stack])
             return execute(raise_on_error)
 
-        pipe.execute = counted
+        pipe.execute = counted  # type: ignore[method-assign]
         return pipe
 
 
