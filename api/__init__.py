@@ -9,14 +9,11 @@ from flask_smorest import Api
 
 from api import admin, agents, conversations, dashboard, errors, health, ratelimit, timing
 from api.auth import authenticate
-from api.reads import with_statement_timeout
 from api.schemas import ErrorOut
 from config.settings import Settings
 from conversation.adapters.api_keys import ApiKeyStore
-from conversation.adapters.sql_repository import SqlRepository
 from conversation.bootstrap import Container
-from conversation.search import ConversationSearch
-from conversation.views import ConversationViews
+from conversation.queries.statement_timeout import with_statement_timeout
 
 
 class ServiceApi(Api):
@@ -43,19 +40,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.extensions["conversation"] = container
-    # The routes' reads and every request's key lookup run under the statement timeout; the
-    # admin's erasure and export do not: they take as long as the tenant's data takes.
-    timeout = container.settings.api_statement_timeout_ms
-    reads = with_statement_timeout(container.replica_engine, timeout)
-    app.extensions["conversation_views"] = ConversationViews(
-        container.active_store, SqlRepository(with_statement_timeout(container.engine, timeout)),
-        reads, container.stats_cache,
-    )
-    app.extensions["conversation_search"] = ConversationSearch(
-        reads, container.active_store, container.settings.search_languages
-    )
+    # The routes' reads (container.queries) and every request's key lookup run under the
+    # statement timeout; the admin's erasure and export do not.
+    app.extensions["conversation_queries"] = container.queries
     app.extensions["api_key_reads"] = ApiKeyStore(
-        with_statement_timeout(container.engine, timeout))
+        with_statement_timeout(container.engine, container.settings.api_statement_timeout_ms))
     api = ServiceApi(app)
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "description": "a tenant's API key"}

@@ -12,7 +12,7 @@ from api.auth import principal
 from api.conversations import checked_id
 from api.errors import ApiError
 from api.schemas import RangeQuery
-from conversation.export import FORMATS, encode, export_records
+from conversation.queries.export import FORMATS, encode, export_records
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/api/admin",
@@ -93,7 +93,7 @@ class TenantExport(MethodView):
         line (CSV or JSON Lines), streamed."""
         require_admin()
         container = current_app.extensions["conversation"]
-        records = export_records(container.replica_engine, container.active_store,
+        records = export_records(container.replica_engine, container.tiers,
                                  checked_id(tenant_id, "tenant"), query["from_"], query["to"])
         fmt = query["format"]
         return Response(

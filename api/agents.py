@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from api.auth import principal, require_tenant
-from api.conversations import checked_id, json_response, views
+from api.conversations import checked_id, json_response, queries
 from api.errors import ApiError
 from api.schemas import AgentStatsQuery, StatsOut
 
@@ -29,7 +29,7 @@ class AgentStats(MethodView):
         if tenant_id is None:
             raise ApiError(400, "an admin key must name the tenant_id", {"tenant_id": ["required"]})
         require_tenant(tenant_id)
-        return json_response(views().stats_json(
+        return json_response(queries().stats.stats_json(
             tenant_id,
             start=query["from_"],
             end=query["to"],

@@ -20,8 +20,9 @@ from api.schemas import (
     StatsQuery,
 )
 from conversation.domain.messages import IDENTIFIER_PATTERN
-from conversation.search import ConversationSearch, SearchFilters
-from conversation.views import ConversationViews, ListFilters
+from conversation.queries import ReadQueries
+from conversation.queries.listing import ListFilters
+from conversation.queries.search import SearchFilters
 
 blp = Blueprint(
     "conversations", __name__, url_prefix="/api/conversations",
@@ -29,8 +30,8 @@ blp = Blueprint(
 )
 
 
-def views() -> ConversationViews:
-    return current_app.extensions["conversation_views"]  # type: ignore[no-any-return]
+def queries() -> ReadQueries:
+    return current_app.extensions["conversation_queries"]  # type: ignore[no-any-return]
 
 
 def json_response(payload: bytes) -> Response:
@@ -55,7 +56,7 @@ class TenantStats(MethodView):
         From the rollup aggregate_stats keeps (every minute): an answer is as fresh as the
         last run, which `active_as_of` tells."""
         require_tenant(checked_id(tenant_id, "tenant"))
-        return json_response(views().stats_json(
+        return json_response(queries().stats.stats_json(
             tenant_id, start=query["from_"], end=query["to"], group_by=query["group_by"]
         ))
 
@@ -74,7 +75,7 @@ class TenantConversations(MethodView):
             start=query["from_"],
             end=query["to"],
         )
-        return views().list_conversations(tenant_id, filters, query["limit"], query["cursor"])
+        return queries().listing.list_conversations(tenant_id, filters, query["limit"], query["cursor"])
 
 
 @blp.route("/search/<tenant_id>")
@@ -85,7 +86,7 @@ class TenantSearch(MethodView):
         """Full-text search over a tenant's messages (language-aware, ranked, highlighted),
         and the active conversations that contain every word."""
         require_tenant(checked_id(tenant_id, "tenant"))
-        search: ConversationSearch = current_app.extensions["conversation_search"]
+        search = queries().search
         filters = SearchFilters(start=query["from_"], end=query["to"],
                                 agent_id=query["agent_id"])
         return search.search(tenant_id, query["q"], filters, query["limit"],
@@ -97,7 +98,7 @@ class FullConversation(MethodView):
     @blp.response(200, ConversationOut)
     def get(self, conversation_id: str) -> dict[str, Any]:
         """One conversation with all its messages, from whichever tier holds it."""
-        found = views().full_conversation(checked_id(conversation_id, "conversation"))
+        found = queries().transcripts.full_conversation(checked_id(conversation_id, "conversation"))
         # Another tenant's conversation answers exactly like a missing one.
         if found is None or not principal().may_read(found["tenant_id"]):
             raise ApiError(404, "no such conversation")

@@ -11,8 +11,9 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from conversation.domain.messages import IDENTIFIER_PATTERN
-from conversation.search import BadSearchCursor, decode_search_cursor
-from conversation.views import GROUPS, BadCursor, decode_cursor
+from conversation.queries.listing import BadCursor, decode_cursor
+from conversation.queries.search import BadSearchCursor, decode_search_cursor
+from conversation.queries.stats import GROUPS
 
 MAX_PAGE = 200
 

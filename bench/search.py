@@ -56,7 +56,7 @@ def p50_ms(work: Callable[[], Any]) -> float:
 def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callable[..., Any]) -> None:
     from conversation.bootstrap import Container
     from bench.stats import seed
-    from conversation.search import ConversationSearch, SearchFilters
+    from conversation.queries.search import ConversationSearch, SearchFilters
 
     container = Container(servers.settings())
     engine = container.engine
@@ -68,7 +68,7 @@ def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callabl
         connection.execute(text("ANALYZE"))
     print(f"search: seeded {CONVERSATIONS * PER_CONVERSATION:,} messages in {seeded:.1f} s, "
           f"indexed them (conversation.index_search) in {indexing:.1f} s", flush=True)
-    search = ConversationSearch(engine, container.active_store,
+    search = ConversationSearch(engine, container.tiers,
                                 container.settings.search_languages)
 
     def ilike(term: str) -> Callable[[], Any]:

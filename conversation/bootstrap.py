@@ -1,6 +1,7 @@
 """The one place that wires adapters into services. Nothing connects until first used."""
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -24,6 +25,12 @@ from conversation.adapters.search_sql import SearchIndexer
 from conversation.adapters.sql_repository import SqlRepository, make_engine
 from conversation.adapters.sql_stats import SqlStatistics
 from conversation.adapters.tokenizer import TiktokenCounter
+from conversation.queries import ReadQueries
+from conversation.queries.listing import ConversationListing
+from conversation.queries.search import ConversationSearch
+from conversation.queries.statement_timeout import with_statement_timeout
+from conversation.queries.stats import TenantStatistics
+from conversation.queries.transcripts import Transcripts
 from conversation.services.context import ContextBuilder
 from conversation.services.erasure import Eraser
 from conversation.services.migration import ConversationMigrator, DueMigrations
@@ -31,6 +38,7 @@ from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 from conversation.services.statistics import StatisticsAggregator
 from conversation.services.summaries import SummaryBuilder
+from conversation.services.tiers import Tiers
 
 _tokenizers: dict[str, TiktokenCounter] = {}
 
@@ -61,17 +69,38 @@ def redis_client(url: str, *, cluster: bool = False) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """Ready-made parts for a Container (fakes, or clients of the servers a test started); each
+    left None is built from settings on first use."""
+
+    redis: Any = None  # a redis-py client (or fakeredis)
+    engine: Engine | None = None
+    producer: Celery | None = None
+    tokenizer: TiktokenCounter | None = None
+    active_store: RedisActiveStore | None = None
+    repository: SqlRepository | None = None
+    dead_letters: DeadLetterOffice | None = None
+    locks: RedisLocks | None = None
+    due_migrations: DueMigrations | None = None
+    eraser: Eraser | None = None
+
+
 class Container:
     """Adapters and services for one process, built lazily from settings.
 
-    Tests pass ready-made adapters (fakes, or clients of the servers they started) as keyword
-    arguments; anything not passed is built from settings on first use.
+    Tests pass ready-made parts as `Overrides`; anything not passed is built from settings on
+    first use.
     """
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None,
+                 overrides: Overrides | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        for name, value in overrides.items():
-            setattr(self, name, value)
+        for part in fields(Overrides):
+            value = getattr(overrides, part.name, None)
+            if value is not None:
+                # Where the cached_property of that name keeps its value: never built then.
+                self.__dict__[part.name] = value
 
     @cached_property
     def redis(self) -> Any:
@@ -116,6 +145,28 @@ class Container:
     @cached_property
     def read_repository(self) -> SqlRepository:
         return SqlRepository(self.replica_engine)
+
+    @cached_property
+    def tiers(self) -> Tiers:
+        """Which tier holds a conversation, with PostgreSQL standing in while Redis is down."""
+        return Tiers(self.active_store, self.repository)
+
+    @cached_property
+    def queries(self) -> ReadQueries:
+        """The API's reads, each under the statement timeout (the admin's erasure and export
+        are not: they take as long as the tenant's data takes). Lists, statistics and search
+        read the replica; one conversation, the primary (a just-migrated one may not have
+        reached the replica yet)."""
+        timeout = self.settings.api_statement_timeout_ms
+        reads = with_statement_timeout(self.replica_engine, timeout)
+        tiers = Tiers(self.active_store,
+                      SqlRepository(with_statement_timeout(self.engine, timeout)))
+        return ReadQueries(
+            transcripts=Transcripts(tiers),
+            listing=ConversationListing(tiers, reads),
+            stats=TenantStatistics(reads, self.stats_cache),
+            search=ConversationSearch(reads, tiers, self.settings.search_languages),
+        )
 
     @cached_property
     def api_keys(self) -> ApiKeyStore:

@@ -176,10 +176,10 @@ def cmd_retention_list(ns: argparse.Namespace) -> None:
 
 
 def cmd_export(ns: argparse.Namespace) -> None:
-    from conversation.export import encode, export_records
+    from conversation.queries.export import encode, export_records
 
     container = _container()
-    records = export_records(container.replica_engine, container.active_store, ns.tenant_id,
+    records = export_records(container.replica_engine, container.tiers, ns.tenant_id,
                              ns.start, ns.end)
     with open(ns.output, "wb") if ns.output else sys.stdout.buffer as out:
         for chunk in encode(records, ns.format):

@@ -144,18 +144,11 @@ class ConversationChatHistory(BaseChatMessageHistory):
         conversation_id = self._current_conversation()
         if conversation_id is None:
             return []
-        active = self.container.active_store
-        conversation = active.get_conversation(conversation_id)
-        if conversation is not None:
-            stored = active.messages(conversation_id)
-        else:
-            conversation = self.container.repository.get_conversation(conversation_id)
-            if conversation is None:
-                return []
-            stored = self.container.repository.messages(conversation_id)
-        if conversation.tenant_id != self.tenant_id:
+        # Another tenant's conversation reads as an empty one, as a missing one does.
+        located = self.container.tiers.locate(self.tenant_id, conversation_id)
+        if located is None:
             return []
-        return [to_langchain(m) for m in stored]
+        return [to_langchain(m) for m in located.history.messages()]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         for message in messages:

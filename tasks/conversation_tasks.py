@@ -19,7 +19,7 @@ from conversation.adapters.metrics import (
     MIGRATIONS,
 )
 from conversation.bootstrap import container
-from conversation.domain.errors import DomainError
+from conversation.domain.refusals import Refusal
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.context import empty_context
 from tasks.base import TRANSIENT_ERRORS, DomainTask, InvalidPayload, payload_bytes, validated
@@ -102,7 +102,7 @@ class SaveTask(DomainTask):
 
 
 def _saved_label(outcome: Any) -> str:
-    if isinstance(outcome, Exception):
+    if isinstance(outcome, Exception) or outcome.refusal is not None:
         return "refused"
     return "saved" if outcome.stored else "duplicate"
 
@@ -176,10 +176,12 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     refused = 0
     for (item, _), outcome in zip(valid, outcomes, strict=True):
         MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
-        if isinstance(outcome, Exception):
+        failure = outcome if isinstance(outcome, Exception) else (
+            outcome.refusal.error() if outcome.refusal is not None else None)
+        if failure is not None:
             refused += 1
             # Alone, with its message_id: a replay of it is idempotent.
-            self.dead_letter({"messages": [item]}, outcome)
+            self.dead_letter({"messages": [item]}, failure)
     return {"saved": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
 
 
@@ -248,9 +250,9 @@ def sessions_closed(self: DomainTask, **kwargs: Any) -> dict[str, int]:
     ) if valid else []
     refused = 0
     for (item, _), outcome in zip(valid, outcomes, strict=True):
-        if isinstance(outcome, DomainError):
+        if isinstance(outcome, Refusal):
             refused += 1
-            self.dead_letter({"sessions": [item]}, outcome)  # alone: its replay closes it
+            self.dead_letter({"sessions": [item]}, outcome.error())  # alone: its replay closes it
     return {"closed": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
 
 

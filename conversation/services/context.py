@@ -29,6 +29,7 @@ from conversation.services.ports import (
     SummaryRequests,
     Tokenizer,
 )
+from conversation.services.tiers import LocatedHistory, StoredConversation, Tiers
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class ContextBuilder:
         self.windows = windows
         self.model_windows = model_windows
         self.summary_requests = summary_requests
+        self.tiers = Tiers(active, repository)
 
     def get_context(
         self,
@@ -141,13 +143,8 @@ class ContextBuilder:
             target = conversation_id or self._session_conversation(tenant_id, session_id)
         except ConversationNotFound:
             return None  # a session's first message: no conversation yet
-        try:
-            # The tenant's only: another tenant's conversation never answers "found".
-            held = self.active.has_message(tenant_id, target, message_id)
-        except ActiveStoreUnavailable:
-            held = None
-        if held is None:
-            held = self.repository.has_message(tenant_id, target, message_id)
+        # The tenant's only: another tenant's conversation never answers "found".
+        held = self.tiers.has_message(tenant_id, target, message_id)
         return target if held else None
 
     def _build(
@@ -170,46 +167,25 @@ class ContextBuilder:
             log.warning(plan.warning)
         conversation_id = conversation_id or self._session_conversation(tenant_id, session_id)
         # Read the newest messages a typical budget holds in the first round trip.
-        source, history = self._history(
-            tenant_id, conversation_id, plan.budget // TYPICAL_MESSAGE_TOKENS
-        )
+        located = self._history(tenant_id, conversation_id, plan.budget // TYPICAL_MESSAGE_TOKENS)
         encoding = self.tokenizer.encoding_for(model)
-        return self._select(conversation_id, plan, source, history, encoding)
+        return self._select(conversation_id, plan, located.stored, located.history, encoding)
 
     def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
         if session_id is None:
             raise ConversationNotFound("neither conversation_id nor session_id given")
-        try:
-            found = self.active.session_conversation(tenant_id, session_id)
-        except ActiveStoreUnavailable:
-            found = None  # Redis is down: the session's conversation in PostgreSQL, if any
-        found = found or self.repository.latest_conversation_for_session(tenant_id, session_id)
+        found = self.tiers.session_conversation(tenant_id, session_id)
         if found is None:
             raise ConversationNotFound(f"session {session_id} has no conversation")
         return found
 
-    def _history(
-        self, tenant_id: str, conversation_id: str, expected: int
-    ) -> tuple[ActiveStore | Repository, History]:
+    def _history(self, tenant_id: str, conversation_id: str, expected: int) -> LocatedHistory:
         """The tier that holds the conversation (Redis while active, then PostgreSQL) and its
         history there; in either, the owner comes in the same read as the newest messages."""
-        try:
-            owner, history = self.active.owned_history(conversation_id, expected=expected)
-            source: ActiveStore | Repository = self.active
-        except ActiveStoreUnavailable:
-            owner = None  # Redis is down: serve what PostgreSQL has
-        if owner is None:
-            owner, history = self.repository.owned_history(conversation_id, expected)
-            source = self.repository
-        if owner is not None and owner != tenant_id:
-            # The caller hears what it would for an id that does not exist (the answer must not
-            # tell a tenant that another one uses the id); the operator's log says more.
-            log.info("context: conversation %s is another tenant's", conversation_id,
-                     extra={"tenant_id": tenant_id, "conversation_id": conversation_id})
-            owner = None
-        if owner is None:
+        located = self.tiers.owned_history(tenant_id, conversation_id, expected)
+        if located is None:  # missing, or another tenant's: the same answer
             raise ConversationNotFound(f"conversation {conversation_id} not found")
-        return source, history
+        return located
 
     def _cost(self, record: MessageRecord, encoding: str, counted: dict[str, int]) -> int:
         """The record's cost in `encoding`: as counted at save time, as stored on an earlier
@@ -227,7 +203,7 @@ class ContextBuilder:
         self,
         conversation_id: str,
         plan: ContextPlan,
-        source: ActiveStore | Repository,
+        stored: StoredConversation,
         history: History,
         encoding: str,
     ) -> dict[str, Any]:
@@ -261,7 +237,7 @@ class ContextBuilder:
         pending = False
         if plan.strategy == SUMMARY_BUFFER and not selection.exhausted:
             # Over budget: older messages are represented by the summary, when there is one.
-            summary = source.summary(conversation_id)
+            summary = stored.summary()
             if summary is None:
                 pending = True
             else:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conversation.domain.errors import DomainError, ForeignConversation, ForeignSession
+from conversation.domain.errors import DomainError, ForeignSession
 from conversation.domain.messages import (
     Conversation,
     Message,
@@ -15,6 +15,7 @@ from conversation.domain.messages import (
     parse_timestamp,
     utc_timestamp,
 )
+from conversation.domain.refusals import Refusal, foreign_conversation, foreign_session
 from conversation.services.ports import (
     ActiveStore,
     ActiveStoreUnavailable,
@@ -30,8 +31,13 @@ log = logging.getLogger(__name__)
 class SaveOutcome:
     conversation_id: str
     message_id: str
-    stored: bool  # False for a duplicate message id
-    tier: str  # "redis" or "postgres"
+    stored: bool  # False for a duplicate message id, or a refused message
+    tier: str  # "redis" or "postgres" ("" when refused)
+    refusal: Refusal | None = None  # why the message was not saved, when it was refused
+
+    @classmethod
+    def refused(cls, conversation_id: str, message_id: str, refusal: Refusal) -> SaveOutcome:
+        return cls(conversation_id, message_id, False, "", refusal)
 
 
 class MessageSaver:
@@ -74,12 +80,13 @@ class MessageSaver:
         )
 
     def save(self, command: NewMessage) -> SaveOutcome:
+        """One message; a refusal is raised (its DomainError)."""
         outcome = self.save_many([command])[0]
-        if isinstance(outcome, DomainError):
-            raise outcome
+        if outcome.refusal is not None:
+            raise outcome.refusal.error()
         return outcome
 
-    def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome | DomainError]:
+    def save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome]:
         """Save messages in order, the active ones in one round trip; each message gets its
         own outcome, a refusal in place of a bad one. Those stored are then announced to
         whoever waits for them (get_context's wait_for_message_id)."""
@@ -88,13 +95,13 @@ class MessageSaver:
         return outcomes
 
     def _announce(
-        self, commands: Sequence[NewMessage], outcomes: Sequence[SaveOutcome | DomainError]
+        self, commands: Sequence[NewMessage], outcomes: Sequence[SaveOutcome]
     ) -> None:
         # Redis announces what it stores, in its save script (no round trip more); what went
         # to PostgreSQL is announced here.
         by_tenant: dict[str, list[str]] = {}
         for command, outcome in zip(commands, outcomes, strict=True):
-            if isinstance(outcome, SaveOutcome) and outcome.tier == "postgres" and outcome.stored:
+            if outcome.tier == "postgres" and outcome.stored:
                 by_tenant.setdefault(command.tenant_id, []).append(outcome.message_id)
         if not by_tenant:
             return
@@ -106,7 +113,7 @@ class MessageSaver:
             # waits), an announcement only wakes it sooner.
             log.debug("could not announce %d saved message(s): %s", len(outcomes), exc)
 
-    def _save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome | DomainError]:
+    def _save_many(self, commands: Sequence[NewMessage]) -> list[SaveOutcome]:
         messages = [self.build_message(command) for command in commands]
         conversations = [
             Conversation(
@@ -129,28 +136,28 @@ class MessageSaver:
         except ActiveStoreUnavailable:
             return [self._save_direct(c, m, explicit) for c, m, explicit, _ in items]
         replies, redelivered = self._confirm_new_conversations(items, replies)
-        outcomes: list[SaveOutcome | DomainError] = []
+        outcomes: list[SaveOutcome] = []
         for index, (conversation, message, reply) in enumerate(
             zip(conversations, messages, replies, strict=True)
         ):
             if index in redelivered:
                 outcomes.append(redelivered[index])
-            elif isinstance(reply, DomainError):
-                outcomes.append(reply)
+            elif isinstance(reply, DomainError):  # the store's refusal, as a value from here on
+                outcomes.append(SaveOutcome.refused(conversation.id, message.id,
+                                                    Refusal.of(reply)))
             else:
                 try:
                     outcomes.append(self._settle(conversation, message, *reply))
-                except DomainError as refusal:
-                    outcomes.append(refusal)
+                except DomainError as error:  # the store raised it (PostgreSQL's tenant check)
+                    outcomes.append(SaveOutcome.refused(reply[1] or conversation.id, message.id,
+                                                        Refusal.of(error)))
         return outcomes
 
     def _confirm_new_conversations(
         self,
         items: list[tuple[Conversation, Message, bool, bool]],
         replies: list[tuple[AppendResult, str] | ForeignSession],
-    ) -> tuple[
-        list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome | DomainError]
-    ]:
+    ) -> tuple[list[tuple[AppendResult, str] | ForeignSession], dict[int, SaveOutcome]]:
         """Messages for a session with no conversation in Redis (or new to it): the session is
         claimed in PostgreSQL, its durable owner, and refused if another tenant holds it; then
         those an earlier conversation of the session stored (a save redelivered by the
@@ -165,14 +172,14 @@ class MessageSaver:
             return replies, {}
         owners = self.repository.claim_sessions(
             [(items[i][0].tenant_id, items[i][0].session_id) for i in waiting])
-        redelivered: dict[int, SaveOutcome | DomainError] = {}
+        redelivered: dict[int, SaveOutcome] = {}
         keys: dict[int, tuple[str, str, str]] = {}
         for i in waiting:
             conversation = items[i][0]
             owner = owners.get(conversation.session_id)
             if owner is None or owner.tenant_id != conversation.tenant_id:
-                redelivered[i] = ForeignSession(
-                    f"session {conversation.session_id} belongs to another tenant")
+                redelivered[i] = SaveOutcome.refused(
+                    conversation.id, items[i][1].id, foreign_session(conversation.session_id))
             elif not owner.new:
                 # A session just claimed was never used: no persisted conversation of it can
                 # hold its messages, so the common case (a new session) asks PostgreSQL once.
@@ -206,15 +213,15 @@ class MessageSaver:
 
     def _save_direct(
         self, conversation: Conversation, message: Message, explicit: bool
-    ) -> SaveOutcome | DomainError:
+    ) -> SaveOutcome:
         """Redis is down: the message goes straight to PostgreSQL, same idempotency and order."""
         # An explicit conversation PostgreSQL does not know may be live in Redis, perhaps for
         # another tenant: save_direct raises ActiveStoreUnavailable rather than make one on a
         # guess (the task retries; README, "Tenants and conversation ids").
         try:
             conversation_id, stored = self.repository.save_direct(conversation, message, explicit)
-        except DomainError as refusal:
-            return refusal
+        except DomainError as error:
+            return SaveOutcome.refused(conversation.id, message.id, Refusal.of(error))
         return SaveOutcome(conversation_id, message.id, stored, "postgres")
 
     def _settle(
@@ -238,9 +245,8 @@ class MessageSaver:
             else:
                 result = AppendResult.MOVED
         if result is AppendResult.FOREIGN:
-            raise ForeignConversation(
-                f"conversation {conversation_id} belongs to another tenant"
-            )
+            return SaveOutcome.refused(conversation_id, message.id,
+                                       foreign_conversation(conversation_id))
         if result is AppendResult.MOVED:
             stored = self.repository.append_message(
                 conversation_id, conversation.tenant_id, message

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from conversation.domain.errors import DomainError
+from conversation.domain.refusals import Refusal
 from conversation.domain.messages import now_timestamp, parse_timestamp, utc_timestamp
 from conversation.services.ports import (
     ActiveStore,
@@ -74,13 +75,13 @@ class SessionLifecycle:
         self, tenant_id: str, session_id: str, closed_at: str | None = None
     ) -> ClosedSession | None:
         outcome = self.close_many([(tenant_id, session_id, closed_at)])[0]
-        if isinstance(outcome, DomainError):
-            raise outcome
+        if isinstance(outcome, Refusal):
+            raise outcome.error()
         return outcome
 
     def close_many(
         self, requests: Sequence[CloseRequest], now: float | None = None
-    ) -> list[ClosedSession | None | DomainError]:
+    ) -> list[ClosedSession | None | Refusal]:
         """Close sessions, each on its own: its result in its place (None when it had no
         conversation in Redis, a refusal for another tenant's session). A store that is down
         raises, for the task to retry the whole batch (closing again is harmless)."""
@@ -122,7 +123,8 @@ class SessionLifecycle:
             gather = 0.0 if closes[second] >= GATHERED else DUE_GATHER_SECONDS
             fire_at = min(second, now + gather) if first_due[second] <= now else second
             self.scheduler.schedule_close_timer(second, countdown=max(0.0, fire_at - now))
-        return list(results)
+        # The store's refusals (another tenant's session), as values from here on.
+        return [Refusal.of(r) if isinstance(r, DomainError) else r for r in results]
 
     def _keep_seconds(self) -> int:
         return int(self.grace_seconds) + BUCKET_KEEP_SECONDS

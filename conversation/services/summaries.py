@@ -16,6 +16,7 @@ from conversation.services.ports import (
     Summary,
     Tokenizer,
 )
+from conversation.services.tiers import Tiers
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class SummaryBuilder:
         self.tokenizer = tokenizer
         self.summariser = summariser
         self.locks = locks
+        self.tiers = Tiers(active, repository)
 
     def refresh(self, conversation_id: str, budget: int) -> SummaryOutcome:
         """Fold every message older than the verbatim tail and not yet covered into the summary.
@@ -73,14 +75,13 @@ class SummaryBuilder:
             self.locks.release(lock, token)
 
     def _refresh(self, conversation_id: str, budget: int) -> SummaryOutcome:
-        tier: ActiveStore | Repository = self.active
-        conversation = self.active.get_conversation(conversation_id)
-        if conversation is None:
-            tier = self.repository
-            conversation = self.repository.get_conversation(conversation_id)
-        if conversation is None:
+        # The service asked for this summary itself (the context read that found it lacking):
+        # no tenant to check.
+        located = self.tiers.find(conversation_id)
+        if located is None:
             return SummaryOutcome(SummaryStatus.NOT_FOUND)
-        messages = tier.messages(conversation_id)
+        stored = located.history
+        messages = stored.messages()
         leading_system = messages[0] if messages and messages[0].role is Role.SYSTEM else None
         rest = messages[1:] if leading_system else messages
         allowance = summary_allowance(budget)
@@ -92,7 +93,7 @@ class SummaryBuilder:
             system_cost=leading_system.tokens if leading_system else None,
         )
         older = rest[: len(rest) - tail.kept]
-        current = tier.summary(conversation_id)
+        current = stored.summary()
         to_fold = older[_covered_count(older, current.through) if current else 0 :]
         if not to_fold:
             return SummaryOutcome(SummaryStatus.UP_TO_DATE)
@@ -101,7 +102,7 @@ class SummaryBuilder:
         )
         last: Message = to_fold[-1]
         summary = Summary(text, message_key(last.created_at, last.id))
-        if not tier.save_summary(conversation_id, summary):
+        if not stored.save_summary(summary):
             # It moved to PostgreSQL while we worked: the next request builds it there.
             return SummaryOutcome(SummaryStatus.NOT_FOUND)
         log.info("summary of %s now covers %d more message(s)", conversation_id, len(to_fold))

@@ -73,10 +73,10 @@ def test_a_read_past_the_statement_timeout_answers_503_json(limited: Container,
 @pytest.mark.parametrize("limited", [{"api_statement_timeout_ms": 300}], indirect=True)
 def test_the_timeout_is_only_on_the_apis_reads(limited: Container) -> None:
     app = create_app(container=limited)
-    views = app.extensions["conversation_views"]
+    queries = app.extensions["conversation_queries"]
     shown = {}
-    for name, engine in (("api reads", views.read_engine),
-                         ("api primary reads", views.repository.engine),
+    for name, engine in (("api reads", queries.listing.read_engine),
+                         ("api primary reads", queries.transcripts.tiers.archive.engine),
                          ("api keys", app.extensions["api_key_reads"].engine),
                          ("workers", limited.engine)):
         with engine.connect() as connection:

@@ -14,7 +14,7 @@ import pytest
 from api import create_app
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
-from conversation.export import as_jsonl, export_records
+from conversation.queries.export import as_jsonl, export_records
 from conversation.services.migration import ConversationMigrator
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_memory_stays_flat_however_large_the_export(container) -> None:
     tracemalloc.start()
     try:
         total = 0
-        for chunk in as_jsonl(export_records(container.replica_engine, container.active_store,
+        for chunk in as_jsonl(export_records(container.replica_engine, container.tiers,
                                              tenant)):
             total += len(chunk)
         _, peak = tracemalloc.get_traced_memory()

@@ -135,7 +135,7 @@ def test_reads_skip_messages_of_another_tenant_under_a_persisted_id(container: C
     """Defence in depth: a message row of another tenant under a conversation's id (mixed by
     an older version) is returned by no read: /full, context, LangChain history, export,
     search (summaries read through repository.messages)."""
-    from conversation.export import export_records
+    from conversation.queries.export import export_records
     from conversation.langchain import ConversationChatHistory
 
     suffix = container.settings.redis_key_prefix.strip(":")
@@ -156,7 +156,7 @@ def test_reads_skip_messages_of_another_tenant_under_a_persisted_id(container: C
     history = ConversationChatHistory(container, tenant_id=owner, session_id=f"mo-s-{suffix}",
                                       agent_id="bot", conversation_id=shared)
     assert [m.content for m in history.messages] == ["mine"]
-    exported = [r["content"] for r in export_records(container.engine, container.active_store,
+    exported = [r["content"] for r in export_records(container.engine, container.tiers,
                                                      owner)]
     assert exported == ["mine"]
     assert [m.content for m in container.repository.messages(shared)] == ["mine"]

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from api import create_app
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
-from conversation.export import as_csv, export_records
+from conversation.queries.export import as_csv, export_records
 from conversation.langchain import ConversationChatHistory
 from conversation.services.migration import ConversationMigrator, MigrationStatus
 from tests.openai_rules import assert_tool_messages_answer_calls
@@ -69,7 +69,7 @@ def readers(container: Container, tenant: str, session: str, conversation_id: st
     assert got[1]["tool_calls"] == CALLS and "tool_call_id" not in got[1]
     assert [m.get("tool_call_id") for m in got] == [None, None, "call_a", "call_b", None]
 
-    records = [r for r in export_records(container.engine, container.active_store, tenant)
+    records = [r for r in export_records(container.engine, container.tiers, tenant)
                if r["conversation_id"] == conversation_id]
     assert records[1]["tool_calls"] == CALLS
     assert [r["tool_call_id"] for r in records] == [None, None, "call_a", "call_b", None]

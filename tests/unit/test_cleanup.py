@@ -7,7 +7,7 @@ import pytest
 
 from config.settings import Settings
 from conversation.adapters.metrics import CLEANUP_STEP_FAILURES
-from conversation.bootstrap import Container, reset_container
+from conversation.bootstrap import Container, Overrides, reset_container
 from tasks.conversation_tasks import cleanup
 
 
@@ -34,7 +34,8 @@ class CountingEraser:
 @pytest.fixture
 def eraser() -> Iterator[CountingEraser]:
     eraser = CountingEraser()
-    reset_container(Container(Settings(), due_migrations=FailingSweeps(), eraser=eraser))
+    reset_container(Container(Settings(), Overrides(
+        due_migrations=FailingSweeps(), eraser=eraser)))  # type: ignore[arg-type]
     yield eraser
     reset_container(None)
 

@@ -13,6 +13,7 @@ from config.settings import Settings
 from conversation import bootstrap
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignSession
+from conversation.domain.refusals import Refusal, RefusalReason
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
 from conversation.services.save import MessageSaver
@@ -186,7 +187,9 @@ def test_close_many_refuses_another_tenants_session_alone(service: Service) -> N
     results = service.sessions.close_many([("acme", "mine", at(0.1)), ("acme", "theirs", at(0.1)),
                                            ("acme", "never-used", at(0.1))])
     assert results[0] is not None and results[0].conversation_id == mine
-    assert isinstance(results[1], ForeignSession) and results[2] is None
+    assert isinstance(results[1], Refusal) and results[2] is None
+    assert results[1].reason is RefusalReason.FOREIGN_SESSION
+    assert isinstance(results[1].error(), ForeignSession)
     assert [o.conversation_id for o in service.sessions.fire_timer(SECOND, now=SECOND)] == [mine]
 
 

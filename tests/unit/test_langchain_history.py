@@ -10,18 +10,17 @@ from langchain_core.runnables.history import RunnableWithMessageHistory
 from config.settings import Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
-from conversation.bootstrap import Container
+from conversation.bootstrap import Container, Overrides
 from conversation.langchain import ConversationChatHistory
 from tests.fakes import FakeRepository
 
 
 def container() -> Container:
-    return Container(
-        Settings(),
+    return Container(Settings(), Overrides(
         active_store=RedisActiveStore(fakeredis.FakeRedis(), prefix="lc:"),
-        repository=FakeRepository(),
+        repository=FakeRepository(),  # type: ignore[arg-type]
         tokenizer=TiktokenCounter(),
-    )
+    ))
 
 
 def test_runnable_with_message_history_reads_and_writes_the_service() -> None:

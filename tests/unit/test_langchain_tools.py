@@ -14,7 +14,7 @@ from langchain_core.runnables.history import RunnableWithMessageHistory
 from config.settings import Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
-from conversation.bootstrap import Container
+from conversation.bootstrap import Container, Overrides
 from conversation.langchain import ConversationChatHistory
 from conversation.services.context import ContextBuilder
 from tests.fakes import FakeRepository
@@ -24,12 +24,11 @@ ORDERS = {"4521": "shipped", "4522": "in the warehouse", "4523": "delivered"}
 
 
 def container() -> Container:
-    return Container(
-        Settings(),
+    return Container(Settings(), Overrides(
         active_store=RedisActiveStore(fakeredis.FakeRedis(), prefix="lct:"),
-        repository=FakeRepository(),
+        repository=FakeRepository(),  # type: ignore[arg-type]
         tokenizer=TiktokenCounter(),
-    )
+    ))
 
 
 def lookup_order(order: str) -> str:

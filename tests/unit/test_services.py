@@ -12,6 +12,7 @@ import pytest
 from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
+from conversation.domain.refusals import Refusal, RefusalReason
 from conversation.domain.stats import summarise_conversation
 from conversation.services.context import ContextBuilder
 from conversation.services.migration import (
@@ -377,8 +378,10 @@ def test_save_many_keeps_order_and_refuses_only_the_bad_message(saver, active) -
         message("three", session_id="bulk"),
     ]
     outcomes = saver.save_many(commands)
-    assert isinstance(outcomes[1], ForeignSession)
-    assert [o.stored for o in outcomes if not isinstance(o, Exception)] == [
+    assert outcomes[1].refusal == Refusal(RefusalReason.FOREIGN_SESSION,
+                                          "session taken belongs to another tenant")
+    assert isinstance(outcomes[1].refusal.error(), ForeignSession)
+    assert [o.stored for o in outcomes if o.refusal is None] == [
         True, True, False, True]
     conversation_id = outcomes[0].conversation_id
     assert [m.content for m in active.messages(conversation_id)] == ["one", "two", "three"]
@@ -489,7 +492,8 @@ def test_a_batch_spanning_many_sessions_keeps_every_guarantee(saver, active) -> 
         # (confirmed once PostgreSQL claimed them), and one for the explicit conversation
         # named from a session new to Redis (appended once PostgreSQL was asked about it).
         assert len(calls) == 3
-    assert isinstance(outcomes[30], ForeignSession)
+    assert outcomes[30].refusal is not None
+    assert outcomes[30].refusal.reason is RefusalReason.FOREIGN_SESSION
     assert [o.stored for o in outcomes[:30]] == [True] * 30
     assert outcomes[31].stored is False and outcomes[32].stored is True
     assert outcomes[33].conversation_id == existing.conversation_id

@@ -62,10 +62,11 @@ def counted_task() -> Any:
     import fakeredis
 
     from config.settings import Settings
-    from conversation.bootstrap import Container, reset_container
+    from conversation.bootstrap import Container, Overrides, reset_container
 
     letters = RecordedLetters()
-    reset_container(Container(Settings(), redis=fakeredis.FakeRedis(), dead_letters=letters))
+    reset_container(Container(Settings(), Overrides(
+        redis=fakeredis.FakeRedis(), dead_letters=letters)))  # type: ignore[arg-type]
     app = celery.Celery("unit", set_as_current=False)
 
     @app.task(base=DomainTask, bind=True, name="conversation.save_message", shared=False)

@@ -15,10 +15,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, and_, select
 
-from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.sql_schema import conversations, messages
 from conversation.domain.messages import parse_timestamp, utc_timestamp
-from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.tiers import Tiers
 
 FORMATS = ("csv", "jsonl")
 COLUMNS = (
@@ -31,7 +30,7 @@ ROWS_PER_FETCH = 200  # rows held at once: messages can be 200,000 characters
 
 def export_records(
     read_engine: Engine,
-    active: RedisActiveStore,
+    tiers: Tiers,
     tenant_id: str,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -68,25 +67,22 @@ def export_records(
                 "metadata": row.metadata or {},
                 "tool_calls": row.tool_calls or None, "tool_call_id": row.tool_call_id,
             }
-    yield from _active_records(active, tenant_id, start, end, persisted)
+    yield from _active_records(tiers, tenant_id, start, end, persisted)
 
 
 def _active_records(
-    active: RedisActiveStore,
+    tiers: Tiers,
     tenant_id: str,
     start: datetime | None,
     end: datetime | None,
     persisted: set[str],
 ) -> Iterator[dict[str, Any]]:
-    try:
-        candidates = active.active_conversations(tenant_id)
-    except ActiveStoreUnavailable:
-        return  # Redis is down: what PostgreSQL holds is exported
-    for conversation in candidates:
+    # None while Redis is down: what PostgreSQL holds is exported.
+    for conversation in tiers.active_conversations(tenant_id):
         created = parse_timestamp(conversation.created_at)
         if conversation.id in persisted or (start and created < start) or (end and created >= end):
             continue
-        for message in active.messages(conversation.id):
+        for message in tiers.active_messages(conversation.id):
             yield {
                 "conversation_id": conversation.id, "session_id": conversation.session_id,
                 "agent_id": conversation.agent_id, "status": str(conversation.status),

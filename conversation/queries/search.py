@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.search_sql import (
     FUNCTION,
     START_MARK,
@@ -25,6 +24,7 @@ from conversation.adapters.search_sql import (
 )
 from conversation.domain.messages import parse_timestamp, utc_timestamp
 from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.tiers import Tiers
 
 SNIPPET_CHARS = 160
 MAX_OFFSET = 10_000  # deep pages of a ranked search are not worth their cost
@@ -64,10 +64,10 @@ def _fold(value: str) -> str:
 
 
 class ConversationSearch:
-    def __init__(self, read_engine: Engine, active: RedisActiveStore,
+    def __init__(self, read_engine: Engine, tiers: Tiers,
                  languages: tuple[str, ...]) -> None:
         self.read_engine = read_engine
-        self.active = active
+        self.tiers = tiers
         self.languages = languages
         self._query = query_sql(languages)
 
@@ -156,12 +156,12 @@ class ConversationSearch:
         if not words:
             return []
         try:
-            conversations = self.active.active_conversations(tenant_id)
+            conversations = self.tiers.active_conversations(tenant_id)
             found: list[dict[str, Any]] = []
             for conversation in conversations:
                 if filters.agent_id and conversation.agent_id != filters.agent_id:
                     continue
-                for message in reversed(self.active.messages(conversation.id)):
+                for message in reversed(self.tiers.active_messages(conversation.id)):
                     created = parse_timestamp(message.created_at)
                     if (filters.start and created < filters.start) or (
                             filters.end and created >= filters.end):
@@ -173,7 +173,7 @@ class ConversationSearch:
                 if len(found) >= limit:
                     break
         except ActiveStoreUnavailable:
-            return []  # Redis is down: PostgreSQL's answer stands alone
+            return []  # Redis went down mid-way: PostgreSQL's answer stands alone
         return found
 
 
