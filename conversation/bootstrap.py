@@ -84,6 +84,7 @@ class Overrides:
     locks: RedisLocks | None = None
     due_migrations: DueMigrations | None = None
     eraser: Eraser | None = None
+    context_builder: ContextBuilder | None = None
 
 
 class Container:

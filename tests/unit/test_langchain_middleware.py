@@ -20,7 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from config.settings import PROJECT_ROOT, Settings
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
-from conversation.bootstrap import Container
+from conversation.bootstrap import Container, Overrides
 from conversation.client import ConversationClient
 from conversation.domain.messages import NewMessage, Role, chat_message
 from conversation.langchain_middleware import ConversationMemory, _InProcess, context_messages
@@ -63,8 +63,8 @@ def container(tokenizer: TiktokenCounter | None = None) -> Container:
     contexts = RecordingContexts(active, repository, tokenizer, windows=settings.windows,
                                  model_windows=settings.model_windows)
     contexts.answered = []
-    return Container(settings, active_store=active, repository=repository,
-                     tokenizer=tokenizer, context_builder=contexts)
+    return Container(settings, Overrides(active_store=active, repository=repository,
+                                         tokenizer=tokenizer, context_builder=contexts))
 
 
 def agent(service: Any, model: ToolCallingModel, *extra: AgentMiddleware,
