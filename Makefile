@@ -28,9 +28,10 @@ test: $(STAMP) lint ## The whole suite: import contracts, unit, integration and 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg) and pyflakes-level checks (ruff)
+lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg), pyflakes-level checks (ruff), types (mypy: strict on the domain and services)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check --select F,E9 .
+	$(BIN)/mypy
 
 bench: $(STAMP) ## Benchmarks beside their anchors; writes BENCHMARKS.md
 	$(BIN)/python -m bench

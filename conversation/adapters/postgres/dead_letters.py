@@ -42,7 +42,7 @@ def erase_dead_letters(
     preview names the tenant (or the conversation).
     """
     conversation = conversation_id is not None
-    params = {"tenant": tenant_id, "conversation": conversation_id or "",
+    params: dict[str, Any] = {"tenant": tenant_id, "conversation": conversation_id or "",
               "session": session_id or ""}
     emptied: list[int] = []
     edited = 0

@@ -1,6 +1,8 @@
 """The engine, and which errors are the data's (a refusal) rather than the server's."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 import sqlalchemy.exc
 from sqlalchemy import (
@@ -28,7 +30,7 @@ def refusal(error: BaseException) -> ConversationRefused:
     """The port's refusal, with PostgreSQL's own words (message and detail) as the reason."""
     cause = getattr(error, "orig", None) or error
     diag = getattr(cause, "diag", None)
-    words = [getattr(diag, "message_primary", None), getattr(diag, "message_detail", None)]
+    words: Sequence[str | None] = [getattr(diag, "message_primary", None), getattr(diag, "message_detail", None)]
     if not any(words):
         words = (str(cause).strip().splitlines() or [""])[:1]
     reason = " ".join(word for word in words if word)

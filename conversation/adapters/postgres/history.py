@@ -2,7 +2,7 @@
 counts stored for it."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ class SqlHistory:
         self.conversation_id = conversation_id
         self.chunk = chunk
         self.owner: str | None = None
-        self._prefetched: tuple[int, Any, list[Any]] | None = None
+        self._prefetched: tuple[int, Any, Sequence[Any]] | None = None
 
     def _mine(self) -> Any:
         """The conversation's messages: those of its owner only (a row of another tenant
@@ -49,7 +49,7 @@ class SqlHistory:
         return and_(messages.c.conversation_id == self.conversation_id,
                     messages.c.tenant_id == self.owner)
 
-    def _prefetch(self) -> tuple[int, Any, list[Any]]:
+    def _prefetch(self) -> tuple[int, Any, Sequence[Any]]:
         if self._prefetched is None:
             count = (
                 select(func.count()).select_from(messages)

@@ -106,6 +106,7 @@ class PostgresOutageWrites:
             previous = _stored_messages(connection, [key])
             if previous:
                 return previous[key], False
+            conversation_id: str | None
             if explicit:
                 target = connection.execute(select(c.id, c.tenant_id).where(
                     c.id == conversation.id)).first()

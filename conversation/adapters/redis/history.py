@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import redis
 
@@ -24,9 +25,9 @@ class RedisHistory:
         self.counts_key = keys.token_counts(conversation_id)
         self.expected = max(1, expected)
         self.owner: str | None = None
-        self._prefetched: tuple[int, bytes | None, list[bytes]] | None = None
+        self._prefetched: tuple[int, bytes | None, list[Any]] | None = None
 
-    def _prefetch(self) -> tuple[int, bytes | None, list[bytes]]:
+    def _prefetch(self) -> tuple[int, bytes | None, list[Any]]:
         if self._prefetched is None:
             pipe = self.client.pipeline(transaction=False)
             pipe.llen(self.key)

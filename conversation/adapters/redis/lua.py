@@ -11,9 +11,8 @@ _SCRIPTS = files("conversation.adapters.redis") / "scripts"
 
 
 def _read(name: str) -> str:
-    # newline="" keeps the text byte for byte as stored (no newline translation).
-    with (_SCRIPTS / f"{name}.lua").open("r", encoding="utf-8", newline="") as handle:
-        return handle.read()
+    # Bytes, decoded: the text exactly as stored (no newline translation).
+    return (_SCRIPTS / f"{name}.lua").read_bytes().decode("utf-8")
 
 
 APPEND_FN = _read("append_fn")

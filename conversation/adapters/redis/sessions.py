@@ -102,13 +102,13 @@ class RedisSessions(RedisStoreBase):
         place, and the seconds whose timer this armed. One pipelined round trip on standalone
         Redis; on a cluster, the closes, then the buckets (other slots)."""
         if self.cluster:
-            results = self.close_sessions([(t, s, at) for t, s, at, _, _ in requests])
+            closed = self.close_sessions([(t, s, at) for t, s, at, _, _ in requests])
             members: dict[int, list[str]] = {}
-            for (_, _, _, epoch, second), result in zip(requests, results, strict=True):
+            for (_, _, _, epoch, second), result in zip(requests, closed, strict=True):
                 if isinstance(result, ClosedSession):
                     members.setdefault(second, []).append(
                         f"{result.conversation_id}:{result.generation}:{epoch}")
-            return results, self.arm_close_timers(members, keep_seconds)
+            return closed, self.arm_close_timers(members, keep_seconds)
 
         def build(pipe: Any) -> None:
             for tenant_id, session_id, closed_at, epoch, second in requests:
