@@ -91,8 +91,19 @@ def test_the_dashboard_in_a_browser(stack, test_var_dir: Path) -> None:
     client.save_message(tenant_id="demo", session_id="planted", agent_id="support-bot",
                         role="tool", content="<img id=injected2> eaten", message_id="planted-3",
                         tool_call_id="call_p")
-    client.session_closed(tenant_id="demo", session_id="planted")
     container = Container(settings)
+
+    def planted_saved() -> bool:
+        conversation_id = container.active_store.session_conversation("demo", "planted")
+        return bool(conversation_id) and container.active_store.message_count(
+            conversation_id) == 3
+
+    # The saves and the close travel on different queues, so a worker may take the close
+    # first: the session, with no conversation yet, had nothing to migrate, and the planted
+    # conversation stayed active (never in PostgreSQL). Close it once its messages are in,
+    # as a client closes a websocket after its last message.
+    wait_until(planted_saved, timeout=30, what="the planted messages in Redis")
+    client.session_closed(tenant_id="demo", session_id="planted")
     key = container.api_keys.create("demo", label="browser test")
 
     def persisted() -> bool:
