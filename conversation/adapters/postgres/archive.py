@@ -4,26 +4,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    Engine,
-    and_,
-    select,
-)
+from sqlalchemy import Engine, and_, select
 
-from conversation.adapters.postgres.bulk import (
-    copy_messages,
-)
-from conversation.adapters.postgres.engine import (
-    DATA_ERRORS,
-    refusal,
-)
-from conversation.adapters.postgres.history import (
-    SqlHistory,
-    store_token_counts,
-)
-from conversation.adapters.postgres.outage import (
-    absorb_outage_conversations,
-)
+from conversation.adapters.postgres.bulk import copy_messages
+from conversation.adapters.postgres.engine import DATA_ERRORS, refusal
+from conversation.adapters.postgres.history import SqlHistory, store_token_counts
+from conversation.adapters.postgres.outage import absorb_outage_conversations
 from conversation.adapters.postgres.rows import (
     _ORDER,
     CONVERSATION_UPSERT,
@@ -34,29 +20,21 @@ from conversation.adapters.postgres.rows import (
     _stats_row,
     _ts,
 )
-from conversation.adapters.postgres.schema import (
-    conversations,
-    messages,
-)
+from conversation.adapters.postgres.schema import conversations, messages
 from conversation.adapters.postgres.statements import (
     _claim_sessions,
     _insert_message,
     _refresh_stats,
 )
 from conversation.domain.errors import ForeignConversation
-from conversation.domain.messages import (
-    Conversation,
-    Message,
-    parse_timestamp,
-)
+from conversation.domain.messages import Conversation, Message, parse_timestamp
 from conversation.domain.stats import ConversationStats
-from conversation.services.ports import (
-    Summary,
-    TenantConflict,
-)
+from conversation.services.ports import Summary, TenantConflict
 
 
 class PostgresArchive:
+    """Migrated conversations written (COPY for messages) and read back."""
+
     engine: Engine
 
     def store_conversation(

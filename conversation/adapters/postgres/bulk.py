@@ -6,13 +6,8 @@ from typing import Any
 
 import orjson
 
-from conversation.adapters.postgres.rows import (
-    MESSAGE_COLUMNS,
-)
-from conversation.domain.messages import (
-    Conversation,
-    Message,
-)
+from conversation.adapters.postgres.rows import MESSAGE_COLUMNS
+from conversation.domain.messages import Conversation, Message
 
 
 def copy_messages(

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    text,
-)
+from sqlalchemy import text
 
 
 def _dead_letter_match(item: str, conversation: bool) -> str:

@@ -5,14 +5,9 @@ from collections.abc import Sequence
 
 import psycopg
 import sqlalchemy.exc
-from sqlalchemy import (
-    Engine,
-    create_engine,
-)
+from sqlalchemy import Engine, create_engine
 
-from conversation.services.ports import (
-    ConversationRefused,
-)
+from conversation.services.ports import ConversationRefused
 
 # What PostgreSQL (or the rows built for it) says about the data, not the server: the same
 # write fails the same way every time (a NUL in jsonb or text, a constraint, a bad timestamp).

@@ -6,29 +6,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Engine,
-    and_,
-    func,
-    or_,
-    select,
-    text,
-)
+from sqlalchemy import Engine, and_, func, or_, select, text
 
-from conversation.adapters.postgres.rows import (
-    _ORDER,
-    _RECORD_COLUMNS,
-    TAIL_CHUNK,
-    _record,
-)
-from conversation.adapters.postgres.schema import (
-    conversations,
-    message_token_counts,
-    messages,
-)
-from conversation.services.ports import (
-    MessageRecord,
-)
+from conversation.adapters.postgres.rows import _ORDER, _RECORD_COLUMNS, TAIL_CHUNK, _record
+from conversation.adapters.postgres.schema import conversations, message_token_counts, messages
+from conversation.services.ports import MessageRecord
 
 
 class SqlHistory:

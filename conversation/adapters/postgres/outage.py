@@ -5,19 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    delete,
-    func,
-    select,
-    tuple_,
-)
+from sqlalchemy import Engine, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from conversation.adapters.postgres.schema import (
-    conversations,
-    messages,
-)
+from conversation.adapters.postgres.schema import conversations, messages
 from conversation.adapters.postgres.statements import (
     _claim_sessions,
     _insert_message,
@@ -25,15 +16,8 @@ from conversation.adapters.postgres.statements import (
     _stored_messages,
 )
 from conversation.domain.errors import ForeignConversation, ForeignSession
-from conversation.domain.messages import (
-    Conversation,
-    Message,
-    parse_timestamp,
-)
-from conversation.services.ports import (
-    ActiveStoreUnavailable,
-    SessionOwner,
-)
+from conversation.domain.messages import Conversation, Message, parse_timestamp
+from conversation.services.ports import ActiveStoreUnavailable, SessionOwner
 
 
 def absorb_outage_conversations(connection: Any, migrated: Sequence[Conversation]) -> None:
@@ -75,6 +59,8 @@ def absorb_outage_conversations(connection: Any, migrated: Sequence[Conversation
 
 
 class PostgresOutageWrites:
+    """Saves straight to PostgreSQL while Redis is down, and session claims."""
+
     engine: Engine
 
     def save_direct(

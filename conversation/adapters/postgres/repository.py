@@ -10,5 +10,7 @@ from conversation.adapters.postgres.retention import PostgresRetention
 
 
 class SqlRepository(PostgresArchive, PostgresOutageWrites, PostgresRetention):
+    """The persistent store (services.ports.Repository), its parts composed."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

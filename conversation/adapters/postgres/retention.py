@@ -3,16 +3,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    Engine,
-    delete,
-    func,
-    select,
-)
+from sqlalchemy import Engine, delete, func, select
 
-from conversation.adapters.postgres.dead_letters import (
-    erase_dead_letters,
-)
+from conversation.adapters.postgres.dead_letters import erase_dead_letters
 from conversation.adapters.postgres.schema import (
     api_keys,
     conversations,
@@ -26,6 +19,8 @@ from conversation.adapters.postgres.schema import (
 
 
 class PostgresRetention:
+    """Retention settings, expired conversations, and erasure."""
+
     engine: Engine
 
     def erase_conversation(self, conversation_id: str) -> bool:

@@ -4,17 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    func,
-    literal_column,
-)
+from sqlalchemy import func, literal_column
 from sqlalchemy.dialects.postgresql import insert
 
-from conversation.adapters.postgres.schema import (
-    conversation_stats,
-    conversations,
-    messages,
-)
+from conversation.adapters.postgres.schema import conversation_stats, conversations, messages
 from conversation.domain.messages import (
     Conversation,
     ConversationStatus,
@@ -24,9 +17,7 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats
-from conversation.services.ports import (
-    MessageRecord,
-)
+from conversation.services.ports import MessageRecord
 
 TAIL_CHUNK = 64
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    func,
-    select,
-    text,
-    tuple_,
-)
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation.adapters.postgres.rows import (
@@ -23,18 +18,10 @@ from conversation.adapters.postgres.rows import (
     _ts,
     message_row,
 )
-from conversation.adapters.postgres.schema import (
-    conversations,
-    messages,
-    session_owners,
-)
-from conversation.domain.messages import (
-    Message,
-)
+from conversation.adapters.postgres.schema import conversations, messages, session_owners
+from conversation.domain.messages import Message
 from conversation.domain.stats import summarise_conversation
-from conversation.services.ports import (
-    SessionOwner,
-)
+from conversation.services.ports import SessionOwner
 
 
 def _insert_message(connection: Any, conversation_id: str, tenant_id: str, message: Message) -> bool:

@@ -11,6 +11,8 @@ from conversation.adapters.redis.base import RedisStoreBase
 
 
 class RedisArrivals(RedisStoreBase):
+    """Announcing stored messages, and subscribing to one's announcement."""
+
     def announce_saved(self, tenant_id: str, message_ids: Sequence[str]) -> None:
         """Wake whoever waits for these messages (get_context's wait_for_message_id): those
         PostgreSQL stored (what this store stores, its save scripts announce themselves).

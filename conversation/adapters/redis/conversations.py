@@ -11,23 +11,13 @@ import orjson
 
 from conversation.adapters.redis import lua
 from conversation.adapters.redis.calls import _run_pipeline
-from conversation.adapters.redis.codec import (
-    _decode_messages,
-    _dumps,
-    _get,
-    _text,
-)
+from conversation.adapters.redis.codec import _decode_messages, _dumps, _get, _text
 from conversation.adapters.redis.history import RedisHistory
-from conversation.adapters.redis.keys import (
-    TAIL_CHUNK,
-)
+from conversation.adapters.redis.keys import TAIL_CHUNK
 from conversation.adapters.redis.sessions import RedisSessions
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message
-from conversation.services.ports import (
-    AppendResult,
-    Summary,
-)
+from conversation.services.ports import AppendResult, Summary
 
 _APPEND_RESULTS = {
     1: AppendResult.SAVED,
@@ -41,6 +31,8 @@ _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
 
 class RedisConversations(RedisSessions):
+    """Saves into active conversations, and their reads (it resolves sessions first)."""
+
     def save_in_session(
         self,
         conversation: Conversation,

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import orjson
 
-from conversation.adapters.redis.codec import (
-    _text,
-)
+from conversation.adapters.redis.codec import _text
 from conversation.adapters.redis.conversations import RedisConversations
 from conversation.adapters.redis.migration import RedisMigrationQueue
 from conversation.domain.messages import Conversation
 
 
 class RedisErasure(RedisConversations, RedisMigrationQueue):
+    """Erasure, across the conversation's keys, its session's and the global indexes."""
+
     def erase_conversation(self, conversation_id: str) -> bool:
         """Remove every key of one conversation, active or migrated, in one atomic step (its
         keys share a slot); then, each in a step of its own, the session's records if they

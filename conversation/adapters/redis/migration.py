@@ -19,18 +19,14 @@ from conversation.adapters.redis.codec import (
     _text,
     _token_counts,
 )
-from conversation.adapters.redis.keys import (
-    MIGRATED_MARKER_SECONDS,
-)
+from conversation.adapters.redis.keys import MIGRATED_MARKER_SECONDS
 from conversation.domain.messages import Conversation
-from conversation.services.ports import (
-    ConversationRefused,
-    MigrationLoad,
-    Summary,
-)
+from conversation.services.ports import ConversationRefused, MigrationLoad, Summary
 
 
 class RedisMigrationQueue(RedisStoreBase):
+    """What the migration reads and clears in Redis."""
+
     def mark_ready(self, conversation_id: str, generation: int) -> None:
         # Identifiers never hold ':' (the contract), so the member splits back unambiguously.
         self.client.zadd(self.keys.ready_migrations, {f"{conversation_id}:{generation}": time.time()})

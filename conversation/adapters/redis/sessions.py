@@ -7,22 +7,16 @@ from typing import Any
 from conversation.adapters.redis import lua
 from conversation.adapters.redis.base import RedisStoreBase
 from conversation.adapters.redis.calls import _run_pipeline
-from conversation.adapters.redis.codec import (
-    _session_state,
-    _text,
-)
-from conversation.adapters.redis.keys import (
-    RELEASED_SESSION_SECONDS,
-)
+from conversation.adapters.redis.codec import _session_state, _text
+from conversation.adapters.redis.keys import RELEASED_SESSION_SECONDS
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import parse_timestamp
-from conversation.services.ports import (
-    ClosedSession,
-    SessionState,
-)
+from conversation.services.ports import ClosedSession, SessionState
 
 
 class RedisSessions(RedisStoreBase):
+    """A session's conversation, its closes and the shared close timers."""
+
     def resolve_session(
         self,
         tenant_id: str,

@@ -17,6 +17,8 @@ from conversation.adapters.redis.keys import RedisKeys
 
 
 class RedisActiveStore(RedisErasure, RedisArrivals):
+    """The active store (services.ports.ActiveStore), its parts composed."""
+
     def __init__(self, client: redis.Redis, prefix: str = "") -> None:
         self.client = client
         self.keys = RedisKeys(prefix)
