@@ -6,18 +6,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit lint bench demo clean
+.PHONY: help install lock run test test-unit lint bench demo clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml setup.cfg
+# The pinned versions first (requirements.lock: every dependency, the dev tools included), then
+# the project itself without resolving anything again: the same install on every machine.
+$(STAMP): pyproject.toml setup.cfg requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv/ and install the service with its test tools
+install: $(STAMP) ## Create .venv/ and install the service with its test tools, as pinned in requirements.lock
+
+lock: ## Pin pyproject.toml's dependencies (with dev) anew into requirements.lock (pip-tools)
+	@test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 run: $(STAMP) ## Run everything: embedded Redis + PostgreSQL (unless URLs are set), worker, beat, API, Flower
 	$(BIN)/conversation run
@@ -28,9 +36,10 @@ test: $(STAMP) lint ## The whole suite: import contracts, unit, integration and 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg) and pyflakes-level checks (ruff)
+lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg), pyflakes-level checks (ruff), types (mypy: strict on the domain and services)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check --select F,E9 .
+	$(BIN)/mypy
 
 bench: $(STAMP) ## Benchmarks beside their anchors; writes BENCHMARKS.md
 	$(BIN)/python -m bench

@@ -348,8 +348,8 @@ def bench_migration(servers: ServiceRun, n: int) -> None:
     from sqlalchemy import delete, insert, text
     from sqlalchemy.orm import Session, registry
 
-    from conversation.adapters.sql_repository import MESSAGE_COLUMNS, message_row
-    from conversation.adapters.sql_schema import conversations, messages
+    from conversation.adapters.postgres import MESSAGE_COLUMNS, message_row
+    from conversation.adapters.postgres.schema import conversations, messages
     from conversation.bootstrap import Container
     from conversation.domain.messages import NewMessage, Role
 

@@ -57,8 +57,8 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
                    batched: bool) -> Closed:
     """Seed the sessions in Redis, close them all at once through the broker, and time it
     until every message is in PostgreSQL."""
-    from conversation.adapters.sql_repository import message_row
-    from conversation.adapters.sql_schema import messages
+    from conversation.adapters.postgres import message_row
+    from conversation.adapters.postgres.schema import messages
     from conversation.domain.messages import NewMessage, Role
     from tests.workers import producer, wait_until
 
@@ -110,7 +110,7 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
 def copy_rate(container: Any, rows: list[dict[str, Any]]) -> float:
     """psycopg 3 COPY FROM STDIN of the same message rows into a copy of the messages table,
     in one transaction; the best of ROUNDS."""
-    from conversation.adapters.sql_repository import MESSAGE_COLUMNS
+    from conversation.adapters.postgres import MESSAGE_COLUMNS
 
     engine = container.engine
     with engine.begin() as connection:

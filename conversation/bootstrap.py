@@ -20,9 +20,9 @@ from conversation.adapters.dispatch import CeleryScheduler, CelerySummaryRequest
 from conversation.adapters.metrics import observe_migration
 from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.read_cache import StatsCache
-from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.adapters.search_sql import SearchIndexer
-from conversation.adapters.sql_repository import SqlRepository, make_engine
+from conversation.adapters.postgres import SqlRepository, make_engine
 from conversation.adapters.sql_stats import SqlStatistics
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.queries import ReadQueries

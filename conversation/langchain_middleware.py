@@ -424,7 +424,7 @@ def context_messages(context: dict[str, Any]) -> list[AnyMessage]:
     if context.get("summary"):
         messages.append(SystemMessage(
             f"Summary of the earlier conversation:\n{context['summary']}"))
-    messages += convert_to_messages(context["messages"])
+    messages += convert_to_messages(context["messages"])  # type: ignore[arg-type]
     return messages
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from conversation.adapters.sql_schema import api_keys
+from conversation.adapters.postgres.schema import api_keys
 
 KEY_PREFIX = "cs_"
 

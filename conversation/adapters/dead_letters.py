@@ -21,7 +21,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from config.celery import DEAD_LETTER_QUEUE, MIGRATION_QUEUE, TASK_QUEUES
 from conversation.adapters.metrics import DEAD_LETTERS, QUARANTINED
-from conversation.adapters.sql_schema import dead_letters
+from conversation.adapters.postgres.schema import dead_letters
 
 log = logging.getLogger("conversation.dead_letters")
 

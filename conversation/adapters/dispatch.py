@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from config.celery import DEAD_LETTER_QUEUE, MIGRATION_QUEUE, SUMMARY_QUEUE, WORK_QUEUES
-from conversation.adapters.redis_store import RedisKeys
+from conversation.adapters.redis import RedisKeys
 
 # A context read asks for a summary at most this often per conversation.
 SUMMARY_REQUEST_INTERVAL = 30

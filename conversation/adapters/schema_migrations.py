@@ -16,7 +16,7 @@ from conversation.adapters.search_sql import (
     reindex_everything,
     search_function_sql,
 )
-from conversation.adapters.sql_repository import make_engine, sqlalchemy_url
+from conversation.adapters.postgres import make_engine, sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

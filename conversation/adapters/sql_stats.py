@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select
 
-from conversation.adapters.sql_schema import (
+from conversation.adapters.postgres.schema import (
     ALL,
     conversation_stats,
     stats_active,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from conversation.adapters.sql_schema import metadata
+from conversation.adapters.postgres.schema import metadata
 
 config = context.config
 

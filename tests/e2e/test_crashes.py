@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from conversation.adapters.schema_migrations import upgrade
-from conversation.adapters.sql_schema import dead_letters, messages
+from conversation.adapters.postgres.schema import dead_letters, messages
 from conversation.bootstrap import Container
 from conversation.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.workers import (

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry, multiprocess
 from sqlalchemy import func, select
 
 from config.settings import Settings
-from conversation.adapters.redis_store import RedisKeys
-from conversation.adapters.sql_schema import conversations, dead_letters
+from conversation.adapters.redis import RedisKeys
+from conversation.adapters.postgres.schema import conversations, dead_letters
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator

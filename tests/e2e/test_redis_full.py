@@ -12,7 +12,7 @@ import redis
 from sqlalchemy import func, select
 
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, dead_letters, messages
+from conversation.adapters.postgres.schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
 from conversation.embedded import EmbeddedRedis
 from tests.workers import producer, running_worker, wait_until

@@ -24,7 +24,7 @@ from celery import Celery
 from sqlalchemy import select
 
 from config.settings import PROJECT_ROOT, Settings
-from conversation.adapters.sql_schema import conversations
+from conversation.adapters.postgres.schema import conversations
 from conversation.bootstrap import Container
 from conversation.embedded import EmbeddedRedis, free_port
 from tests.workers import producer, settings_env, wait_until

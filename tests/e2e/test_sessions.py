@@ -159,7 +159,7 @@ def test_sessions_closed_migrates_each_session_and_dead_letters_a_bad_item_alone
     second's timer and land in PostgreSQL; an invalid item is dead-lettered alone."""
     from sqlalchemy import select
 
-    from conversation.adapters.sql_schema import dead_letters
+    from conversation.adapters.postgres.schema import dead_letters
 
     container, app = services
     tag = container.settings.redis_key_prefix.strip(":")

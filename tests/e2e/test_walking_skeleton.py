@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api import create_app
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, dead_letters, messages
+from conversation.adapters.postgres.schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
 from tests.workers import producer, running_worker, wait_until
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings
-from conversation.adapters.sql_schema import dead_letters
+from conversation.adapters.postgres.schema import dead_letters
 from conversation.bootstrap import Container
 from tasks.base import DomainTask
 from tests.workers import producer, running_worker, wait_until

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import delete
 
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, messages
+from conversation.adapters.postgres.schema import conversations, messages
 from conversation.bootstrap import Container
 
 

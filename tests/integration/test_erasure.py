@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from api import create_app
 from config.celery import STATS_QUEUE
-from conversation.adapters.sql_schema import (
+from conversation.adapters.postgres.schema import (
     conversation_stats,
     conversations,
     dead_letters,

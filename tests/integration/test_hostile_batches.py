@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from conversation.adapters.dead_letters import DeadLetter
-from conversation.adapters.sql_schema import dead_letters
+from conversation.adapters.postgres.schema import dead_letters
 from conversation.bootstrap import Container
 from tasks.conversation_tasks import with_message_ids
 from tests.workers import producer, running_worker, wait_until

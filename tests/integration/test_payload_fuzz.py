@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, text
 
-from conversation.adapters.redis_store import _dumps
-from conversation.adapters.sql_repository import message_row
-from conversation.adapters.sql_schema import messages
+from conversation.adapters.redis.codec import _dumps
+from conversation.adapters.postgres import message_row
+from conversation.adapters.postgres.schema import messages
 from conversation.bootstrap import Container
 from conversation.domain.messages import Message, NewMessage, Role, utc_timestamp
 from tasks.base import InvalidPayload, validated

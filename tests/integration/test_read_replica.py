@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select
 
 from api import create_app
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, messages, stats_active, stats_daily
+from conversation.adapters.postgres.schema import conversations, messages, stats_active, stats_daily
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator

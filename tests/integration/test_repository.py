@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from config.settings import Settings
-from conversation.adapters.sql_repository import SqlRepository, make_engine
+from conversation.adapters.postgres import SqlRepository, make_engine
 from conversation.domain.messages import Conversation, ConversationStatus, Message, Role
 from conversation.domain.stats import summarise_conversation
 

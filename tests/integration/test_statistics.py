@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from api import create_app
-from conversation.adapters.sql_schema import messages as messages_table
-from conversation.adapters.sql_schema import dead_letters, stats_daily
+from conversation.adapters.postgres.schema import messages as messages_table
+from conversation.adapters.postgres.schema import dead_letters, stats_daily
 from conversation.adapters.sql_stats import AGGREGATOR_LOCK
 from conversation.bootstrap import Container
 from conversation.domain.messages import NewMessage, Role

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from api import create_app
 from config.settings import Settings
-from conversation.adapters.sql_schema import conversations, dead_letters, messages
+from conversation.adapters.postgres.schema import conversations, dead_letters, messages
 from conversation.bootstrap import Container
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore
-from conversation.adapters.sql_repository import SqlRepository
+from conversation.adapters.redis import RedisActiveStore
+from conversation.adapters.postgres import SqlRepository
 from conversation.bootstrap import Container
 from tests.integration.conftest import forget_tenant_rows
 from tests.unit.test_services import *  # noqa: F403  (the same tests, other fixtures)

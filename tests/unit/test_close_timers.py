@@ -11,7 +11,7 @@ import pytest
 
 from config.settings import Settings
 from conversation import bootstrap
-from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignSession
 from conversation.domain.refusals import Refusal, RefusalReason
 from conversation.domain.messages import NewMessage, Role

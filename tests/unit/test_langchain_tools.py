@@ -12,7 +12,7 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from config.settings import Settings
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.bootstrap import Container, Overrides
 from conversation.langchain import ConversationChatHistory

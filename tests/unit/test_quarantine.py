@@ -8,7 +8,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import (
     ConversationMigrator,

@@ -9,7 +9,7 @@ from dataclasses import replace
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignConversation, ForeignSession
 from conversation.domain.messages import NewMessage, Role
 from conversation.domain.refusals import Refusal, RefusalReason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.save import MessageSaver

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore, RedisLocks
+from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.adapters.summariser import ChatModelSummariser, ExtractiveSummaryModel
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.domain.messages import NewMessage, Role

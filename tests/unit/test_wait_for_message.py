@@ -6,7 +6,7 @@ import time
 
 import fakeredis
 
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, Message, NewMessage, Role
 from conversation.services.context import ContextBuilder
 from conversation.services.ports import ActiveStoreUnavailable

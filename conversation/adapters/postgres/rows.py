@@ -1,0 +1,153 @@
+"""Rows to and from the domain's values, and the statements built once per process."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, literal_column
+from sqlalchemy.dialects.postgresql import insert
+
+from conversation.adapters.postgres.schema import conversation_stats, conversations, messages
+from conversation.domain.messages import (
+    Conversation,
+    ConversationStatus,
+    Message,
+    Role,
+    parse_timestamp,
+    utc_timestamp,
+)
+from conversation.domain.stats import ConversationStats
+from conversation.services.ports import MessageRecord
+
+TAIL_CHUNK = 64
+
+
+def _ts(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return utc_timestamp(value) if value else None
+
+
+def message_row(conversation_id: str, tenant_id: str, seq: int, message: Message) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "id": message.id,
+        "seq": seq,
+        "tenant_id": tenant_id,
+        "role": str(message.role),
+        "content": message.content,
+        "name": message.name,
+        "tokens": message.tokens,
+        "encoding": message.encoding,
+        "agent_id": message.agent_id,
+        "created_at": parse_timestamp(message.created_at),
+        "metadata": message.metadata or None,
+        "tool_calls": message.tool_calls or None,
+        "tool_call_id": message.tool_call_id,
+    }
+
+
+def _record(row: Any) -> MessageRecord:
+    """A row of _RECORD_COLUMNS as a record."""
+    return MessageRecord(*row[:_RECORD_FIELDS])
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=row.id,
+        role=Role(row.role),
+        content=row.content,
+        created_at=utc_timestamp(row.created_at),
+        tokens=row.tokens,
+        encoding=row.encoding,
+        name=row.name,
+        metadata=row.metadata or {},
+        agent_id=row.agent_id,
+        tool_calls=row.tool_calls or None,
+        tool_call_id=row.tool_call_id,
+    )
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        session_id=row.session_id,
+        agent_id=row.agent_id,
+        created_at=utc_timestamp(row.created_at),
+        status=ConversationStatus(row.status),
+        closed_at=_iso(row.closed_at),
+        summary=row.summary,
+        summary_through=row.summary_through,
+    )
+
+
+def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation.id,
+        "tenant_id": conversation.tenant_id,
+        "agent_id": conversation.agent_id,
+        "message_count": stats.message_count,
+        "user_messages": stats.user_messages,
+        "assistant_messages": stats.assistant_messages,
+        "tokens_in": stats.tokens_in,
+        "tokens_out": stats.tokens_out,
+        "duration": stats.duration_seconds,
+        "first_response_seconds": stats.first_response_seconds,
+        "satisfaction": stats.satisfaction,
+        # A conversation with no message yet still belongs to the day it was made.
+        "started_at": _ts(stats.started_at or conversation.created_at),
+        "ended_at": _ts(stats.ended_at),
+        "closed_at": _ts(conversation.closed_at),
+        "resolution_seconds": stats.resolution_seconds,
+        "model": stats.model,
+    }
+
+
+def _conversation_upsert() -> Any:
+    statement = insert(conversations)
+    keep = ("id", "tenant_id", "session_id", "created_at")
+    return statement.on_conflict_do_update(
+        index_elements=[conversations.c.id],
+        set_={c.name: statement.excluded[c.name] for c in conversations.c if c.name not in keep},
+        # A row of another tenant under the same id is never taken over: the statement skips
+        # it and returns no row for it, and the caller refuses that conversation.
+        where=conversations.c.tenant_id == statement.excluded.tenant_id,
+    ).returning(
+        # xmax = 0 on a returned row: this statement inserted it (it did not exist).
+        conversations.c.id, literal_column("xmax = 0")
+    )
+
+
+def _stats_upsert() -> Any:
+    statement = insert(conversation_stats)
+    return statement.on_conflict_do_update(
+        index_elements=[conversation_stats.c.conversation_id],
+        set_={c.name: statement.excluded[c.name] for c in conversation_stats.c
+              if c.name != "conversation_id"},
+    )
+
+
+CONVERSATION_UPSERT = _conversation_upsert()
+STATS_UPSERT = _stats_upsert()
+
+_ORDER = (messages.c.created_at, messages.c.seq, messages.c.id)
+
+MESSAGE_COLUMNS = (
+    "conversation_id", "id", "seq", "tenant_id", "role", "content", "name", "tokens",
+    "encoding", "agent_id", "created_at", "metadata", "tool_calls", "tool_call_id",
+)
+
+
+# What a context read needs of a message, in MessageRecord's order (metadata and the rest stay
+# in the database), then the keyset columns. PostgreSQL writes the timestamp as utc_timestamp
+# does: formatting it in Python was half of turning rows into records.
+_RECORD_COLUMNS = (
+    messages.c.id, messages.c.role, messages.c.content,
+    func.to_char(func.timezone("UTC", messages.c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    messages.c.tokens, messages.c.encoding, messages.c.name, messages.c.tool_calls,
+    messages.c.tool_call_id, messages.c.created_at, messages.c.seq,
+)
+_RECORD_FIELDS = len(MessageRecord.__struct_fields__) - 1  # all but other_tokens

@@ -1,0 +1,62 @@
+
+-- One session's messages (ARGV[first..last], as (message_id, created_at, message_json)):
+-- resolve the session, then append each, in order.
+-- tenant, session, explicit conversation id or '', candidate id, key prefix,
+-- conversation_json, create ('1': an explicit conversation may be created, or a new
+-- conversation for the session is confirmed), the latest created_at of the messages.
+-- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
+-- session; -5 for every message: the session has no conversation, confirm a new one.
+-- Each message stored is announced on its channel (RedisKeys.arrival).
+local function save_group(k_mapping, k_state, k_active, tenant, session, explicit, candidate,
+                          prefix, conversation_json, create_arg, latest, first, last)
+  if explicit ~= '' then candidate = '' end
+  local resolved = resolve(k_mapping, k_state, tenant, candidate, latest, create_arg)
+  if resolved[1] == -2 then return {-4, ''} end
+  if resolved[1] == -5 then
+    local unconfirmed = {}
+    for i = first, last, 3 do unconfirmed[#unconfirmed + 1] = -5 end
+    unconfirmed[#unconfirmed + 1] = ''
+    return unconfirmed
+  end
+  local id = explicit
+  if id == '' then id = resolved[2] end
+  local given = candidate
+  if explicit ~= '' then given = explicit end
+  if id ~= given then
+    local doc = cjson.decode(conversation_json)
+    doc['id'] = id
+    conversation_json = cjson.encode(doc)
+  end
+  local create = '0'
+  if explicit == '' or create_arg == '1' then create = '1' end
+  local tag = '{' .. id .. '}'
+  local k_messages, k_ids = prefix .. 'messages:' .. tag, prefix .. 'message_ids:' .. tag
+  local k_last, k_owner = prefix .. 'last_at:' .. tag, prefix .. 'owner:' .. tag
+  local k_migrated = prefix .. 'migrated:' .. tag
+  local k_conversation = prefix .. 'conversation:' .. tenant .. ':' .. tag
+  local statuses = {}
+  local stored, saved = false, false
+  for i = first, last, 3 do
+    local status = append(k_messages, k_ids, k_last, k_owner, k_migrated, k_conversation,
+      tenant, ARGV[i], ARGV[i + 1], ARGV[i + 2], conversation_json, create)
+    statuses[#statuses + 1] = status
+    if status >= 0 then stored = true end
+    if status == 1 then
+      saved = true
+      -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
+      redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+    end
+  end
+  if stored then
+    if explicit ~= '' and resolved[2] == '' then
+      resolve(k_mapping, k_state, tenant, explicit, '', '1')
+    end
+    redis.call('SADD', k_active, session)
+    redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
+    if saved then
+      redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+    end
+  end
+  statuses[#statuses + 1] = id
+  return statuses
+end
