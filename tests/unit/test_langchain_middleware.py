@@ -32,7 +32,7 @@ from conversation.langchain_middleware import (
     context_messages,
 )
 from conversation.services.context import ContextBuilder
-from tests.agent_fakes import ToolCallingModel, lookup_order
+from tests.agent_fakes import SameIdModel, ToolCallingModel, lookup_order
 from tests.fakes import FakeRepository
 from tests.openai_rules import assert_tool_messages_answer_calls
 
@@ -435,17 +435,6 @@ def test_remote_never_sends_tool_results_without_the_call_not_yet_stored(
     assert [m.type for m in model.inputs[1]] == ["system", "human", "ai", "tool", "tool"]
     warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
     assert len(warnings) == 1
-
-
-class SameIdModel(ToolCallingModel):
-    """Numbers its calls per response ("call_0", ...), as some providers and local servers."""
-
-    def _generate(self, messages: list[Any], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> Any:
-        result = super()._generate(messages, stop, run_manager, **kwargs)
-        for index, tool_call in enumerate(result.generations[0].message.tool_calls):
-            tool_call["id"] = f"call_{index}"
-        return result
 
 
 def test_call_ids_reused_across_turns_keep_every_turn() -> None:
