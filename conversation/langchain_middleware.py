@@ -361,8 +361,10 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             else:
                 if isinstance(message, ToolMessage) and message.tool_call_id:
                     maker = calls.get(message.tool_call_id)
-                    key = (f"tool/{maker}/{message.tool_call_id}" if maker
-                           else f"tool/{message.tool_call_id}")
+                    # The answer's key as a digest: keys chained through a long tool loop
+                    # stay short.
+                    key = (f"tool/{uuid.uuid5(_NAMESPACE, maker).hex}/{message.tool_call_id}"
+                           if maker else f"tool/{message.tool_call_id}")
                 else:
                     key = f"message/{message.id or uuid.uuid4().hex}"
                 answered, position = key, 0
