@@ -20,6 +20,10 @@ remote, with a `ConversationClient` (or a bare Celery app): `send_task` by name,
 `get_context(wait_for_message_id=...)` so the context holds what was just sent. The remote
 mode needs only `celery` and langchain: nothing of the project is imported for it.
 
+The context is given to the model as the chat APIs accept it (`_tool_rule`: results without
+their call, calls without their result dropped), and it must end with the messages the model
+is about to answer; otherwise the agent goes on with its own messages.
+
 A failure of the service never fails the agent: it goes on with its own messages, and one
 warning is logged for the run (the service is then left alone until the run ends).
 """
