@@ -20,13 +20,19 @@ remote, with a `ConversationClient` (or a bare Celery app): `send_task` by name,
 `get_context(wait_for_message_id=...)` so the context holds what was just sent. The remote
 mode needs only `celery` and langchain: nothing of the project is imported for it.
 
+The context is given to the model as the chat APIs accept it (`_tool_rule`: results without
+their call, calls without their result dropped), and it must end with the messages the model
+is about to answer; otherwise the agent goes on with its own messages.
+
 A failure of the service never fails the agent: it goes on with its own messages, and one
 warning is logged for the run (the service is then left alone until the run ends).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -39,11 +45,14 @@ from langchain_core.messages import (
     AIMessage,
     AnyMessage,
     BaseMessage,
+    HumanMessage,
+    InvalidToolCall,
     SystemMessage,
+    ToolCall,
     ToolMessage,
-    convert_to_messages,
     convert_to_openai_messages,
 )
+from langchain_core.messages.tool import invalid_tool_call, tool_call
 from langgraph.config import get_config
 
 from conversation.client import ConversationClient
@@ -56,6 +65,9 @@ _NAMESPACE = uuid.UUID("6f1d6c8e-3c1b-5d0e-9a57-1f0c2b7e4a19")
 # (a re-send would be harmless: the service stores an id once).
 _REMEMBERED_IDS = 4096
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+# The service's identifier rule (CONTRACT; conversation.domain.messages.IDENTIFIER_PATTERN,
+# not imported: the remote mode imports nothing of the service but its client).
+_IDENTIFIER = re.compile(r"\A[A-Za-z0-9_.\-]{1,128}\Z")
 
 
 class ServiceFailure(Exception):
@@ -202,13 +214,13 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         result = handler(request)
-        self._after_tool(self._session(), result)
+        self._after_tool(self._session(), request, result)
         return result
 
     async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
         session = self._session()
         result = await handler(request)
-        await asyncio.to_thread(self._after_tool, session, result)
+        await asyncio.to_thread(self._after_tool, session, request, result)
         return result
 
     # -- the work -----------------------------------------------------------------------
@@ -219,14 +231,17 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         if session is None or self._is_down(session):
             return request
         try:
+            keys = self._keys(request.messages)
             inputs = _since_last_answer(request.messages)
-            payloads = [self._payload(session, m, self._input_key(m)) for m in inputs]
+            start = len(request.messages) - len(inputs)
+            payloads = [self._payload(session, m, keys[start + i]) for i, m in enumerate(inputs)]
+            wait_for = None
             if self.service.remote:
-                # One task for the lot, and the context waits for its last message: what was
-                # sent as tasks of their own (the model's last answer, the results sent as
-                # their tools returned), which other workers may still be storing, is then
-                # stored too when the context is read.
-                to_send = self._take_unconfirmed(session, payloads)
+                # One task for the lot: what was sent as tasks of their own (the model's last
+                # answer, the results sent as their tools returned), which other workers may
+                # still be storing, is sent again with the new inputs.
+                to_send, sent_alone = self._take_unconfirmed(session, payloads)
+                wait_for = _wait_id(to_send, sent_alone)
             else:
                 to_send = self._unsaved(payloads)
             if to_send:
@@ -234,22 +249,23 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 self._remember(to_send)
             context = self.service.context(
                 tenant_id=self.tenant_id, session_id=session, **self._window(request),
-                wait_for=to_send[-1]["message_id"] if self.service.remote and to_send else None)
+                wait_for=wait_for)
             if context.get("error"):
                 raise ServiceFailure(f"the context failed: {context['error']}")
             if context.get("waited_for") == "missing":
                 raise ServiceFailure("the context came without the message just saved")
+            messages = context_messages(context)
             if payloads:
-                context = _up_to(context, payloads)
+                messages = _up_to(messages, inputs)
         except Exception as exc:  # noqa: BLE001 -- a context failure never fails the caller
             self._failed(session, exc)
             return request
-        return request.override(messages=context_messages(context))
+        return request.override(messages=messages)
 
     def _after_model(self, session: str | None, request: ModelRequest, response: Any) -> None:
         if session is None or self._is_down(session):
             return
-        answered = self._input_key(request.messages[-1]) if request.messages else "start"
+        answered = self._keys(request.messages)[-1] if request.messages else "start"
         model_name = self._model_name(request)
         payloads = []
         try:
@@ -264,12 +280,16 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             return
         self._save(session, payloads)
 
-    def _after_tool(self, session: str | None, result: Any) -> None:
-        # A Command's messages are saved with the next model call's inputs.
+    def _after_tool(self, session: str | None, request: Any, result: Any) -> None:
+        # A Command's messages are saved with the next model call's inputs. An error the
+        # agent's ToolNode turns into a ToolMessage (status "error") is saved like any result.
         if session is None or self._is_down(session) or not isinstance(result, ToolMessage):
             return
         try:
-            payload = self._payload(session, result, self._input_key(result))
+            state = getattr(request, "state", None)
+            history = list(state.get("messages", []) if isinstance(state, dict)
+                           else getattr(state, "messages", None) or [])
+            payload = self._payload(session, result, self._keys([*history, result])[-1])
         except Exception as exc:  # noqa: BLE001 -- a message the service cannot take
             self._failed(session, exc)
             return
@@ -292,15 +312,17 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                     while len(self._unconfirmed) > _REMEMBERED_IDS:
                         self._unconfirmed.popitem(last=False)
 
-    def _take_unconfirmed(self, session: str,
-                          payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The session's unconfirmed payloads, then `payloads` (each id once, in order)."""
+    def _take_unconfirmed(
+        self, session: str, payloads: list[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """The session's unconfirmed payloads, then `payloads` (each id once, in order), and
+        the ids of those already sent as tasks of their own."""
         with self._lock:
             earlier = self._unconfirmed.pop(session, [])
         batch: dict[str, dict[str, Any]] = {}
         for payload in [*earlier, *payloads]:
             batch.setdefault(payload["message_id"], payload)
-        return list(batch.values())
+        return list(batch.values()), {p["message_id"] for p in earlier}
 
     def _payload(self, session: str, message: BaseMessage, key: str) -> dict[str, Any]:
         """save_message's kwargs for a LangChain message, in Chat Completions' shape
@@ -324,12 +346,34 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 payload[field] = entry[field]
         return payload
 
-    def _input_key(self, message: BaseMessage) -> str:
-        """What names a message across a replay: a tool result by the call it answers,
-        anything else by its LangChain id (the agent's state gives every message one)."""
-        if isinstance(message, ToolMessage) and message.tool_call_id:
-            return f"tool/{message.tool_call_id}"
-        return f"message/{message.id or uuid.uuid4().hex}"
+    def _keys(self, messages: Sequence[BaseMessage]) -> list[str]:
+        """What names each message across a replay. A model's answer: the message it answered
+        (`answer/{key}/{i}`, the i-th message of the response), so a retried step gets the same
+        id. A tool result: the answer that made the call, and the call's id (models reuse call
+        ids such as "call_0" from turn to turn). Anything else: its LangChain id (the agent's
+        state gives every message one)."""
+        keys: list[str] = []
+        answered, position = "start", 0
+        calls: dict[str, str] = {}  # call id -> the key of the answer that made it
+        for message in messages:
+            if isinstance(message, AIMessage):
+                key = f"answer/{answered}/{position}"
+                position += 1
+                for call in [*message.tool_calls, *message.invalid_tool_calls]:
+                    if call.get("id"):
+                        calls[str(call["id"])] = key
+            else:
+                if isinstance(message, ToolMessage) and message.tool_call_id:
+                    maker = calls.get(message.tool_call_id)
+                    # The answer's key as a digest: keys chained through a long tool loop
+                    # stay short.
+                    key = (f"tool/{uuid.uuid5(_NAMESPACE, maker).hex}/{message.tool_call_id}"
+                           if maker else f"tool/{message.tool_call_id}")
+                else:
+                    key = f"message/{message.id or uuid.uuid4().hex}"
+                answered, position = key, 0
+            keys.append(key)
+        return keys
 
     def _message_id(self, session: str, key: str) -> str:
         return uuid.uuid5(_NAMESPACE, f"{self.tenant_id}/{session}/{key}").hex
@@ -387,7 +431,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
 
     def _session(self) -> str | None:
         if self.session_id is not None:
-            return self.session_id
+            return _session_id(self.session_id)
         try:
             thread = get_config().get("configurable", {}).get("thread_id")
         except RuntimeError:  # outside a runnable context
@@ -398,7 +442,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 log.warning("ConversationMemory has no session: give it session_id, or run "
                             "the agent with config={'configurable': {'thread_id': ...}}")
             return None
-        return str(thread)
+        return _session_id(str(thread))
 
     def _is_down(self, session: str) -> bool:
         with self._lock:
@@ -419,29 +463,147 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
 
 def context_messages(context: dict[str, Any]) -> list[AnyMessage]:
     """The context object as the model's messages: the summary (if any) as a system message,
-    then the kept messages (calls as `AIMessage.tool_calls`, results as `ToolMessage`s)."""
+    then the kept messages (calls as `AIMessage.tool_calls`, results as `ToolMessage`s),
+    repaired to the tool rule of the chat APIs (`_tool_rule`)."""
     messages: list[AnyMessage] = []
     if context.get("summary"):
         messages.append(SystemMessage(
             f"Summary of the earlier conversation:\n{context['summary']}"))
-    messages += convert_to_messages(context["messages"])  # type: ignore[arg-type]
-    return messages
+    return messages + _tool_rule([_message(entry) for entry in context["messages"]])
+
+
+def _message(entry: dict[str, Any]) -> AnyMessage:
+    """A context entry (Chat Completions' shape) as a LangChain message; calls whose arguments
+    are not a JSON object become `InvalidToolCall`s, as in `conversation.langchain`."""
+    name = entry.get("name") or None
+    role, content = entry["role"], entry.get("content") or ""
+    if role == "user":
+        return HumanMessage(content, name=name)
+    if role == "system":
+        return SystemMessage(content, name=name)
+    if role == "tool":
+        return ToolMessage(content, tool_call_id=entry.get("tool_call_id") or "", name=name)
+    calls, invalid = _tool_calls(entry.get("tool_calls") or [])
+    return AIMessage(content, name=name, tool_calls=calls, invalid_tool_calls=invalid)
+
+
+def _tool_calls(stored: list[dict[str, Any]]) -> tuple[list[ToolCall], list[InvalidToolCall]]:
+    # conversation.langchain._langchain_tool_calls, which the remote mode cannot import.
+    calls: list[ToolCall] = []
+    invalid: list[InvalidToolCall] = []
+    for call in stored:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        try:
+            args = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except (ValueError, RecursionError):  # not JSON, or nested past any sane depth
+            args = None
+        if isinstance(args, dict):
+            calls.append(tool_call(name=function.get("name") or "", args=args, id=call.get("id")))
+        else:
+            invalid.append(invalid_tool_call(name=function.get("name"), id=call.get("id"),
+                                             args=None if arguments is None else str(arguments),
+                                             error=None))
+    return calls, invalid
+
+
+def _tool_rule(messages: list[AnyMessage]) -> list[AnyMessage]:
+    """The messages as OpenAI (and the other chat APIs) accept them: every tool result answers
+    a call of the assistant message before it (only results between them), once; every call
+    is answered before the next other message. The service keeps what it was given (a tool
+    that raised leaves its call unanswered, another producer may store an orphan result), and
+    one such turn would otherwise make every later model call fail. So: a result that answers
+    no pending call is dropped; a call left unanswered is dropped from its assistant message,
+    which keeps its text (what the model said is still part of the conversation), and an
+    assistant message left with neither text nor calls is dropped (an empty message says
+    nothing and some APIs refuse it)."""
+    kept: list[AnyMessage] = []
+    pending: set[str] = set()
+    owner = -1  # index in `kept` of the assistant message whose calls are pending
+    answered: set[str] = set()
+
+    def close() -> None:
+        nonlocal owner
+        if owner >= 0:
+            message = kept[owner]
+            assert isinstance(message, AIMessage)
+            if pending:
+                calls = [c for c in message.tool_calls if c.get("id") in answered]
+                invalid = [c for c in message.invalid_tool_calls if c.get("id") in answered]
+                message = message.model_copy(update={"tool_calls": calls,
+                                                     "invalid_tool_calls": invalid})
+                kept[owner] = message
+                if not (calls or invalid or message.text.strip()):
+                    del kept[owner]
+        owner = -1
+        pending.clear()
+        answered.clear()
+
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            if message.tool_call_id in pending:
+                pending.discard(message.tool_call_id)
+                answered.add(message.tool_call_id)
+                kept.append(message)
+            continue  # an orphan, a second result, or a result after another message
+        close()
+        kept.append(message)
+        if isinstance(message, AIMessage):
+            ids = [c.get("id") for c in [*message.tool_calls, *message.invalid_tool_calls]]
+            if ids:
+                owner = len(kept) - 1
+                pending.update(str(i) for i in ids if i)
+    close()
+    return kept
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _up_to(context: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The context up to the messages this call answers: a retried step finds the answer of
-    the attempt that failed already stored after them, and must not be shown it."""
-    wanted = {(p["role"], p["content"], p.get("tool_call_id")) for p in inputs}
-    entries = context["messages"]
-    for index in range(len(entries) - 1, -1, -1):
-        entry = entries[index]
-        if (entry["role"], entry["content"], entry.get("tool_call_id")) in wanted:
-            return {**context, "messages": entries[: index + 1]}
-    # Without what the model is to answer, the context is no use to it.
+def _session_id(thread: str) -> str:
+    """A thread id the service takes as a session id as it is; any other (an e-mail address,
+    a path) mapped to the same valid id every time (uuid5, as hex)."""
+    if _IDENTIFIER.match(thread):
+        return thread
+    return uuid.uuid5(_NAMESPACE, f"thread/{thread}").hex
+
+
+def _wait_id(to_send: list[dict[str, Any]], sent_alone: set[str]) -> str | None:
+    """The id a remote context read waits for: the batch's last message not already sent as a
+    task of its own (the batch is stored in one transaction, so its last message found means
+    all found); if every one was sent alone, the first (the oldest, which the others follow).
+    Either way the context is checked afterwards (`_up_to`, `_tool_rule`)."""
+    fresh = [p["message_id"] for p in to_send if p["message_id"] not in sent_alone]
+    if fresh:
+        return fresh[-1]
+    return to_send[0]["message_id"] if to_send else None
+
+
+def _same(kept: BaseMessage, given: BaseMessage) -> bool:
+    return (kept.type == given.type and kept.text == given.text
+            and getattr(kept, "tool_call_id", None) == getattr(given, "tool_call_id", None))
+
+
+def _has_blocks(message: BaseMessage) -> bool:
+    """Whether the message holds more than text (LangChain's content blocks)."""
+    return isinstance(message.content, list) and any(
+        not isinstance(block, str) and block.get("type") != "text" for block in message.content)
+
+
+def _up_to(messages: list[AnyMessage], inputs: list[BaseMessage]) -> list[AnyMessage]:
+    """The context up to the messages this call answers, which must all be in it, last: a
+    retried step finds the answer of the attempt that failed already stored after them, and
+    must not be shown it; a context without one of them (not yet stored, or dropped by
+    `_tool_rule` because what it answers is not stored) is no use to the model. The agent's
+    own message object is given for an input with blocks beyond text (an image, a file): the
+    service stores its text, and the model must see it whole."""
+    for end in range(len(messages), len(inputs) - 1, -1):
+        tail = messages[end - len(inputs): end]
+        if all(_same(kept, given) for kept, given in zip(tail, inputs, strict=True)):
+            return [*messages[: end - len(inputs)],
+                    *(given if _has_blocks(given) else kept  # type: ignore[misc,list-item]
+                      for kept, given in zip(tail, inputs, strict=True))]
     raise ServiceFailure("the context lacks the messages just saved (larger than the window?)")
 
 

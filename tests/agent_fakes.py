@@ -55,3 +55,18 @@ class ToolCallingModel(BaseChatModel):
             reply = AIMessage("How can I help?")
         reply.response_metadata["model_name"] = self.model_name
         return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+class SameIdModel(ToolCallingModel):
+    """Numbers its calls per response ("call_0", "call_1", ...), as some providers and local
+    servers do: the same ids come back turn after turn."""
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        result = super()._generate(messages, stop, run_manager, **kwargs)
+        message = result.generations[0].message
+        assert isinstance(message, AIMessage)
+        for index, call in enumerate(message.tool_calls):
+            call["id"] = f"call_{index}"
+        return result

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import fakeredis
@@ -14,7 +15,8 @@ import pytest
 from celery import Celery
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRetryMiddleware
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import HumanMessage, SystemMessage, convert_to_openai_messages
+from langchain_core.tools import ToolException, tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from config.settings import PROJECT_ROOT, Settings
@@ -23,10 +25,16 @@ from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.bootstrap import Container, Overrides
 from conversation.client import ConversationClient
 from conversation.domain.messages import NewMessage, Role, chat_message
-from conversation.langchain_middleware import ConversationMemory, _InProcess, context_messages
+from conversation.langchain_middleware import (
+    _NAMESPACE,
+    ConversationMemory,
+    _InProcess,
+    context_messages,
+)
 from conversation.services.context import ContextBuilder
-from tests.agent_fakes import ToolCallingModel, lookup_order
+from tests.agent_fakes import SameIdModel, ToolCallingModel, lookup_order
 from tests.fakes import FakeRepository
+from tests.openai_rules import assert_tool_messages_answer_calls
 
 SYSTEM = "You are the support agent of ACME."
 CONFIG = {"configurable": {"thread_id": "s1"}}
@@ -297,7 +305,8 @@ class RecordingClient(ConversationClient):
 def test_remote_each_context_read_waits_for_everything_sent_since_the_last() -> None:
     """Tasks sent on their own (an answer, each tool's result) may be stored by other workers
     after a later one: the batch sent before each read holds them again, and the read waits
-    for its last message, so the context never lacks one."""
+    for its last message not already sent alone (or, all sent alone, its first), so the
+    context never lacks one."""
     services = container()
     client = RecordingClient(services)
     bot = agent(client, ToolCallingModel(inputs=[]))
@@ -311,7 +320,8 @@ def test_remote_each_context_read_waits_for_everything_sent_since_the_last() -> 
         if kind == "context":
             batch = client.sent[index - 1][1]
             assert set(sent_alone) <= set(batch)
-            assert what == batch[-1]
+            fresh = [i for i in batch if i not in sent_alone]
+            assert what == (fresh[-1] if fresh else batch[0])
             sent_alone, reads = [], reads + 1
         elif index + 1 < len(client.sent) and client.sent[index + 1][0] != "context":
             sent_alone += what
@@ -355,3 +365,179 @@ def test_the_remote_mode_imports_nothing_of_the_service_but_its_client() -> None
     loaded = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True,
                             capture_output=True, text=True, timeout=60).stdout.strip()
     assert loaded == "['conversation', 'conversation.client', 'conversation.langchain_middleware']"
+
+
+# -- the review's findings (the middleware's context is always one the chat APIs accept) ------
+
+def plant(services: Container, *entries: dict[str, Any], session: str = "s1") -> None:
+    """Messages another producer stored before the agent's run, through the save path."""
+    base = {"tenant_id": "acme", "session_id": session, "agent_id": "other"}
+    _InProcess(services).save([{**base, "message_id": f"planted-{i}", **entry}
+                               for i, entry in enumerate(entries)])
+
+
+def call(call_id: str, arguments: str = '{"order": "1"}') -> dict[str, Any]:
+    return {"id": call_id, "type": "function",
+            "function": {"name": "lookup_order", "arguments": arguments}}
+
+
+@pytest.mark.parametrize("arguments", ["not json", "[1]"])
+def test_stored_calls_whose_arguments_are_no_json_object_do_not_fail_the_agent(
+        arguments: str) -> None:
+    services = container()
+    plant(services, {"role": "user", "content": "earlier"},
+          {"role": "assistant", "content": "", "tool_calls": [call("c1", arguments)]},
+          {"role": "tool", "content": "result", "tool_call_id": "c1"},
+          {"role": "assistant", "content": "earlier answer"})
+    model = ToolCallingModel(inputs=[])
+    result = agent(services, model).invoke({"messages": [HumanMessage("hello")]}, CONFIG)
+    assert result["messages"][-1].content == "You said: hello"
+    given = model.inputs[0]
+    assert [m.type for m in given] == ["system", "human", "ai", "tool", "ai", "human"]
+    # As conversation.langchain reads it: an InvalidToolCall, its text kept (a provider's
+    # integration, e.g. langchain-openai, sends it as the call it was).
+    assert [(c["id"], c["args"]) for c in given[2].invalid_tool_calls] == [("c1", arguments)]
+    assert given[3].tool_call_id == "c1"
+
+
+class LaggingClient(RecordingClient):
+    """Remote, the answer with calls still being retried by its worker and the batch queued
+    behind it: only the tool results' own tasks are stored."""
+
+    def __init__(self, services: Container) -> None:
+        super().__init__(services)
+        self.held: list[list[str]] = []
+
+    def save_message(self, **kwargs: Any) -> str:
+        if kwargs.get("tool_calls"):
+            self.held.append([kwargs["message_id"]])
+            return str(kwargs["message_id"])
+        return super().save_message(**kwargs)
+
+    def save_messages(self, messages: list[dict[str, Any]]) -> None:
+        if any(m.get("role") == "tool" for m in messages):
+            self.held.append([m["message_id"] for m in messages])
+            return
+        super().save_messages(messages)
+
+
+def test_remote_never_sends_tool_results_without_the_call_not_yet_stored(
+        caplog: pytest.LogCaptureFixture) -> None:
+    services = container()
+    model = ToolCallingModel(inputs=[])
+    with caplog.at_level(logging.WARNING, logger="conversation.langchain_middleware"):
+        result = agent(LaggingClient(services), model).invoke(
+            {"messages": [HumanMessage("Where are 4521 and 4522?")]}, CONFIG)
+    assert result["messages"][-1].content == "Order 4521 is shipped. Order 4522 is in the warehouse."
+    for given in model.inputs:
+        assert_tool_messages_answer_calls(convert_to_openai_messages(given))
+    # The second call fell back to the agent's own messages, which hold the call.
+    assert [m.type for m in model.inputs[1]] == ["system", "human", "ai", "tool", "tool"]
+    warnings = [r for r in caplog.records if r.name == "conversation.langchain_middleware"]
+    assert len(warnings) == 1
+
+
+def test_call_ids_reused_across_turns_keep_every_turn() -> None:
+    services = container()
+    bot = agent(services, SameIdModel(inputs=[]))
+    bot.invoke({"messages": [HumanMessage("Where is 4521?")]}, CONFIG)
+    bot.invoke({"messages": [HumanMessage("And 4522?")]}, CONFIG)
+    assert [(m.role, m.content) for m in stored(services)] == [
+        (Role.USER, "Where is 4521?"), (Role.ASSISTANT, ""),
+        (Role.TOOL, "Order 4521 is shipped."), (Role.ASSISTANT, "Order 4521 is shipped."),
+        (Role.USER, "And 4522?"), (Role.ASSISTANT, ""),
+        (Role.TOOL, "Order 4522 is in the warehouse."),
+        (Role.ASSISTANT, "Order 4521 is shipped. Order 4522 is in the warehouse."),
+    ]
+
+
+def test_histories_the_service_accepts_reach_the_model_as_the_apis_accept_them() -> None:
+    """An unanswered call (a tool that raised), an orphan result, a user message between a
+    call and its result, two results for one call: the model gets a valid context, unanswered
+    calls dropped from their message (its text kept, or the message dropped if it has none)."""
+    services = container()
+    plant(services,
+          {"role": "user", "content": "q1"},
+          {"role": "assistant", "content": "", "tool_calls": [call("lost")]},  # never answered
+          {"role": "user", "content": "q2"},
+          {"role": "tool", "content": "orphan", "tool_call_id": "nobody"},
+          {"role": "assistant", "content": "Let me look.", "tool_calls": [call("a"), call("b")]},
+          {"role": "tool", "content": "ra", "tool_call_id": "a"},
+          {"role": "tool", "content": "ra again", "tool_call_id": "a"},
+          {"role": "assistant", "content": "", "tool_calls": [call("late")]},
+          {"role": "user", "content": "q3"},
+          {"role": "tool", "content": "too late", "tool_call_id": "late"},
+          {"role": "assistant", "content": "done"})
+    model = ToolCallingModel(inputs=[])
+    agent(services, model).invoke({"messages": [HumanMessage("hello")]}, CONFIG)
+    sent = convert_to_openai_messages(model.inputs[0])
+    assert_tool_messages_answer_calls(sent)
+    assert [(m["role"], m["content"], [c["id"] for c in m.get("tool_calls", [])])
+            for m in sent[1:]] == [
+        ("user", "q1", []), ("user", "q2", []), ("assistant", "Let me look.", ["a"]),
+        ("tool", "ra", []), ("user", "q3", []), ("assistant", "done", []), ("user", "hello", []),
+    ]
+
+
+def test_a_tool_that_raised_does_not_spoil_the_next_runs() -> None:
+    services = container()
+    failures = iter([TimeoutError("order backend timed out")])
+
+    @tool("lookup_order")
+    def flaky_order(order: str) -> str:
+        """The status of an order, by its number."""
+        for failure in failures:
+            raise failure
+        return "shipped"
+
+    model = ToolCallingModel(inputs=[])
+    memory = ConversationMemory(services, tenant_id="acme", agent_id="bot", window="8k")
+    bot = create_agent(model, tools=[flaky_order], system_prompt=SYSTEM, middleware=[memory])
+    with pytest.raises(TimeoutError):
+        bot.invoke({"messages": [HumanMessage("Where is 4521?")]}, CONFIG)
+    bot.invoke({"messages": [HumanMessage("hello?")]}, CONFIG)
+    sent = convert_to_openai_messages(model.inputs[-1])
+    assert_tool_messages_answer_calls(sent)
+    assert [m["role"] for m in sent] == ["system", "user", "user"]
+
+
+def test_an_error_the_tool_node_returns_is_stored_as_the_result() -> None:
+    services = container()
+
+    @tool("lookup_order")
+    def broken_order(order: str) -> str:
+        """The status of an order, by its number."""
+        raise ToolException("order backend down")
+
+    broken_order.handle_tool_error = True
+    memory = ConversationMemory(services, tenant_id="acme", agent_id="bot", window="8k")
+    create_agent(ToolCallingModel(inputs=[]), tools=[broken_order], system_prompt=SYSTEM,
+                 middleware=[memory]).invoke({"messages": [HumanMessage("Where is 4521?")]},
+                                             CONFIG)
+    history = stored(services)
+    assert [m.role for m in history] == [Role.USER, Role.ASSISTANT, Role.TOOL, Role.ASSISTANT]
+    assert history[2].content == "order backend down"
+
+
+def test_images_reach_the_model_and_their_text_is_stored() -> None:
+    services = container()
+    model = ToolCallingModel(inputs=[])
+    question = HumanMessage(content=[
+        {"type": "text", "text": "What does this label say?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}])
+    agent(services, model).invoke({"messages": [question]}, CONFIG)
+    assert model.inputs[0][-1].content == question.content
+    assert [m.content for m in stored(services)][0] == "What does this label say?"
+
+
+def test_a_thread_id_outside_the_identifier_rule_still_has_its_memory() -> None:
+    services = container()
+    model = ToolCallingModel(inputs=[])
+    bot = agent(services, model)
+    config = {"configurable": {"thread_id": "ann@example.com"}}
+    bot.invoke({"messages": [HumanMessage("My name is Ann.")]}, config)
+    bot.invoke({"messages": [HumanMessage("What is my name?")]}, config)
+    assert [m.content for m in model.inputs[-1][1:]] == [
+        "My name is Ann.", "You said: My name is Ann.", "What is my name?"]
+    mapped = uuid.uuid5(_NAMESPACE, "thread/ann@example.com").hex
+    assert len(stored(services, mapped)) == 4
