@@ -80,7 +80,8 @@ def _langchain_tool_calls(
         function = call["function"]
         try:
             args = json.loads(function["arguments"])
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: nesting too deep to parse, saved before the schema capped it.
             args = None
         if isinstance(args, dict):
             calls.append(tool_call(name=function["name"], args=args, id=call["id"]))

@@ -142,7 +142,8 @@ def _call_arguments(arguments: str) -> str:
     """`order=4521, city=Zürich` for a JSON object of plain values; compact otherwise."""
     try:
         parsed = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting too deep to parse, saved before the schema capped it.
         return _short(arguments)
     if not isinstance(parsed, dict):
         return _short(json.dumps(parsed, ensure_ascii=False))

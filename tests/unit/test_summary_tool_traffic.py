@@ -74,3 +74,12 @@ def test_a_result_before_any_call_with_its_id_stays_its_own_line() -> None:
     text = transcript([message(1, Role.TOOL, "early", tool_call_id="a"),
                        message(2, Role.ASSISTANT, "", tool_calls=calls)])
     assert text.splitlines() == ["tool: early", "assistant called f()"]
+
+
+def test_arguments_nested_too_deep_to_parse_are_shown_as_text() -> None:
+    """Stored before the save schema capped the nesting: json.loads raises RecursionError on
+    them, and the summarise task must still read the history."""
+    deep = "[" * 3000 + "]" * 3000
+    calls = [{"id": "a", "type": "function", "function": {"name": "f", "arguments": deep}}]
+    text = transcript([message(1, Role.ASSISTANT, "", tool_calls=calls)])
+    assert text.startswith("assistant called f([[[[") and text.endswith("…)")
