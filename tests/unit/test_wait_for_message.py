@@ -160,3 +160,46 @@ def test_another_tenants_message_is_never_found() -> None:
     context = builder.get_context(tenant_id="intruder", conversation_id=theirs, window="8k",
                                   wait_for_message_id="m-1")
     assert context["waited_for"] == "missing" and context["messages"] == []
+
+
+def test_a_message_saved_in_another_conversation_of_the_session_is_missing() -> None:
+    """Woken by the announcement, the read checks the message is in the conversation it
+    reads: saved in another conversation of the same session, it is not in this context."""
+    saver, builder = services()
+    first = saver.save(message("m-1", "in the session's conversation")).conversation_id
+    elsewhere = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                           content="elsewhere", message_id="m-2", conversation_id="other-conv")
+    outcomes = []
+    later = threading.Timer(0.3, lambda: outcomes.append(saver.save(elsewhere)))
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-2")
+    finally:
+        later.join(5)
+    assert [o.conversation_id for o in outcomes] == ["other-conv"]
+    assert context["conversation_id"] == first
+    assert [m["content"] for m in context["messages"]] == ["in the session's conversation"]
+    assert context["waited_for"] == "missing"
+
+
+def test_an_announced_message_placed_back_in_time_is_found_by_one_more_look() -> None:
+    """A late arrival (an old created_at) is placed where its time puts it, beyond the newest
+    messages the read fetched first: one look at the conversation confirms it is there."""
+    saver, builder = services()
+    # 300 messages of 50 words: the budget (6,000) runs out in the first 250 read.
+    for i in range(1, 300):
+        saver.save(NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot",
+                              role=Role.USER, content="word " * 50, message_id=f"m-{i}",
+                              created_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000000Z"))
+    old = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                     content="late", message_id="late",
+                     created_at="2025-12-31T00:00:00.000000Z")
+    later = threading.Timer(0.3, saver.save, [old])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="late")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
