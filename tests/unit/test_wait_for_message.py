@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import fakeredis
+import pytest
 
 from conversation.adapters.redis_store import RedisActiveStore
 from conversation.domain.messages import Conversation, Message, NewMessage, Role
@@ -152,7 +154,7 @@ def test_every_save_path_announces_what_it_stored() -> None:
         listener.close()
 
 
-def test_another_tenants_message_is_never_found() -> None:
+def test_another_tenants_conversation_answers_nothing() -> None:
     """Waiting on another tenant's conversation answers nothing of it: not its messages, not
     whether a message id is there."""
     saver, builder = services(wait_seconds=0.2)
@@ -160,6 +162,52 @@ def test_another_tenants_message_is_never_found() -> None:
     context = builder.get_context(tenant_id="intruder", conversation_id=theirs, window="8k",
                                   wait_for_message_id="m-1")
     assert context["waited_for"] == "missing" and context["messages"] == []
+
+
+def recorded_wakes(active: RedisActiveStore) -> list[bool]:
+    """What each of the reads' waits on an announcement returned (True: announced)."""
+    wakes: list[bool] = []
+    listen_for = active.listen_for
+
+    def listening(tenant_id: str, message_id: str) -> Any:
+        listener = listen_for(tenant_id, message_id)
+        wait = listener.wait
+
+        def recording(seconds: float) -> bool:
+            wakes.append(wait(seconds))
+            return wakes[-1]
+
+        listener.wait = recording  # type: ignore[method-assign]
+        return listener
+
+    active.listen_for = listening  # type: ignore[method-assign]
+    return wakes
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-script save", "two-step save"])
+def test_another_tenants_message_with_the_same_id_never_wakes_the_wait(cluster: bool) -> None:
+    """Announcements are per tenant: another tenant saving a message with the id waited for,
+    while the read waits, neither wakes it nor makes it "found"."""
+    saver, builder = services(wait_seconds=0.6)
+    active = builder.active
+    assert isinstance(active, RedisActiveStore)
+    active.cluster = cluster
+    saver.save(message("m-0", "ours"))
+    wakes = recorded_wakes(active)
+    theirs = NewMessage(tenant_id="intruder", session_id="s-9", agent_id="bot", role=Role.USER,
+                        content="theirs", message_id="m-1")
+    outcomes = []
+    later = threading.Timer(0.1, lambda: outcomes.append(saver.save(theirs)))
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-1")
+    finally:
+        later.join(5)
+    assert [o.stored for o in outcomes] == [True]  # saved (and announced) meanwhile
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["ours"]
+    assert wakes and True not in wakes, wakes
 
 
 def test_a_message_saved_in_another_conversation_of_the_session_is_missing() -> None:
