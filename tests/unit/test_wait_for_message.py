@@ -251,3 +251,38 @@ def test_an_announced_message_placed_back_in_time_is_found_by_one_more_look() ->
     finally:
         later.join(5)
     assert context["waited_for"] == "found"
+
+
+def test_the_wait_for_a_message_never_sent_ends_at_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound, on a simulated clock (no timing assert): the read's waits on the
+    announcement add up to `wait_seconds`, in a few growing steps, then 'missing'."""
+    import conversation.services.context as context_module
+
+    now = [1000.0]
+    waits: list[float] = []
+
+    class Listener:
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            now[0] += seconds
+            return False
+
+        def close(self) -> None:
+            pass
+
+    class Clock:  # the context module's clock only
+        @staticmethod
+        def monotonic() -> float:
+            return now[0]
+
+    monkeypatch.setattr(context_module, "time", Clock)
+    saver, builder = services(wait_seconds=2.0)
+    saver.save(message("m-1", "hello"))
+    builder.active.listen_for = lambda tenant_id, message_id: Listener()  # type: ignore[method-assign]
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="never")
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+    assert sum(waits) == pytest.approx(2.0) and 3 <= len(waits) <= 12, waits
