@@ -55,8 +55,13 @@ def to_langchain(message: Message) -> BaseMessage:
         return HumanMessage(message.content, name=message.name, id=message.id)
     if message.role is Role.ASSISTANT:
         calls, invalid = _langchain_tool_calls(message.tool_calls or [])
+        # The calls as stored too, arguments as the model wrote them (LangChain's OpenAI
+        # integration keeps them there the same way): what the contract counts, since `args`
+        # written back by json.dumps may differ from the text ('{"a":1}' vs '{"a": 1}').
+        raw = {"tool_calls": [{**call, "function": dict(call["function"])}
+                              for call in message.tool_calls]} if message.tool_calls else {}
         return AIMessage(message.content, name=message.name, id=message.id,
-                         tool_calls=calls, invalid_tool_calls=invalid)
+                         tool_calls=calls, invalid_tool_calls=invalid, additional_kwargs=raw)
     if message.role is Role.SYSTEM:
         return SystemMessage(message.content, name=message.name, id=message.id)
     return ToolMessage(
@@ -80,7 +85,8 @@ def _langchain_tool_calls(
         function = call["function"]
         try:
             args = json.loads(function["arguments"])
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: nesting too deep to parse, saved before the schema capped it.
             args = None
         if isinstance(args, dict):
             calls.append(tool_call(name=function["name"], args=args, id=call["id"]))

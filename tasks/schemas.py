@@ -5,6 +5,8 @@ with these messages, never retried.
 """
 from __future__ import annotations
 
+import re
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -40,6 +42,12 @@ MAX_BATCH = 1000
 # and still small. Their arguments are JSON text: together at most 256 KB, as orjson writes them.
 MAX_TOOL_CALLS = 128
 MAX_TOOL_CALLS_BYTES = 256 * 1024
+# Arguments are parsed by every reader (json.loads: LangChain's history, the summary), which
+# recurses: a few KB of "[[[[..." raised RecursionError there. No tool's arguments nest this deep.
+MAX_ARGUMENTS_DEPTH = 64
+# A JSON string (escapes included; an unterminated one runs to the end) and what is not a bracket.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 class Identifier(fields.String):
@@ -86,6 +94,14 @@ class PayloadSchema(Schema):
         return data
 
 
+def arguments_depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest, outside its strings: a scan by two regular
+    expressions, not a parse (a parse is what recursion would break), on text that need not be
+    JSON (such arguments are stored as they are)."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
 class ToolFunctionSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -93,6 +109,11 @@ class ToolFunctionSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     # JSON text, as Chat Completions sends it: a string (a dict is refused, not re-encoded).
     arguments = fields.String(required=True)
+
+    @validates("arguments")
+    def _arguments(self, value: str, **_: Any) -> None:
+        if arguments_depth(value) > MAX_ARGUMENTS_DEPTH:
+            raise ValidationError(f"is nested deeper than {MAX_ARGUMENTS_DEPTH} levels")
 
 
 class ToolCallSchema(Schema):

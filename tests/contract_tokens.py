@@ -20,10 +20,12 @@ ROLE_OF = {HumanMessage: "user", AIMessage: "assistant", SystemMessage: "system"
 
 
 def lc_cost(message: BaseMessage) -> int:
-    """The contract's count, read off the LangChain message itself: a call's arguments are
-    its `args` written back as JSON text (as LangChain's convert_to_openai_messages does)."""
+    """The contract's count, read off the LangChain message itself: tokens(function.arguments)
+    of the arguments as stored, the raw calls the history keeps in
+    `additional_kwargs["tool_calls"]` (as LangChain's OpenAI integration does). Only without
+    them are `args` written back as JSON text (as convert_to_openai_messages does)."""
     role = ROLE_OF[type(message)]
-    calls = [
+    calls = message.additional_kwargs.get("tool_calls") or [
         {"id": c["id"], "type": "function",
          "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)}}
         for c in getattr(message, "tool_calls", None) or []

@@ -118,23 +118,23 @@ def load_chat_model(spec: str, language: str = "english") -> BaseChatModel:
 def transcript(messages: Sequence[Message]) -> str:
     """One line per sentence-bearing message, the speaker first. Tool traffic is folded: a
     call and the result answering it make one line ("assistant called lookup_order(order=4521)
-    → shipped"), never a JSON dump."""
-    results = {m.tool_call_id: m.content for m in messages
-               if m.role.value == "tool" and m.tool_call_id is not None}
-    folded: set[str] = set()
+    → shipped"), never a JSON dump. A result answers the latest unanswered call with its id
+    before it: some models reuse ids across turns ("0", "1", ...), and a result paired with
+    another turn's call would put a false fact in the summary."""
     lines: list[str] = []
+    open_calls: dict[str, int] = {}  # call id -> index in `lines` of its unanswered call
     for m in messages:
-        if m.role.value == "tool" and m.tool_call_id in folded:
+        if m.role.value == "tool" and m.tool_call_id in open_calls:
+            lines[open_calls.pop(m.tool_call_id)] += f" → {_short(m.content)}"
             continue
         if m.content.strip():
             lines.append(f"{m.role}: {m.content.strip()}")
         for call in m.tool_calls or ():
             function = call["function"]
-            line = f"{m.role} called {function['name']}({_call_arguments(function['arguments'])})"
-            if call["id"] in results:
-                folded.add(call["id"])
-                line += f" → {_short(results[call['id']])}"
-            lines.append(line)
+            open_calls[call["id"]] = len(lines)
+            lines.append(
+                f"{m.role} called {function['name']}({_call_arguments(function['arguments'])})"
+            )
     return "\n".join(lines)
 
 
@@ -142,7 +142,8 @@ def _call_arguments(arguments: str) -> str:
     """`order=4521, city=Zürich` for a JSON object of plain values; compact otherwise."""
     try:
         parsed = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting too deep to parse, saved before the schema capped it.
         return _short(arguments)
     if not isinstance(parsed, dict):
         return _short(json.dumps(parsed, ensure_ascii=False))

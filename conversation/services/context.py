@@ -81,14 +81,24 @@ class ContextBuilder:
         """
         waited_for = None
         try:
+            look_for = None
             if wait_for_message_id is not None:
                 found = self._wait_for(tenant_id, conversation_id, session_id,
                                        wait_for_message_id)
                 waited_for = "missing" if found is None else "found"
                 # The conversation it was found in is the one to read (no second lookup).
                 conversation_id = conversation_id or found or None
-            context = self._build(tenant_id, conversation_id, session_id, model, window,
-                                  max_tokens)
+                if found == "":
+                    # Announced, not looked up: stored, but maybe in another conversation of
+                    # the session than the one read. Until the read shows it, not found.
+                    look_for, waited_for = wait_for_message_id, "missing"
+            context, read = self._build(tenant_id, conversation_id, session_id, model, window,
+                                        max_tokens, look_for)
+            if look_for is not None and (read or self.tiers.has_message(
+                    tenant_id, context["conversation_id"], look_for)):
+                # Among the messages read (the common case, no round trip), or further back
+                # in the conversation (a late arrival placed by its time): one look.
+                waited_for = "found"
         except Exception as exc:  # a context failure never fails the caller (contract)
             log.warning(
                 "context failed, answering an empty context: %s: %s",
@@ -155,7 +165,9 @@ class ContextBuilder:
         model: str | None,
         window: str | None,
         max_tokens: int | None,
-    ) -> dict[str, Any]:
+        look_for: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The context, and whether the message `look_for` was among the messages read."""
         plan = plan_context(
             model=model,
             window=window,
@@ -169,7 +181,8 @@ class ContextBuilder:
         # Read the newest messages a typical budget holds in the first round trip.
         located = self._history(tenant_id, conversation_id, plan.budget // TYPICAL_MESSAGE_TOKENS)
         encoding = self.tokenizer.encoding_for(model)
-        return self._select(conversation_id, plan, located.stored, located.history, encoding)
+        return self._select(conversation_id, plan, located.stored, located.history, encoding,
+                            look_for)
 
     def _session_conversation(self, tenant_id: str, session_id: str | None) -> str:
         if session_id is None:
@@ -206,7 +219,8 @@ class ContextBuilder:
         stored: StoredConversation,
         history: History,
         encoding: str,
-    ) -> dict[str, Any]:
+        look_for: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         counted: dict[str, int] = {}
         total = history.count()
         first = history.first(encoding)
@@ -258,6 +272,10 @@ class ContextBuilder:
         kept = list(reversed(seen[: selection.kept]))
         if leading_system is not None:
             kept.insert(0, leading_system)
+        read = look_for is not None and (
+            (leading_system is not None and leading_system.id == look_for)
+            or any(record.id == look_for for record in seen)
+        )
         return {
             "conversation_id": conversation_id,
             "model": plan.model,
@@ -277,7 +295,7 @@ class ContextBuilder:
                 else chat_message(r.role, r.content, r.name, r.tool_calls, r.tool_call_id)
                 for r in kept
             ],
-        }
+        }, read
 
     @staticmethod
     def _store_counts(

@@ -5,7 +5,6 @@ And read-your-writes: save-then-context pairs with wait_for_message_id."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -199,13 +198,13 @@ def test_save_then_context_pairs_read_their_own_writes(service: tuple[Container,
         assert got["messages"][-1]["content"] == f"message {i}"
         assert got["total_messages"] == i + 1
 
-    began = time.monotonic()
+    # Answered without it (the bound of the wait, 2 s, is the service's own deadline, checked
+    # on a simulated clock in tests/unit/test_wait_for_message.py: no timing through a broker).
     got = context(app, tenant_id=tenant, session_id=session, window="8k",
                   wait_for_message_id="never-sent")
-    elapsed = time.monotonic() - began
     assert got["waited_for"] == "missing"
     assert got["messages"][-1]["content"] == "message 19"
-    assert elapsed <= 2.5, f"answered after {elapsed:.2f} s"
+    assert got["total_messages"] == 20
 
 
 def test_the_readme_tool_turn_with_the_client(service: tuple[Container, Any]) -> None:

@@ -36,12 +36,19 @@ names = st.one_of(st.none(), st.just("bob"))
 plain_message = st.tuples(st.sampled_from(list(Role)), texts, names)
 # An assistant's turn of tool calls (one to three, content often empty), then their results,
 # in any order (parallel calls answer in the order they finish).
+# Arguments as models write them: OpenAI's compact JSON ('{"order":4521}'), json.dumps' spaced
+# form (LangChain's), ASCII escapes. The service counts the stored text, so must the reference.
+ARGUMENT_WRITERS = {
+    "compact": lambda args: json.dumps(args, ensure_ascii=False, separators=(",", ":")),
+    "spaced": lambda args: json.dumps(args, ensure_ascii=False),
+    "ascii": lambda args: json.dumps(args),
+}
 tool_turn = st.tuples(
     st.one_of(st.just(""), texts),
     st.lists(st.tuples(st.sampled_from(["lookup_order", "search", "weather_in"]),
-                       st.dictionaries(st.sampled_from(["order", "q", "city"]), texts,
-                                       max_size=2),
-                       texts),
+                       st.dictionaries(st.sampled_from(["order", "q", "city"]),
+                                       st.one_of(texts, st.integers()), max_size=2),
+                       texts, st.sampled_from(sorted(ARGUMENT_WRITERS))),
              min_size=1, max_size=3),
     st.randoms(use_true_random=False),
 )
@@ -60,11 +67,11 @@ def expand(raw: list) -> list[Message]:
         turn = len(history)
         tool_calls = [
             {"id": f"call_{turn}_{k}", "type": "function",
-             "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
-            for k, (name, args, _) in enumerate(calls)
+             "function": {"name": name, "arguments": ARGUMENT_WRITERS[writer](args)}}
+            for k, (name, args, _, writer) in enumerate(calls)
         ]
         history.append(stored_message(turn, Role.ASSISTANT, content, None, tool_calls))
-        results = [(f"call_{turn}_{k}", result) for k, (_, _, result) in enumerate(calls)]
+        results = [(f"call_{turn}_{k}", result) for k, (_, _, result, _) in enumerate(calls)]
         rng.shuffle(results)
         for call_id, result in results:
             history.append(stored_message(len(history), Role.TOOL, result, None, None, call_id))
@@ -192,3 +199,21 @@ def test_the_walk_keeps_the_same_whatever_the_chunks(costs, humans, cuts, budget
                   default=0)
     assert whole.kept == max((k for k in range(1, fitting + 1) if humans[k - 1]), default=0)
     assert whole.exhausted == (fitting == len(costs))
+
+
+def test_the_reference_counts_the_arguments_as_stored() -> None:
+    """OpenAI writes compact arguments ('{"order":"4521"}'); the service counts that text
+    (tokens(function.arguments)), and so must the counter given to trim_messages: re-encoding
+    the parsed args with json.dumps' spaces counted 27 tokens where the contract says 24."""
+    from tests.contract_tokens import lc_cost
+
+    for arguments in ('{"order":"4521","city":"Zürich"}', '{"order": 4521}',
+                      '{"q":"caf\\u00e9"}', "not json"):
+        call = {"id": "call_abc", "type": "function",
+                "function": {"name": "lookup_order", "arguments": arguments}}
+        stored = stored_message(1, Role.ASSISTANT, "", None, [call])
+        by_hand = (3 + COUNTER.count("assistant", ENCODING) + 3
+                   + COUNTER.count("call_abc", ENCODING) + COUNTER.count("lookup_order", ENCODING)
+                   + COUNTER.count(arguments, ENCODING))
+        assert stored.tokens == by_hand
+        assert lc_cost(to_langchain(stored)) == by_hand, arguments

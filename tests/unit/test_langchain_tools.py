@@ -121,3 +121,18 @@ def test_a_tool_message_without_its_call_id_is_refused() -> None:
                                       agent_id="bot")
     with pytest.raises(ValueError, match="tool_calls"):
         history.add_messages([AIMessage("", tool_calls=[call("a", "1"), call("a", "2")])])
+
+
+def test_arguments_nested_too_deep_to_parse_read_back_as_an_invalid_call() -> None:
+    """Stored before the save schema capped the nesting: json.loads raises RecursionError on
+    them; the history still reads, the call as LangChain's InvalidToolCall with its text."""
+    from conversation.domain.messages import Message, Role
+    from conversation.langchain import to_langchain
+
+    deep = "[" * 3000 + "]" * 3000
+    stored = Message("m1", Role.ASSISTANT, "", "2026-01-01T00:00:00.000000Z", 5, "cl100k_base",
+                     tool_calls=[{"id": "c1", "type": "function",
+                                  "function": {"name": "f", "arguments": deep}}])
+    message = to_langchain(stored)
+    assert isinstance(message, AIMessage) and message.tool_calls == []
+    assert [(c["id"], c["args"]) for c in message.invalid_tool_calls] == [("c1", deep)]

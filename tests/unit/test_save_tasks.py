@@ -229,6 +229,9 @@ def _call(call_id: str = "c1", arguments: object = "{}", **function: object) -> 
         (payload(role="assistant", tool_calls=[{"id": "c1", "type": "function"}]),
          "tool_calls", "Missing data"),
         (payload(role="assistant", tool_calls={"id": "c1"}), "tool_calls", "Not a valid list"),
+        # 6 KB of brackets: json.loads of it raised RecursionError in every reader.
+        (payload(role="assistant", tool_calls=[_call(arguments="[" * 3000 + "]" * 3000)]),
+         "tool_calls", "nested deeper than 64"),
     ],
 )
 def test_an_invalid_tool_shape_is_dead_lettered_alone_with_its_reason(

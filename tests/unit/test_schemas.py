@@ -116,3 +116,31 @@ def test_a_satisfaction_on_the_scale_or_not_a_number_is_accepted(score: object) 
     loaded = validated(SaveMessageSchema(max_message_chars=100),
                        payload(metadata={"satisfaction": score}))
     assert loaded["metadata"] == {"satisfaction": score}
+
+
+def _with_arguments(arguments: str) -> dict:
+    return payload(role="assistant", content="", tool_calls=[
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}])
+
+
+@pytest.mark.parametrize("arguments", [
+    '{"a": ' * 63 + "[1]" + "}" * 63,  # 64 levels: the limit
+    '{"text": "' + "[{" * 500 + '"}',  # brackets inside a string are text, not nesting
+    '{"text": "a \\" quote, then [[[[", "b": [1, {"c": 2}]}',
+    '{"unterminated": "' + "[" * 100,  # not JSON: stored as it is (an invalid call)
+    "not json at all",
+])
+def test_tool_call_arguments_up_to_64_levels_deep_are_accepted(arguments: str) -> None:
+    loaded = validated(SaveMessageSchema(max_message_chars=100), _with_arguments(arguments))
+    assert loaded["tool_calls"][0]["function"]["arguments"] == arguments
+
+
+@pytest.mark.parametrize("arguments", [
+    '{"a": ' * 64 + "[1]" + "}" * 64,
+    "[" * 3000 + "]" * 3000,
+    '{"s": "]]]]", "deep": ' + "[" * 65 + "]" * 65 + "}",
+])
+def test_tool_call_arguments_nested_deeper_are_refused_with_the_limit(arguments: str) -> None:
+    found = reasons(_with_arguments(arguments))
+    assert list(found) == ["tool_calls"]
+    assert "nested deeper than 64 levels" in str(found["tool_calls"])

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import fakeredis
+import pytest
 
 from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, Message, NewMessage, Role
@@ -152,7 +154,7 @@ def test_every_save_path_announces_what_it_stored() -> None:
         listener.close()
 
 
-def test_another_tenants_message_is_never_found() -> None:
+def test_another_tenants_conversation_answers_nothing() -> None:
     """Waiting on another tenant's conversation answers nothing of it: not its messages, not
     whether a message id is there."""
     saver, builder = services(wait_seconds=0.2)
@@ -160,3 +162,127 @@ def test_another_tenants_message_is_never_found() -> None:
     context = builder.get_context(tenant_id="intruder", conversation_id=theirs, window="8k",
                                   wait_for_message_id="m-1")
     assert context["waited_for"] == "missing" and context["messages"] == []
+
+
+def recorded_wakes(active: RedisActiveStore) -> list[bool]:
+    """What each of the reads' waits on an announcement returned (True: announced)."""
+    wakes: list[bool] = []
+    listen_for = active.listen_for
+
+    def listening(tenant_id: str, message_id: str) -> Any:
+        listener = listen_for(tenant_id, message_id)
+        wait = listener.wait
+
+        def recording(seconds: float) -> bool:
+            wakes.append(wait(seconds))
+            return wakes[-1]
+
+        listener.wait = recording  # type: ignore[method-assign]
+        return listener
+
+    active.listen_for = listening  # type: ignore[method-assign]
+    return wakes
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-script save", "two-step save"])
+def test_another_tenants_message_with_the_same_id_never_wakes_the_wait(cluster: bool) -> None:
+    """Announcements are per tenant: another tenant saving a message with the id waited for,
+    while the read waits, neither wakes it nor makes it "found"."""
+    saver, builder = services(wait_seconds=0.6)
+    active = builder.active
+    assert isinstance(active, RedisActiveStore)
+    active.cluster = cluster
+    saver.save(message("m-0", "ours"))
+    wakes = recorded_wakes(active)
+    theirs = NewMessage(tenant_id="intruder", session_id="s-9", agent_id="bot", role=Role.USER,
+                        content="theirs", message_id="m-1")
+    outcomes = []
+    later = threading.Timer(0.1, lambda: outcomes.append(saver.save(theirs)))
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-1")
+    finally:
+        later.join(5)
+    assert [o.stored for o in outcomes] == [True]  # saved (and announced) meanwhile
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["ours"]
+    assert wakes and True not in wakes, wakes
+
+
+def test_a_message_saved_in_another_conversation_of_the_session_is_missing() -> None:
+    """Woken by the announcement, the read checks the message is in the conversation it
+    reads: saved in another conversation of the same session, it is not in this context."""
+    saver, builder = services()
+    first = saver.save(message("m-1", "in the session's conversation")).conversation_id
+    elsewhere = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                           content="elsewhere", message_id="m-2", conversation_id="other-conv")
+    outcomes = []
+    later = threading.Timer(0.3, lambda: outcomes.append(saver.save(elsewhere)))
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="m-2")
+    finally:
+        later.join(5)
+    assert [o.conversation_id for o in outcomes] == ["other-conv"]
+    assert context["conversation_id"] == first
+    assert [m["content"] for m in context["messages"]] == ["in the session's conversation"]
+    assert context["waited_for"] == "missing"
+
+
+def test_an_announced_message_placed_back_in_time_is_found_by_one_more_look() -> None:
+    """A late arrival (an old created_at) is placed where its time puts it, beyond the newest
+    messages the read fetched first: one look at the conversation confirms it is there."""
+    saver, builder = services()
+    # 300 messages of 50 words: the budget (6,000) runs out in the first 250 read.
+    for i in range(1, 300):
+        saver.save(NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot",
+                              role=Role.USER, content="word " * 50, message_id=f"m-{i}",
+                              created_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000000Z"))
+    old = NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot", role=Role.USER,
+                     content="late", message_id="late",
+                     created_at="2025-12-31T00:00:00.000000Z")
+    later = threading.Timer(0.3, saver.save, [old])
+    later.start()
+    try:
+        context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                      wait_for_message_id="late")
+    finally:
+        later.join(5)
+    assert context["waited_for"] == "found"
+
+
+def test_the_wait_for_a_message_never_sent_ends_at_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound, on a simulated clock (no timing assert): the read's waits on the
+    announcement add up to `wait_seconds`, in a few growing steps, then 'missing'."""
+    import conversation.services.context as context_module
+
+    now = [1000.0]
+    waits: list[float] = []
+
+    class Listener:
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            now[0] += seconds
+            return False
+
+        def close(self) -> None:
+            pass
+
+    class Clock:  # the context module's clock only
+        @staticmethod
+        def monotonic() -> float:
+            return now[0]
+
+    monkeypatch.setattr(context_module, "time", Clock)
+    saver, builder = services(wait_seconds=2.0)
+    saver.save(message("m-1", "hello"))
+    builder.active.listen_for = lambda tenant_id, message_id: Listener()  # type: ignore[method-assign]
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="never")
+    assert context["waited_for"] == "missing"
+    assert [m["content"] for m in context["messages"]] == ["hello"]
+    assert sum(waits) == pytest.approx(2.0) and 3 <= len(waits) <= 12, waits
