@@ -169,8 +169,11 @@ class Runner:
         if not self.env.get("REDIS_URL"):
             self.redis = EmbeddedRedis(self.var_dir / "redis").start()
             endpoints["REDIS_URL"] = f"{self.redis.url}/0"
-            endpoints.setdefault("CELERY_BROKER_URL", f"{self.redis.url}/1")
-            endpoints.setdefault("CELERY_RESULT_BACKEND", f"{self.redis.url}/2")
+            # Only what the user did not set: embedded.json tells `make demo`, `dlq replay`
+            # and the simulator where to publish, so it must name the broker in effect.
+            for name, db in (("CELERY_BROKER_URL", 1), ("CELERY_RESULT_BACKEND", 2)):
+                if not self.env.get(name):
+                    endpoints[name] = f"{self.redis.url}/{db}"
             _say(f"embedded Redis      {self.redis.url} (data in {self.redis.data_dir})")
         if not self.env.get("DATABASE_URL"):
             self.postgres = EmbeddedPostgres(self.var_dir / "postgres").start()

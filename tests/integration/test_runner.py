@@ -225,3 +225,27 @@ def test_embedded_postgres_has_its_own_session_and_dies_with_its_starter(tmp_pat
     finally:
         end(starter)
         EmbeddedPostgres(data_dir).stop()  # only if it did outlive it
+
+
+def test_embedded_json_names_the_broker_in_effect(test_var_dir: Path) -> None:
+    """With CELERY_BROKER_URL set, `make run` still starts the embedded Redis as the active
+    store, and var/embedded.json (which `make demo`, `dlq replay` and the simulator read)
+    names the user's broker, not the embedded one that no worker consumes."""
+    import json
+
+    from config.settings import EMBEDDED_ENDPOINTS_FILE
+    from conversation.runner import Runner
+
+    var_dir = test_var_dir / "runner-endpoints"
+    env = {"CONVERSATION_VAR_DIR": str(var_dir), "DATABASE_URL": "postgresql://unused/db",
+           "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
+    runner = Runner(env, grace_seconds=None)
+    try:
+        runner.start_servers()
+        written = json.loads((var_dir / EMBEDDED_ENDPOINTS_FILE).read_text())
+    finally:
+        assert runner.redis is not None
+        runner.redis.stop()
+    assert "CELERY_BROKER_URL" not in written
+    assert written["CELERY_RESULT_BACKEND"].endswith("/2")
+    assert env["CELERY_BROKER_URL"].startswith("amqp://")
