@@ -1,5 +1,5 @@
-"""Moved to `conversation.adapters.postgres.schema`; this name stays for the read side's
-modules (views, export) until their imports move with issue 16's queries/ layer."""
+"""The table definitions for the read side (`conversation.queries`): the one adapter path
+setup.cfg's queries contract allows them (they live in `conversation.adapters.postgres.schema`)."""
 from __future__ import annotations
 
 from conversation.adapters.postgres.schema import *  # noqa: F401,F403

@@ -20,7 +20,7 @@ from langchain_core.tools import ToolException, tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from config.settings import PROJECT_ROOT, Settings
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis import RedisActiveStore
 from conversation.adapters.tokenizer import TiktokenCounter
 from conversation.bootstrap import Container, Overrides
 from conversation.client import ConversationClient

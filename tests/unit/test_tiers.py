@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from conversation.adapters.redis_store import RedisActiveStore
+from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, NewMessage, Role
 from conversation.services.ports import ActiveStoreUnavailable
 from conversation.services.save import MessageSaver
