@@ -134,6 +134,13 @@ def _save_schema() -> SaveMessageSchema:
     return _cached_save_schema(container().settings.max_message_chars)
 
 
+def _loaded(schema: SaveMessageSchema | SaveMessagesSchema, payload: Any) -> dict[str, Any]:
+    """The payload as the schema loads it: its plain form when it has one (`load_plain`, the
+    same answer for a fraction of the cost), else marshmallow's, which says why it refuses."""
+    plain = schema.load_plain(payload)
+    return plain if plain is not None else validated(schema, payload)
+
+
 @cache
 def _schema(schema_class: type[Schema]) -> Schema:
     """One instance per schema class, for the same reason (loading does not change it)."""
@@ -145,7 +152,7 @@ def save_message(self: SaveTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
     if self.oversize(kwargs):
         return
-    payload = validated(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
+    payload = _loaded(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
     outcome = container().saver.save(_new_message(payload))
     MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
 
@@ -157,7 +164,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     if self.oversize(kwargs):
         messages = kwargs.get("messages")
         return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
-    batch = validated(_schema(SaveMessagesSchema), kwargs)["messages"]
+    batch = _loaded(_schema(SaveMessagesSchema), kwargs)["messages"]
     batch = with_message_ids(self.name, {"messages": batch}, self.request.id)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []
@@ -165,7 +172,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
         try:
             if not isinstance(item, dict):
                 raise InvalidPayload({"_schema": ["each message must be an object"]})
-            valid.append((item, _new_message(validated(schema, item))))
+            valid.append((item, _new_message(_loaded(schema, item))))
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
     # A transient failure retries the task, and once its retries are spent dead-letters it:
