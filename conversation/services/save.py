@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -256,4 +256,6 @@ class MessageSaver:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as uuid4().hex spells them (less the version bits):
+    # a candidate id for every message of a batch, most never used, at a fifth of the cost.
+    return os.urandom(16).hex()
