@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
 from celery import shared_task
 from marshmallow import Schema
 from structlog.contextvars import bound_contextvars
@@ -67,6 +68,20 @@ def with_message_ids(task_name: str, kwargs: Any, task_id: str | None) -> Any:
     return kwargs
 
 
+def _surely_within(kwargs: Any, limit: int) -> bool:
+    """True when payload_bytes(kwargs) cannot pass `limit`, told by one C pass (orjson)
+    instead of its Python walk (~3 ms a 500-message batch, most of its task's overhead).
+
+    payload_bytes counts each string's UTF-8 bytes and 8 for any other value; the JSON text
+    holds each string's bytes and more (quotes, escapes), and at least one byte for any other
+    value, so 8 times its length bounds that count. What orjson cannot write (a lone
+    surrogate, an integer past 64 bits) is left to the walk."""
+    try:
+        return 8 * len(orjson.dumps(kwargs)) <= limit
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
 class SaveTask(DomainTask):
     """A save: whatever it dead-letters carries the message ids it derived."""
 
@@ -76,6 +91,8 @@ class SaveTask(DomainTask):
         """Dead-letter a payload past MAX_TASK_BYTES whole (a preview, never replayed) before
         anything else reads it: neither validated, copied nor stored item by item."""
         limit = container().settings.max_task_bytes
+        if _surely_within(kwargs, limit):
+            return False
         if (size := payload_bytes(kwargs, limit)) <= limit:
             return False
         reason = (f"the payload is over {limit} bytes (MAX_TASK_BYTES), at least {size}: "
