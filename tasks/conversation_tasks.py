@@ -160,6 +160,11 @@ def _loaded(schema: SaveMessageSchema | SaveMessagesSchema, payload: Any) -> dic
 
 
 @cache
+def _batch_schema() -> SaveMessagesSchema:
+    return SaveMessagesSchema()
+
+
+@cache
 def _schema(schema_class: type[Schema]) -> Schema:
     """One instance per schema class, for the same reason (loading does not change it)."""
     return schema_class()
@@ -182,7 +187,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     if self.oversize(kwargs):
         messages = kwargs.get("messages")
         return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
-    batch = _loaded(_schema(SaveMessagesSchema), kwargs)["messages"]
+    batch = _loaded(_batch_schema(), kwargs)["messages"]
     batch = with_message_ids(self.name, {"messages": batch}, self.request.id)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []
