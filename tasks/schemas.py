@@ -169,10 +169,13 @@ class SaveMessageSchema(PayloadSchema):
         the two to the same answers on generated payloads)."""
         if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS:
             return None
-        get = data.get
+        get, identifier = data.get, _IDENTIFIER_MATCH
+        tenant_id, session_id, agent_id = get("tenant_id"), get("session_id"), get("agent_id")
         role, content = get("role"), get("content")
-        if not (_is_identifier(get("tenant_id")) and _is_identifier(get("session_id"))
-                and _is_identifier(get("agent_id")) and type(role) is str and role in ROLES
+        # type() first: the pattern takes only a str (marshmallow refuses any other type).
+        if not (type(tenant_id) is str and type(session_id) is str and type(agent_id) is str
+                and identifier(tenant_id) and identifier(session_id) and identifier(agent_id)
+                and type(role) is str and role in ROLES
                 and type(content) is str and len(content) <= self.max_message_chars
                 and text_problem(content) is None):
             return None
@@ -203,8 +206,8 @@ class SaveMessageSchema(PayloadSchema):
         else:
             metadata = {}
         return {
-            "tenant_id": data["tenant_id"], "session_id": data["session_id"],
-            "agent_id": data["agent_id"], "role": role, "content": content,
+            "tenant_id": tenant_id, "session_id": session_id,
+            "agent_id": agent_id, "role": role, "content": content,
             "message_id": message_id, "conversation_id": conversation_id,
             "created_at": created_at, "metadata": metadata, "name": name,
             "tool_calls": None, "tool_call_id": tool_call_id,
@@ -276,10 +279,11 @@ def metadata_problem(value: dict[str, Any]) -> str | None:
 # SaveMessageSchema.load_plain's fields and checks: those of the schema's declared fields.
 _PLAIN_FIELDS = frozenset(SaveMessageSchema._declared_fields)
 _NO_METADATA: Any = object()
+_IDENTIFIER_MATCH = IDENTIFIER_PATTERN.match
 
 
 def _is_identifier(value: Any) -> bool:
-    return type(value) is str and IDENTIFIER_PATTERN.match(value) is not None
+    return type(value) is str and _IDENTIFIER_MATCH(value) is not None
 
 
 def _is_short_text(value: Any) -> bool:
