@@ -315,13 +315,13 @@ def bench_context_via_celery(run: ServiceRun, n: int) -> None:
 
 def bench_bulk_ingest(run: ServiceRun, n: int) -> None:
     """save_messages, 500 messages a task, each batch spanning 500 sessions (what a gateway
-    batching its traffic sends), into the running service, beside the no-op ceiling."""
+    batching its traffic sends), into the running service, beside the no-op ceiling:
+    alternated over ROUNDS, the best of each counting, as for ingest (one no-op round alone
+    ranged from 428 to 822 tasks/s between two runs on this machine)."""
     settings = run.service
     per_task = 500
     total = max(20_000, n * 5)
     run_id = uuid.uuid4().hex[:6]
-    with anchor_worker(run) as anchor:
-        noop_rate = noop_ceiling(anchor, min(n, 5_000))
 
     def batch(i: int) -> tuple[str, dict]:
         return "conversation.save_messages", {"messages": [
@@ -333,10 +333,23 @@ def bench_bulk_ingest(run: ServiceRun, n: int) -> None:
         ]}
 
     before = stored_messages(settings)
-    tasks_rate = timed_tasks(settings, total // per_task, batch, warmup=2)
-    rate = tasks_rate * per_task
+    noop_rates, rates = [], []
+    tasks = total // per_task
+    with anchor_worker(run) as anchor:
+        for round_ in range(ROUNDS):
+            noop_rates.append(noop_ceiling(anchor, min(n, 5_000)))
+            # Tasks of their own each round (new message ids), the sessions the same: every
+            # round appends to the 500 sessions the warm-up made. The warm-up gives each of
+            # the worker's processes (one a core) a few batches, so none of them loads its
+            # tokenizer or scripts inside the timed part.
+            offset = round_ * tasks
+            warmup = 4 * (os.cpu_count() or 1) if round_ == 0 else 0
+            rates.append(per_task * timed_tasks(
+                settings, tasks, lambda i, offset=offset: batch(offset + i), warmup=warmup))
     stored = stored_messages(settings) - before
-    assert stored >= total, f"expected at least {total} stored messages, found {stored}"
+    expected = ROUNDS * tasks * per_task
+    assert stored >= expected, f"expected at least {expected} stored messages, found {stored}"
+    noop_rate, rate = max(noop_rates), max(rates)
     report(Row("bulk ingest: save_messages, 500 a task, each spanning 500 sessions",
                f"{rate:,.0f} msg/s", f"{noop_rate:,.0f} no-op tasks/s", rate / noop_rate,
                ">= 40x the no-op ceiling", rate / noop_rate >= 40))
