@@ -7,6 +7,7 @@ task (task id, tenant, conversation, session) merged in.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -90,7 +91,7 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
     )
 
 
-def _keep(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _keep(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event  # the console renderer prints tracebacks itself
 
 
