@@ -100,8 +100,9 @@ class GuardedActiveStore:
             return attribute
         return self._guard(attribute)
 
-    def owned_history(self, conversation_id: str, *args: Any, **kwargs: Any) -> tuple[
-            str | None, History]:
+    def owned_history(
+        self, conversation_id: str, *args: Any, **kwargs: Any
+    ) -> tuple[str | None, History]:
         """The store's, with the History behind the breaker too: its later reads (older
         chunks, stored counts) go to Redis long after this call returned."""
         owner, history = self._guard(self._store.owned_history)(conversation_id, *args, **kwargs)
