@@ -213,6 +213,21 @@ class Settings:
             )
         return str(value)
 
+    def check_celery_urls(self) -> None:
+        """Refuse a broker or result backend that defaulted to REDIS_URL when that names a node
+        of a Redis Cluster: Celery speaks to one plain server, and a cluster node answers MOVED
+        for the keys of the other nodes' slots, so tasks and results would fail at random."""
+        if not self.redis_cluster:
+            return
+        for variable, url in (("CELERY_BROKER_URL", self.broker_url),
+                              ("CELERY_RESULT_BACKEND", self.result_backend)):
+            if url and url.startswith(PLAIN_REDIS_SCHEMES) and _same_server(url, self.redis_url):
+                raise ConfigurationError(
+                    f"{variable} names the Redis Cluster node of REDIS_URL (it defaults to it), "
+                    "and Celery cannot use a cluster: set it to a plain Redis server or RabbitMQ "
+                    "(see README, Redis Cluster)."
+                )
+
     def beat_redis(self) -> str:
         """The plain Redis where beat keeps its schedule and lock: BEAT_REDIS_URL, else the
         broker's Redis, else the result backend's. Never the active store: beat must keep

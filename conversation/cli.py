@@ -41,7 +41,12 @@ def worker_concurrency(pool: str, concurrency: int) -> int:
 
 
 def cmd_worker(ns: argparse.Namespace) -> None:
-    loglevel = ns.loglevel or Settings.from_env().log_level
+    settings = Settings.from_env()
+    try:
+        settings.check_celery_urls()
+    except ConfigurationError as exc:
+        sys.exit(f"worker: {exc}")
+    loglevel = ns.loglevel or settings.log_level
     _celery("worker", "--loglevel", loglevel, "-Q", ns.queues, "--pool", ns.pool,
             "--concurrency", str(worker_concurrency(ns.pool, ns.concurrency)),
             "--hostname", ns.hostname)
