@@ -34,6 +34,7 @@ from tests.fakes.helpers import (
     RecordingScheduler,
     RecordingSummaryRequests,
     TwoEncodingTokenizer,
+    UnreachableStore,
     WordTokenizer,
     payload,
 )
@@ -46,5 +47,5 @@ __all__ = [
     "FakeLocks", "FakeMigrationQueue", "FakeMigrationSource", "FakeOutageCloses",
     "FakeRepository", "FakeSessions", "FakeStatisticsStore", "JoiningSummariser", "ListHistory",
     "RecordingScheduler", "RecordingSummaryRequests", "SessionRecord", "TwoEncodingTokenizer",
-    "WordTokenizer", "message_record", "payload",
+    "UnreachableStore", "WordTokenizer", "message_record", "payload",
 ]

@@ -126,3 +126,14 @@ def payload(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+class UnreachableStore:
+    """A store that is down: every call fails as the circuit breaker makes it fail."""
+
+    def __getattr__(self, name: str) -> Any:
+        from conversation.services.ports import ActiveStoreUnavailable
+
+        def fail(*args: object, **kwargs: object) -> None:
+            raise ActiveStoreUnavailable(f"{name}: down")
+        return fail
