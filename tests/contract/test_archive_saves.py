@@ -96,3 +96,25 @@ def test_a_close_ends_the_sessions_outage_conversations(archive, ids) -> None:
     # The next outage save starts another conversation.
     following = replace(c, id=ids("following"))
     assert archive.save_direct(following, message("m2", 20), False) == (following.id, True)
+
+
+def test_a_migration_takes_over_what_its_session_saved_during_an_outage(archive, ids) -> None:
+    """An outage does not split a conversation: the one the session had in the active tier
+    absorbs what was saved straight into the archive meanwhile (a message in both, once).
+    An outage conversation that ended before it began is a conversation of its own."""
+    owner = conversation(ids, "owner")  # begun in the active tier at 10:00:00
+    earlier = replace(owner, id=ids("earlier"))
+    archive.save_direct(earlier, message("e1")._replace(created_at="2026-01-01T09:00:00.000000Z"),
+                        False)
+    archive.close_active(owner.tenant_id, owner.session_id, "2026-01-01T09:30:00.000000Z")
+    during = replace(owner, id=ids("during"))
+    assert archive.save_direct(during, message("o1", 5), False) == (during.id, True)
+    archive.save_direct(during, message("both", 6), False)
+    closed_owner = replace(owner, status=ConversationStatus.CLOSED,
+                           closed_at="2026-01-01T10:05:00.000000Z")
+    history = [message("r1", 1), message("both", 6), message("r2", 7)]
+    assert archive.store_conversations(
+        [(closed_owner, history, summarise_conversation(history, closed_owner.closed_at))]) == []
+    assert [m.id for m in archive.messages(owner.id)] == ["r1", "o1", "both", "r2"]
+    assert archive.get_conversation(during.id) is None
+    assert [m.id for m in archive.messages(earlier.id)] == ["e1"]

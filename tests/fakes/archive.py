@@ -35,9 +35,9 @@ class ArchiveMemory:
     stats: dict[str, ConversationStats] = field(default_factory=dict)
     token_counts: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     session_owners: dict[str, str] = field(default_factory=dict)
-    # Conversations save_direct made during an outage, still open (PostgreSQL: status active,
-    # not migrated).
-    outage_open: set[str] = field(default_factory=set)
+    # Conversations save_direct made during an outage, never migrated (PostgreSQL:
+    # migrated_at null); open while their status is active.
+    direct: set[str] = field(default_factory=set)
     # Dead letters' items, as their payloads name them: tenant_id, conversation_id, session_id.
     dead_letters: list[dict[str, str]] = field(default_factory=list)
     retention_days: dict[str, int] = field(default_factory=dict)
@@ -51,6 +51,22 @@ class ArchiveMemory:
         at = sum(1 for m in history if m.created_at <= message.created_at)
         history.insert(at, message)
         return True
+
+    def _open_direct(self, tenant_id: str, session_id: str) -> list[Conversation]:
+        return [self.conversations[c] for c in sorted(self.direct)
+                if (self.conversations[c].tenant_id, self.conversations[c].session_id)
+                == (tenant_id, session_id)
+                and self.conversations[c].status is ConversationStatus.ACTIVE]
+
+
+def _same_lifetime(direct: Conversation, owner: Conversation) -> bool:
+    """Whether a conversation saved during an outage belongs with the migrated `owner`:
+    begun after it, or not closed before it (as the PostgreSQL adapter's rule)."""
+    if parse_timestamp(direct.created_at) >= parse_timestamp(owner.created_at):
+        return True
+    return direct.closed_at is None or (
+        owner.closed_at is not None
+        and parse_timestamp(direct.closed_at) >= parse_timestamp(owner.closed_at))
 
 
 class FakeArchiveTier(ArchiveMemory):
@@ -115,13 +131,30 @@ class FakeArchiveWrites(ArchiveMemory):
                 conflicts.append(TenantConflict(conversation.id, conversation.tenant_id))
                 continue
             self.conversations[conversation.id] = conversation
-            self.outage_open.discard(conversation.id)
+            self.direct.discard(conversation.id)
             self.session_owners.setdefault(conversation.session_id, conversation.tenant_id)
             for message in messages:
                 self._insert(conversation.id, message)
             self.stats[conversation.id] = stats
+            self._absorb(conversation)
         self.writes += 1
         return conflicts
+
+    def _absorb(self, owner: Conversation) -> None:
+        """What the session saved here while the active tier was down belongs to the
+        conversation it had there: migrated, that one takes it over (an outage does not split
+        a conversation)."""
+        for conversation_id in sorted(self.direct):
+            direct = self.conversations[conversation_id]
+            if ((direct.tenant_id, direct.session_id) != (owner.tenant_id, owner.session_id)
+                    or not _same_lifetime(direct, owner)):
+                continue
+            for message in self.stored.pop(conversation_id, []):
+                self._insert(owner.id, message)
+            self.direct.discard(conversation_id)
+            del self.conversations[conversation_id]
+            self.stats.pop(conversation_id, None)
+            self.stats[owner.id] = summarise_conversation(self.stored[owner.id], owner.closed_at)
 
     def store_token_counts(
         self, conversation_id: str, encoding: str, counts: Mapping[str, int]
@@ -187,15 +220,13 @@ class FakeArchiveSaves(ArchiveMemory):
                 raise ForeignConversation(f"conversation {conversation.id} is another tenant's")
             target = conversation.id
         else:
-            open_ones = [self.conversations[c] for c in self.outage_open
-                         if self.conversations[c].session_id == conversation.session_id
-                         and self.conversations[c].tenant_id == conversation.tenant_id]
+            open_ones = self._open_direct(conversation.tenant_id, conversation.session_id)
             target = max(open_ones, key=lambda c: c.created_at).id if open_ones else None
         if target is None:
             target = conversation.id
             self.conversations[target] = replace(conversation, created_at=message.created_at,
                                                  status=ConversationStatus.ACTIVE)
-            self.outage_open.add(target)
+            self.direct.add(target)
         return target, self._insert(target, message)
 
 
@@ -203,12 +234,8 @@ class FakeOutageCloses(ArchiveMemory):
     """services.ports.OutageCloses."""
 
     def close_active(self, tenant_id: str, session_id: str, closed_at: str) -> list[str]:
-        closed = sorted(
-            c for c in self.outage_open
-            if (self.conversations[c].tenant_id, self.conversations[c].session_id)
-            == (tenant_id, session_id))
+        closed = [c.id for c in self._open_direct(tenant_id, session_id)]
         for conversation_id in closed:
-            self.outage_open.discard(conversation_id)
             self.conversations[conversation_id] = replace(
                 self.conversations[conversation_id], status=ConversationStatus.CLOSED,
                 closed_at=closed_at)
@@ -227,7 +254,7 @@ class FakeArchiveErasure(ArchiveMemory):
         existed = self.conversations.pop(conversation_id, None) is not None
         for table in (self.stored, self.stats, self.token_counts):
             table.pop(conversation_id, None)
-        self.outage_open.discard(conversation_id)
+        self.direct.discard(conversation_id)
         return existed
 
     def erase_tenant(self, tenant_id: str) -> dict[str, int]:
