@@ -65,6 +65,14 @@ def ids() -> Callable[[str], str]:
     return lambda name: f"{name}-{run}"
 
 
+def corrupt(active: object, conversation_id: str) -> None:
+    """Leave data that does not decode in the conversation (what a migration must refuse)."""
+    if isinstance(active, RedisActiveStore):
+        active.client.rpush(active.keys.messages(conversation_id), b"{not json")
+    else:
+        active.undecodable.add(conversation_id)  # type: ignore[attr-defined]
+
+
 def conversation(ids: Callable[[str], str], name: str = "c", *, tenant: str = "acme",
                  session: str = "s", at: str = "2026-01-01T10:00:00.000000Z") -> Conversation:
     return Conversation(id=ids(name), tenant_id=ids(tenant), session_id=ids(session),

@@ -2,8 +2,10 @@
 came in meanwhile."""
 from __future__ import annotations
 
-from conversation.services.ports import AppendResult, Summary
-from tests.contract.conftest import conversation, message
+import pytest
+
+from conversation.services.ports import AppendResult, ConversationRefused, Summary
+from tests.contract.conftest import conversation, corrupt, message
 
 
 def closed(active, ids, name="c", session="s", count=2):
@@ -67,3 +69,13 @@ def test_a_session_is_released_only_at_the_generation_migrated(active, ids) -> N
     fresh = conversation(ids, "fresh", session="s1")
     assert active.save_in_session(fresh, message("n", 40), explicit=False) == (
         AppendResult.NEW_CONVERSATION, "")
+
+
+def test_a_conversation_that_does_not_decode_is_refused_whole(active, ids) -> None:
+    good, _ = closed(active, ids, "good", "s1")
+    bad, _ = closed(active, ids, "bad", "s2")
+    corrupt(active, bad.id)
+    with pytest.raises(ConversationRefused):
+        active.load_for_migration([good.id, bad.id])
+    [load] = active.load_for_migration([good.id])
+    assert [m.id for m in load.messages] == ["good-0", "good-1"]
