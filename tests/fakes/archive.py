@@ -183,7 +183,7 @@ class FakeArchiveSaves(ArchiveMemory):
         return True
 
     def claim_sessions(self, claims: Sequence[tuple[str, str]]) -> dict[str, SessionOwner]:
-        owners = {}
+        owners: dict[str, SessionOwner] = {}
         for tenant_id, session_id in claims:
             new = session_id not in self.session_owners
             owner = self.session_owners.setdefault(session_id, tenant_id)
