@@ -1,6 +1,6 @@
 """The contract suites: one per port, each test run on every implementation of it. The
-in-memory fake (tests/fakes), the Redis adapter on fakeredis (standalone, and its Redis
-Cluster paths), the Redis adapter on a real Redis, the PostgreSQL adapter on a real
+in-memory fake (tests/fakes), the Redis adapter on fakeredis (standalone, its Redis
+Cluster paths, and behind the circuit breaker as bootstrap wires it), the Redis adapter on a real Redis, the PostgreSQL adapter on a real
 PostgreSQL (the run's embedded servers, tests/conftest.py; marked `integration`).
 
 A new store implements the role ports and joins the parameters here: every suite then holds
@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 import redis
 
+from conversation.adapters.outage import CircuitBreaker, GuardedActiveStore
 from conversation.adapters.postgres import SqlRepository, make_engine
 from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, Message, Role
@@ -24,6 +25,7 @@ ACTIVE = [
     "fake",
     "fakeredis",
     "fakeredis-cluster-paths",
+    "fakeredis-guarded",
     pytest.param("redis", marks=pytest.mark.integration),
 ]
 ARCHIVE = ["fake", pytest.param("postgres", marks=pytest.mark.integration)]
@@ -43,7 +45,7 @@ def active(request: pytest.FixtureRequest, ids: Callable[[str], str]) -> Iterato
     # Redis Cluster runs the session and conversation steps of a save apart, and closes
     # before their timers: the same contract either way.
     store.cluster = request.param == "fakeredis-cluster-paths"
-    yield store
+    yield GuardedActiveStore(store, CircuitBreaker()) if request.param.endswith("guarded") else store
     client.close()
 
 
@@ -67,7 +69,7 @@ def ids() -> Callable[[str], str]:
 
 def corrupt(active: object, conversation_id: str) -> None:
     """Leave data that does not decode in the conversation (what a migration must refuse)."""
-    if isinstance(active, RedisActiveStore):
+    if isinstance(active, (RedisActiveStore, GuardedActiveStore)):
         active.client.rpush(active.keys.messages(conversation_id), b"{not json")
     else:
         active.undecodable.add(conversation_id)  # type: ignore[attr-defined]
