@@ -27,7 +27,7 @@ class ActiveStore(
     ActiveSnapshot,
     Protocol,
 ):
-    """The active tier (Redis). Beyond its roles, what tools and older callers use."""
+    """The active tier (Redis). Beyond its roles, single-item forms tests and tools use."""
 
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
