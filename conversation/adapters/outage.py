@@ -12,13 +12,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import redis
 
 from conversation.adapters.metrics import DEGRADED
-from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.ports import ActiveStoreUnavailable, History, MessageRecord
 
 log = logging.getLogger("conversation.degraded")
 
@@ -100,6 +100,14 @@ class GuardedActiveStore:
             return attribute
         return self._guard(attribute)
 
+    def owned_history(
+        self, conversation_id: str, *args: Any, **kwargs: Any
+    ) -> tuple[str | None, History]:
+        """The store's, with the History behind the breaker too: its later reads (older
+        chunks, stored counts) go to Redis long after this call returned."""
+        owner, history = self._guard(self._store.owned_history)(conversation_id, *args, **kwargs)
+        return owner, GuardedHistory(history, self._guard)
+
     def _guard(self, method: Callable[..., Any]) -> Callable[..., Any]:
         breaker = self.breaker
 
@@ -121,3 +129,32 @@ class GuardedActiveStore:
             return result
 
         return guarded
+
+
+class GuardedHistory:
+    """A History whose every read goes through the breaker: a Redis error in a later chunk
+    counts, opens it and raises ActiveStoreUnavailable like any other active-store call."""
+
+    def __init__(
+        self, history: History,
+        guard: Callable[[Callable[..., Any]], Callable[..., Any]],
+    ) -> None:
+        self._history = history
+        self._guard = guard
+
+    def count(self) -> int:
+        return int(self._guard(self._history.count)())
+
+    def first(self, encoding: str | None = None) -> MessageRecord | None:
+        record: MessageRecord | None = self._guard(self._history.first)(encoding)
+        return record
+
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
+        chunks = self._history.newest_chunks(encoding)
+        # Each step of the walk is a call of its own (one LRANGE), guarded as such.
+        step = self._guard(lambda: next(chunks, None))
+        while (chunk := step()) is not None:
+            yield chunk
+
+    def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
+        self._guard(self._history.store_counts)(encoding, counts)

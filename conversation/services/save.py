@@ -17,8 +17,8 @@ from conversation.domain.messages import (
     utc_timestamp,
 )
 from conversation.domain.refusals import Refusal, foreign_session
-from conversation.services.ports import ActiveStore, AppendResult, Repository, Tokenizer
-from conversation.services.tiers import ActiveReply, Placed, SaveItem, Tier, Tiers
+from conversation.services.ports import ActiveSaves, AppendResult, ArchiveSaves, Tokenizer
+from conversation.services.tiers import ActiveReply, Placed, SaveItem, SaveTiers, Tier
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ class SaveOutcome:
 class MessageSaver:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveSaves,
+        repository: ArchiveSaves,
         tokenizer: Tokenizer,
         clock: Callable[[], str] = now_timestamp,
     ) -> None:
         self.active = active
         self.repository = repository
-        self.tiers = Tiers(active, repository)
+        self.tiers = SaveTiers(active, repository)
         self.tokenizer = tokenizer
         self.clock = clock
 

@@ -1,11 +1,12 @@
 """The two tiers: a conversation lives in Redis while active, in PostgreSQL once migrated.
 
-This is the only place that decides which tier answers for a conversation, or takes a message
-(`save_many`, `settle`), and that falls back to PostgreSQL when Redis is down
-(ActiveStoreUnavailable: the adapter failed, or the circuit breaker is open). Every read of one
-conversation (the context, the full conversation, the LangChain history, the summaries) goes
-through `Tiers`; the tenant is checked here too, so a conversation of another tenant answers
-exactly like a missing one, whatever the caller.
+This is the only place that decides which tier answers for a conversation, or takes a message,
+and that falls back to PostgreSQL when Redis is down (ActiveStoreUnavailable: the adapter
+failed, or the circuit breaker is open). Every read of one conversation (the context, the full
+conversation, the LangChain history, the summaries) goes through `Tiers`; the tenant is
+checked here too, so a conversation of another tenant answers exactly like a missing one,
+whatever the caller. Every save goes through `SaveTiers`, the write side, on the save path's
+own roles (ActiveSaves, ArchiveSaves).
 """
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 from conversation.domain.errors import DomainError, ForeignSession
 from conversation.domain.messages import Conversation, Message
 from conversation.domain.refusals import Refusal, foreign_conversation
-from conversation.services.ports import (
+from conversation.services.ports import (  # the tiers' ports live with the others
+    ActiveSaves,
     ActiveStoreUnavailable,
+    ActiveTier,
     AppendResult,
+    ArchiveSaves,
+    ArchiveTier,
     History,
     Summary,
+    TierStore,
 )
 
 log = logging.getLogger(__name__)
@@ -31,59 +36,6 @@ log = logging.getLogger(__name__)
 class Tier(StrEnum):
     REDIS = "redis"
     POSTGRES = "postgres"
-
-
-class TierStore(Protocol):
-    """What either tier answers about one conversation (ActiveStore and Repository both do)."""
-
-    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
-
-    def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
-        ...
-
-    def messages(self, conversation_id: str) -> list[Message]: ...
-
-    def summary(self, conversation_id: str) -> Summary | None: ...
-
-    def save_summary(self, conversation_id: str, summary: Summary) -> bool: ...
-
-
-# A message to save: (conversation, message, explicit, create), as ActiveStore takes them.
-SaveItem = tuple[Conversation, Message, bool, bool]
-# Redis's answer for one: the result and the conversation id used, or the session's refusal.
-ActiveReply = tuple[AppendResult, str] | ForeignSession
-
-
-class ActiveTier(TierStore, Protocol):
-    """Redis's side: also what only the active tier knows (sessions, the tenant's list)."""
-
-    def save_many_in_session(self, items: Sequence[SaveItem]) -> list[ActiveReply]: ...
-
-    def save_in_session(self, conversation: Conversation, message: Message, *,
-                        explicit: bool, create: bool = False) -> tuple[AppendResult, str]: ...
-
-    def session_conversation(self, tenant_id: str, session_id: str) -> str | None: ...
-
-    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
-        ...
-
-    def active_conversations(self, tenant_id: str) -> list[Conversation]: ...
-
-    def message_count(self, conversation_id: str) -> int: ...
-
-
-class ArchiveTier(TierStore, Protocol):
-    """PostgreSQL's side."""
-
-    def save_direct(self, conversation: Conversation, message: Message,
-                    explicit: bool) -> tuple[str, bool]: ...
-
-    def append_message(self, conversation_id: str, tenant_id: str, message: Message) -> bool:
-        ...
-
-    def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
-
-    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -119,17 +71,6 @@ class LocatedHistory:
     tier: Tier
     history: History
     stored: StoredConversation
-
-
-@dataclass(frozen=True)
-class Placed:
-    """Where a save left its message: the tier and conversation, and whether it was stored
-    there (False: a duplicate id); or why it was refused (`tier` None)."""
-
-    tier: Tier | None
-    conversation_id: str
-    stored: bool
-    refusal: Refusal | None = None
 
 
 class Tiers:
@@ -228,7 +169,34 @@ class Tiers:
     def active_message_count(self, conversation_id: str) -> int:
         return self.active.message_count(conversation_id)
 
-    # --- the write side: saves -------------------------------------------------------------
+
+# --- the write side: saves ----------------------------------------------------------------
+
+# A message to save: (conversation, message, explicit, create), as ActiveSaves takes them.
+SaveItem = tuple[Conversation, Message, bool, bool]
+# Redis's answer for one: the result and the conversation id used, or the session's refusal.
+ActiveReply = tuple[AppendResult, str] | ForeignSession
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a save left its message: the tier and conversation, and whether it was stored
+    there (False: a duplicate id); or why it was refused (`tier` None)."""
+
+    tier: Tier | None
+    conversation_id: str
+    stored: bool
+    refusal: Refusal | None = None
+
+
+class SaveTiers:
+    """Which tier takes a message: Redis, or PostgreSQL once its conversation moved there or
+    while Redis is down. A class of its own beside `Tiers`: a save needs the save path's
+    roles of each store, not the reads'."""
+
+    def __init__(self, active: ActiveSaves, archive: ArchiveSaves) -> None:
+        self.active = active
+        self.archive = archive
 
     def save_many(self, items: Sequence[SaveItem]) -> list[ActiveReply | Placed]:
         """Redis's replies for the items, in one script call (no round trip more than Redis's

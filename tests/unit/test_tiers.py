@@ -9,7 +9,7 @@ from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, NewMessage, Role
 from conversation.services.ports import ActiveStoreUnavailable
 from conversation.services.save import MessageSaver
-from conversation.services.tiers import Placed, Tier, Tiers
+from conversation.services.tiers import Placed, SaveTiers, Tier, Tiers
 from tests.fakes import FakeRepository, WordTokenizer
 from tests.unit.test_langchain_outage import DownStore
 
@@ -90,7 +90,7 @@ class DirectArchive(FakeRepository):
 
 def test_saves_go_to_postgresql_while_redis_is_down_each_on_its_own() -> None:
     archive = DirectArchive()
-    tiers = Tiers(DownStore(), archive)  # type: ignore[arg-type]
+    tiers = SaveTiers(DownStore(), archive)  # type: ignore[arg-type]
     saver = MessageSaver(DownStore(), archive, WordTokenizer())  # type: ignore[arg-type]
     items = [(Conversation(id=f"c-{i}", tenant_id="acme", session_id="s-1", agent_id="bot",
                            created_at="2024-06-01T00:00:00.000000Z"),
