@@ -77,6 +77,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _log_level(name: str) -> str:
+    """LOG_LEVEL in the one spelling both its readers take: logging's setLevel (the API)
+    takes upper-case names only, Celery's --loglevel (worker, beat) any case but not WARN."""
+    level = name.strip().upper()
+    return "WARNING" if level == "WARN" else level
+
+
 def read_embedded_endpoints(var_dir: Path) -> dict[str, str]:
     """The URLs of the embedded servers that `conversation run` started, if it runs."""
     path = var_dir / EMBEDDED_ENDPOINTS_FILE
@@ -191,7 +198,7 @@ class Settings:
             var_dir=var_dir,
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,
             log_format=text("LOG_FORMAT", default.log_format),
-            log_level=text("LOG_LEVEL", default.log_level),
+            log_level=_log_level(text("LOG_LEVEL", default.log_level)),
             log_every_task=_bool(env.get("LOG_EVERY_TASK"), default.log_every_task),
             flower_task_events=_bool(env.get("FLOWER_TASK_EVENTS"), default.flower_task_events),
             summary_model=text("SUMMARY_MODEL", default.summary_model),

@@ -59,6 +59,7 @@ def cmd_beat(ns: argparse.Namespace) -> None:
     from tasks.beat import check_beat_redis
 
     try:
+        settings.check_celery_urls()  # beat publishes every scheduled task to the broker
         check_beat_redis(settings.beat_redis())
     except ConfigurationError as exc:
         sys.exit(f"beat: {exc}")

@@ -106,16 +106,29 @@ class GuardedActiveStore:
         """The store's, with the History behind the breaker too: its later reads (older
         chunks, stored counts) go to Redis long after this call returned."""
         owner, history = self._guard(self._store.owned_history)(conversation_id, *args, **kwargs)
-        return owner, GuardedHistory(history, self._guard)
+        return owner, GuardedHistory(history, self._failures)
 
     def _guard(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """`method` refused at once while the breaker is open; its success closes it."""
         breaker = self.breaker
+        counted = self._failures(method)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if not breaker.allow():
                 raise ActiveStoreUnavailable("Redis is down (degraded mode)")
+            result = counted(*args, **kwargs)
+            breaker.succeeded()
+            return result
+
+        return guarded
+
+    def _failures(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """`method` whose Redis failures open the breaker and raise ActiveStoreUnavailable."""
+        breaker = self.breaker
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = method(*args, **kwargs)
+                return method(*args, **kwargs)
             except REDIS_ERRORS as error:
                 breaker.failed(error)
                 raise ActiveStoreUnavailable(str(error)) from error
@@ -125,15 +138,16 @@ class GuardedActiveStore:
                 # Full, read-only or busy: unusable for now, as if down (PostgreSQL serves).
                 breaker.failed(error)
                 raise ActiveStoreUnavailable(f"{type(error).__name__}: {error}") from error
-            breaker.succeeded()
-            return result
 
-        return guarded
+        return counted
 
 
 class GuardedHistory:
-    """A History whose every read goes through the breaker: a Redis error in a later chunk
-    counts, opens it and raises ActiveStoreUnavailable like any other active-store call."""
+    """A History whose Redis failures count: an error in a later chunk read (or storing
+    counts) opens the breaker and raises ActiveStoreUnavailable like any other active-store
+    call. Its reads are not refused while the breaker is open, nor do they close it: most
+    answer from the round trip owned_history made (count, first, the newest chunk), which
+    says nothing about Redis now, and a context half read is finished if Redis allows."""
 
     def __init__(
         self, history: History,

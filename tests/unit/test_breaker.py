@@ -107,3 +107,37 @@ def test_a_context_whose_later_chunk_fails_answers_empty_and_opens_the_breaker(
                                   max_tokens=200)
     assert context["messages"] == [] and context["total_messages"] == 0
     assert container.breaker.degraded
+
+
+def test_what_the_history_already_read_is_answered_while_the_breaker_is_open(
+    container: Container, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread's Redis error opens the breaker after this read's round trip: the count,
+    the first message and the newest chunk came in that round trip, so the context is built
+    from them, as it was before the History was guarded (refusing them answered an empty
+    context for nothing)."""
+    conversation_id = save_conversation(container, 3)
+    _, history = container.active_store.owned_history(conversation_id, expected=3)
+    container.breaker.failed(redis.ConnectionError("another thread's call"))
+    attempts = redis_goes_down(client, monkeypatch)
+    assert history.count() == 3
+    assert history.first().id == "m-0"
+    assert [r.id for chunk in history.newest_chunks() for r in chunk] == ["m-2", "m-1", "m-0"]
+    assert attempts == []  # nothing asked of Redis
+    assert container.breaker.degraded
+
+
+def test_a_read_that_asks_redis_nothing_never_says_redis_is_back(
+    container: Container, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the retry time, the breaker lets the next call try Redis, and that call's success
+    ends degraded mode: a History answering from memory proves nothing about Redis."""
+    conversation_id = save_conversation(container, 2)
+    _, history = container.active_store.owned_history(conversation_id, expected=2)
+    container.breaker.retry_after = 0.0
+    container.breaker.failed(redis.ConnectionError("Redis went down meanwhile"))
+    redis_goes_down(client, monkeypatch)
+    assert history.count() == 2
+    assert container.breaker.degraded  # still down: the next store call finds out
+    with pytest.raises(ActiveStoreUnavailable):
+        container.active_store.get_conversation(conversation_id)
