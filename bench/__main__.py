@@ -2,6 +2,7 @@
 
     make bench                      # all
     python -m bench --only ingest   # one section; BENCH_N=5000 for a quicker run
+    python -m bench --scale         # ten times the data (not in `make bench`): bench/scale.py
 """
 from __future__ import annotations
 
@@ -512,6 +513,15 @@ def bench_middleware(servers: ServiceRun, n: int) -> None:
     bench_agent_memory(servers, n, report, Row)
 
 
+def bench_scale(servers: ServiceRun, n: int) -> None:
+    from bench.scale import bench_scale as run
+
+    run(servers, n, report, Row, build_history)
+
+
+# Not in `make bench` (nor CI): `python -m bench --scale` / `make bench-scale` only.
+SCALE_SECTIONS: dict[str, Callable[[ServiceRun, int], None]] = {"scale": bench_scale}
+
 SECTIONS: dict[str, Callable[[ServiceRun, int], None]] = {
     "ingest": bench_ingest,
     "context": bench_context,
@@ -530,19 +540,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
     parser.add_argument("-n", type=int, default=int(os.environ.get("BENCH_N", "20000")))
+    parser.add_argument("--scale", action="store_true",
+                        help="ten times the data (bench/scale.py): alone, or with --only's")
     ns = parser.parse_args()
-    sections = ns.only or list(SECTIONS)
+    sections = (ns.only or []) + ["scale"] if ns.scale else ns.only or list(SECTIONS)
     run = ServiceRun()
     try:
         for name in sections:
-            SECTIONS[name](run, ns.n)
+            {**SECTIONS, **SCALE_SECTIONS}[name](run, ns.n)
     except BaseException:
         print(f"service log (var/bench-service.log), last lines:\n{run.log_tail()}",
               file=sys.stderr)
         raise
     finally:
         run.stop()
-    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, sections, partial=bool(ns.only))
+    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, sections,
+                   partial=bool(ns.only or ns.scale))
     print("wrote BENCHMARKS.md", file=sys.stderr)
 
 
