@@ -263,6 +263,8 @@ class Figures:
     search_common_p50: float = 0.0
     rare_hits: int = 0
     context: dict[str, float] = field(default_factory=dict)
+    joined_first: dict[str, float] = field(default_factory=dict)
+    list_alone: dict[str, float] = field(default_factory=dict)
 
 
 def http_get(port: int, path: str, key: str) -> Callable[[], Callable[[], Any]]:
@@ -318,7 +320,12 @@ def median_ms(work: Callable[[], Any], repeat: int) -> float:
 def measure(container: Any, settings: Any, tenant: str, context_id: str,
             data: Dataset) -> Figures:
     from conversation.domain.messages import utc_timestamp
-    from conversation.queries.listing import encode_cursor
+    from conversation.queries.listing import (
+        ConversationListing,
+        ListFilters,
+        decode_cursor,
+        encode_cursor,
+    )
     from conversation.queries.search import ConversationSearch, SearchFilters
 
     figures = Figures()
@@ -365,6 +372,17 @@ def measure(container: Any, settings: Any, tenant: str, context_id: str,
         api.terminate()
         api.wait(timeout=30)
 
+    # The list's statements alone, in process (the HTTP rows add the API and 16 clients
+    # queueing for its 2 workers on this 2-core machine).
+    listing = ConversationListing(container.tiers, engine)
+    for after, attribute in ((None, "first"), (decode_cursor(cursor), "cursor")):
+        with captured_sql(engine, "FROM conversations") as statements:
+            listing.list_conversations(tenant, ListFilters(), LIST_LIMIT, after)
+        explain(engine, statements, f"list, {attribute} page, {data.messages:,} messages")
+        figures.list_alone[attribute] = median_ms(
+            lambda a=after: listing.list_conversations(tenant, ListFilters(), LIST_LIMIT, a),
+            SEARCH_REPEAT)
+
     search = ConversationSearch(engine, container.tiers, container.settings.search_languages)
     for query, attribute in ((f'"{RARE}"', "search_rare_p50"), (COMMON, "search_common_p50")):
         with captured_sql(engine, "ts_rank_cd") as statements:
@@ -376,6 +394,16 @@ def measure(container: Any, settings: Any, tenant: str, context_id: str,
         setattr(figures, attribute,
                 median_ms(lambda q=query: search.search(tenant, q, SearchFilters(), 20),
                           SEARCH_REPEAT))
+
+        # The previous statement (every match joined before ranking), for comparison.
+        def joined_first(q: str = query) -> Any:
+            return search._persisted(tenant, q, SearchFilters(), 21, 0, ranked_first=False)
+
+        assert joined_first()[:20] == found, f"the two statements differ for {query}"
+        with captured_sql(engine, "ts_rank_cd") as statements:
+            joined_first()
+        explain(engine, statements, f"search {query!r} joined first, {data.messages:,} messages")
+        figures.joined_first[attribute] = median_ms(joined_first, 5)
 
     for window in ("8k", "32k"):
         def context(window: str = window) -> dict:
@@ -454,13 +482,17 @@ def bench_scale(servers: Any, n: int, report: Callable[..., None], row: Callable
         emit(f"stats, {CLIENTS} clients, 90 days by day", ten.stats_p99, one.stats_p99,
              "p99", 50, f" (uncached alone p50 {ten.stats_uncached_p50:.1f} ms vs "
              f"{one.stats_uncached_p50:.1f} ms)")
-        emit(f"list, first page of {LIST_LIMIT}, {CLIENTS} clients", ten.list_first_p99,
-             one.list_first_p99, "p99", None)
-        emit(f"list, a cursor page mid-range, {CLIENTS} clients", ten.list_cursor_p99,
-             one.list_cursor_p99, "p99", None)
-        emit("search, rare phrase", ten.search_rare_p50, one.search_rare_p50, "p50", 100)
-        emit(f"search, common word ('{COMMON}')", ten.search_common_p50,
-             one.search_common_p50, "p50", 100)
+        for attribute, page, what in (("list_first_p99", "first", f"first page of {LIST_LIMIT}"),
+                                      ("list_cursor_p99", "cursor", "a cursor page mid-range")):
+            emit(f"list, {what}, {CLIENTS} clients", getattr(ten, attribute),
+                 getattr(one, attribute), "p99", None,
+                 f" (its query alone, in process: p50 {ten.list_alone[page]:.1f} ms vs "
+                 f"{one.list_alone[page]:.1f} ms)")
+        for attribute, what in (("search_rare_p50", "rare phrase"),
+                                ("search_common_p50", f"common word ('{COMMON}')")):
+            emit(f"search, {what}", getattr(ten, attribute), getattr(one, attribute), "p50",
+                 100, f" (the previous statement, joined first: {ten.joined_first[attribute]:.0f}"
+                      f" ms vs {one.joined_first[attribute]:.0f} ms)")
         for window in ("8k", "32k"):
             emit(f"context {window} from PostgreSQL, 10,000 messages",
                  ten.context[window], one.context[window], "p50", None)
