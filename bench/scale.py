@@ -409,7 +409,9 @@ def measure(container: Any, settings: Any, tenant: str, context_id: str,
         def context(window: str = window) -> dict:
             return container.context_builder.get_context(
                 tenant_id=tenant, conversation_id=context_id, window=window)
-        assert context()["messages"], "the migrated conversation's context is empty"
+        with captured_sql(engine, "FROM messages") as statements:
+            assert context()["messages"], "the migrated conversation's context is empty"
+        explain(engine, statements, f"context {window}, {data.messages:,} messages")
         figures.context[window] = median_ms(context, CONTEXT_REPEAT)
     return figures
 
