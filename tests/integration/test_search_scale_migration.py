@@ -97,6 +97,11 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'message_search'")}
         assert "ix_message_search_tenant_vector" in indexes
         assert "ix_message_search_vector" not in indexes
+        with psycopg.connect(plain, autocommit=True) as connection:
+            order = connection.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                "'ix_messages_conversation_order'").fetchone()
+        assert order is not None and order[0].endswith("(conversation_id, created_at, seq, id)")
         assert answers(search, ranked_first=True) == before
         assert answers(search, ranked_first=False) == before
 
