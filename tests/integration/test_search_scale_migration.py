@@ -12,7 +12,9 @@ import psycopg
 import pytest
 
 from conversation.adapters.postgres import make_engine
-from conversation.adapters.schema_migrations import upgrade
+from alembic import command
+
+from conversation.adapters.schema_migrations import alembic_config, upgrade
 from conversation.adapters.search_sql import SearchIndexer
 from conversation.queries.search import ConversationSearch, SearchFilters
 
@@ -115,6 +117,13 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
         assert SearchIndexer(engine).index_pending() == 1
         page = search._persisted("big", "refund", SearchFilters(), 21, 0)
         assert page == before[0]
+
+        command.downgrade(alembic_config(url), "0009")
+        with psycopg.connect(plain, autocommit=True) as connection:
+            indexes = {row[0] for row in connection.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'message_search'")}
+        assert "ix_message_search_vector" in indexes
+        assert "ix_message_search_tenant_vector" not in indexes
     finally:
         engine.dispose()
         with psycopg.connect(postgres_server, autocommit=True) as connection:
