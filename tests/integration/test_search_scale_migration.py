@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-
-from conversation.adapters.postgres import make_engine
 from alembic import command
 
+from conversation.adapters.postgres import make_engine
 from conversation.adapters.schema_migrations import alembic_config, upgrade
 from conversation.adapters.search_sql import SearchIndexer
 from conversation.queries.search import ConversationSearch, SearchFilters
