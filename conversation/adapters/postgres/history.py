@@ -41,12 +41,18 @@ class SqlHistory:
                 if self.owner is None:
                     self._prefetched = (0, None, [])
                     return self._prefetched
-                # The owner as a value, not a column of the join (issue 18): against the
-                # column, the planner guessed an average tenant's share of the messages and
-                # intersected the whole tenant's index entries (2.2 M of them for the largest
-                # tenant at 10 M messages) with the conversation's.
+                # The conversation's rows first (a materialized CTE: no condition goes inside),
+                # then the owner's among them (issue 18): given both conditions at once, the
+                # planner intersected the conversation's index entries with the whole
+                # tenant's (2.2 M for the largest tenant at 10 M messages).
+                rows = (
+                    select(messages.c.tenant_id)
+                    .where(messages.c.conversation_id == self.conversation_id)
+                    .cte("conversation_rows")
+                    .prefix_with("MATERIALIZED")
+                )
                 count = connection.scalar(
-                    select(func.count()).select_from(messages).where(self._mine()))
+                    select(func.count()).select_from(rows).where(rows.c.tenant_id == self.owner))
                 first = connection.execute(
                     select(*_RECORD_COLUMNS).where(self._mine()).order_by(*_ORDER).limit(1)
                 ).first()
