@@ -102,7 +102,8 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
             order = connection.execute(
                 "SELECT indexdef FROM pg_indexes WHERE indexname = "
                 "'ix_messages_conversation_order'").fetchone()
-        assert order is not None and order[0].endswith("(conversation_id, created_at, seq, id)")
+        assert order is not None and order[0].endswith(
+            "(conversation_id, tenant_id, created_at, seq, id)")
         assert answers(search, ranked_first=True) == before
         assert answers(search, ranked_first=False) == before
 
