@@ -31,7 +31,8 @@ from conversation.services.ports import (
 )
 
 if TYPE_CHECKING:
-    from conversation.services.migration import DueMigrations, MigrationOutcome
+    from conversation.services.migration import MigrationOutcome
+    from conversation.services.migration_lead import DueMigrations
 
 log = logging.getLogger(__name__)
 
