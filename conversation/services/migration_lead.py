@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 # holds it this long at most (a second lead meanwhile would only repeat idempotent work).
 MIGRATION_LEAD = "migration-lead"
 MIGRATION_LEAD_SECONDS = 120
-# Conversations per pass of the lead (each pass is chunked by CHUNK_MESSAGES).
-READY_BATCH = 500
+# Conversations per pass of the lead (each pass is chunked by CHUNK_MESSAGES, and its chunks
+# written PARALLEL_CHUNKS at a time: a pass's last round may leave a thread idle, so passes
+# are large; 500 made a thousand closes two passes with a half-idle round each).
+READY_BATCH = 1_000
 # Before a pass that would not be full, the lead waits this long for the timers firing right
 # now to join it (group commit: a burst's timers fire one after another, and a conversation
 # costs ~1 ms in a batch of 100 against ~4 ms alone). Nothing next to a 30 s grace period.
