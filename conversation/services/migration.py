@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -122,14 +123,18 @@ class ConversationMigrator:
     def _chunks(
         self, pending: list[tuple[str, int | None]]
     ) -> list[list[tuple[str, int | None]]]:
-        """Consecutive requests of about CHUNK_MESSAGES messages each (one at least)."""
+        """Consecutive requests in chunks of about equal messages, CHUNK_MESSAGES at most (one
+        conversation at least), and as many as the threads that write them: a pass of 6,000
+        messages made one chunk of 5,000 and one of 1,000, the second thread idle most of it."""
         if len(pending) == 1:
             return [pending]
         counts = self.active.message_counts([cid for cid, _ in pending])
+        parts = max(math.ceil(sum(counts) / CHUNK_MESSAGES), min(PARALLEL_CHUNKS, len(pending)))
+        target = sum(counts) / parts
         chunks: list[list[tuple[str, int | None]]] = [[]]
         size = 0
         for request, count in zip(pending, counts, strict=True):
-            if chunks[-1] and size + count > CHUNK_MESSAGES:
+            if chunks[-1] and size + count > target:
                 chunks.append([])
                 size = 0
             chunks[-1].append(request)
