@@ -19,12 +19,12 @@ from conversation.domain.context import (
 from conversation.domain.errors import ConversationNotFound
 from conversation.domain.messages import Role, chat_message
 from conversation.services.ports import (
-    ActiveStore,
+    ActiveReads,
     ActiveStoreUnavailable,
+    ArchiveTier,
     ArrivalListener,
     History,
     MessageRecord,
-    Repository,
     Summary,
     SummaryRequests,
     Tokenizer,
@@ -46,8 +46,8 @@ LONGEST_WAIT_BETWEEN_LOOKS = 0.4
 class ContextBuilder:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveReads,
+        repository: ArchiveTier,
         tokenizer: Tokenizer,
         windows: Mapping[str, tuple[str, int]],
         model_windows: Mapping[str, str],

@@ -11,10 +11,10 @@ from enum import Enum
 from conversation.domain.messages import ConversationStatus, now_timestamp
 from conversation.domain.stats import summarise_conversation
 from conversation.services.ports import (
-    ActiveStore,
+    ArchiveWrites,
     ConversationRefused,
     MigrationLoad,
-    Repository,
+    MigrationSource,
 )
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ class MigrationOutcome:
 class ConversationMigrator:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: MigrationSource,
+        repository: ArchiveWrites,
         on_migrated: Callable[[MigrationOutcome], None] = lambda outcome: None,
         on_quarantined: Callable[[MigrationOutcome], None] = lambda outcome: None,
     ) -> None:

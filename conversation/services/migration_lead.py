@@ -13,7 +13,7 @@ from conversation.services.migration import (
     MigrationOutcome,
     MigrationStatus,
 )
-from conversation.services.ports import ActiveStore, Locks
+from conversation.services.ports import Locks, MigrationQueue
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class DueMigrations:
 
     def __init__(
         self,
-        active: ActiveStore,
+        active: MigrationQueue,
         migrator: ConversationMigrator,
         grace_seconds: float,
         locks: Locks,

@@ -20,6 +20,7 @@ from conversation.adapters.redis.codec import (
     _token_counts,
 )
 from conversation.adapters.redis.keys import MIGRATED_MARKER_SECONDS
+from conversation.adapters.redis.statuses import Applied
 from conversation.domain.messages import Conversation
 from conversation.services.ports import ConversationRefused, MigrationLoad, Summary
 
@@ -101,7 +102,7 @@ class RedisMigrationQueue(RedisStoreBase):
                 pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
 
         replies = _run_pipeline(self.client, build, lua.FINISH_MIGRATION)
-        finished = [int(r) == 1 for r in replies]
+        finished = [int(r) == Applied.APPLIED for r in replies]
         # The indexes, a command per key (each holds the members of many conversations), not
         # three per conversation: redis-py's packing and parsing of a command costs more than
         # Redis's work on a member.
