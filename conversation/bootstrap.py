@@ -33,7 +33,8 @@ from conversation.queries.stats import TenantStatistics
 from conversation.queries.transcripts import Transcripts
 from conversation.services.context import ContextBuilder
 from conversation.services.erasure import Eraser
-from conversation.services.migration import ConversationMigrator, DueMigrations
+from conversation.services.migration import ConversationMigrator
+from conversation.services.migration_lead import DueMigrations
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
 from conversation.services.statistics import StatisticsAggregator

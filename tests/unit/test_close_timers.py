@@ -15,7 +15,8 @@ from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.domain.errors import ForeignSession
 from conversation.domain.refusals import Refusal, RefusalReason
 from conversation.domain.messages import NewMessage, Role
-from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
+from conversation.services.migration import ConversationMigrator, MigrationStatus
+from conversation.services.migration_lead import DueMigrations
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import DUE_GATHER_SECONDS, SessionLifecycle
 from tasks.conversation_tasks import sessions_closed

@@ -12,10 +12,10 @@ from conversation.adapters.redis import RedisActiveStore, RedisLocks
 from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import (
     ConversationMigrator,
-    DueMigrations,
     MigrationOutcome,
     MigrationStatus,
 )
+from conversation.services.migration_lead import DueMigrations
 from conversation.services.ports import ConversationRefused
 from conversation.services.save import MessageSaver
 from tests.fakes import FakeRepository, WordTokenizer

@@ -15,12 +15,8 @@ from conversation.domain.messages import NewMessage, Role
 from conversation.domain.refusals import Refusal, RefusalReason
 from conversation.domain.stats import summarise_conversation
 from conversation.services.context import ContextBuilder
-from conversation.services.migration import (
-    MIGRATION_LEAD,
-    ConversationMigrator,
-    DueMigrations,
-    MigrationStatus,
-)
+from conversation.services.migration import ConversationMigrator, MigrationStatus
+from conversation.services.migration_lead import MIGRATION_LEAD, DueMigrations
 from conversation.services.save import MessageSaver, SaveOutcome
 from conversation.services.sessions import SessionLifecycle
 from tests.fakes import FakeRepository, RecordingScheduler, TwoEncodingTokenizer, WordTokenizer

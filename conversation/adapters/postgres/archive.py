@@ -12,13 +12,13 @@ from conversation.adapters.postgres.history import SqlHistory, store_token_count
 from conversation.adapters.postgres.outage import absorb_outage_conversations
 from conversation.adapters.postgres.rows import (
     _ORDER,
-    CONVERSATION_UPSERT,
-    STATS_UPSERT,
     TAIL_CHUNK,
     _conversation,
     _message,
     _stats_row,
     _ts,
+    upsert_conversations,
+    upsert_stats,
 )
 from conversation.adapters.postgres.schema import conversations, messages
 from conversation.adapters.postgres.statements import (
@@ -82,10 +82,7 @@ class PostgresArchive:
             for conversation, _, stats in batch
         ]
         with self.engine.begin() as connection:
-            # Statements built once and given the rows as parameters: SQLAlchemy compiles
-            # them once per process (a VALUES list built per call was compiled per call, the
-            # larger part of migrating one short conversation).
-            upserted = connection.execute(CONVERSATION_UPSERT, rows).all()
+            upserted = upsert_conversations(connection, rows)
             written = {row[0] for row in upserted}
             new_ids = {row[0] for row in upserted if row[1]}
             # No row back: PostgreSQL holds the id for another tenant. That conversation is
@@ -97,10 +94,8 @@ class PostgresArchive:
             if any(history for _, history, _ in batch):
                 copy_messages(connection, batch, new_ids)
             if batch:
-                connection.execute(
-                    STATS_UPSERT,
-                    [_stats_row(conversation, stats) for conversation, _, stats in batch],
-                )
+                upsert_stats(connection, [_stats_row(conversation, stats)
+                                          for conversation, _, stats in batch])
                 absorb_outage_conversations(connection, [c for c, _, _ in batch])
                 # Sessions made before session_owners existed (or on a path that does not claim)
                 # are owned from their migration on; an owned one stays as it is.

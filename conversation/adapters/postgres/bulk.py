@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from conversation.adapters.postgres.rows import MESSAGE_COLUMNS
-from conversation.domain.messages import Conversation, Message
+from conversation.domain.messages import Conversation, Message, Role
 
 
 def copy_messages(
@@ -49,14 +49,27 @@ def _copy_rows(
     batch: Sequence[tuple[Conversation, Sequence[Message], Any]],
 ) -> None:
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        # Declared types: psycopg formats each column with its one dumper instead of looking
+        # one up for every value.
+        copy.set_types(_COPY_TYPES)
         write = copy.write_row
+        dumps = orjson.dumps
         for conversation, history, _ in batch:
             conversation_id, tenant_id = conversation.id, conversation.tenant_id
-            for seq, m in enumerate(history):
+            # A message unpacked whole: one step, where eleven attribute reads were a good part
+            # of each row's cost.
+            for seq, (message_id, role, content, created_at, tokens, encoding, name, metadata,
+                      agent_id, tool_calls, tool_call_id) in enumerate(history):
                 write((
-                    conversation_id, m.id, seq, tenant_id, m.role.value, m.content, m.name,
-                    m.tokens, m.encoding, m.agent_id, m.created_at,
-                    orjson.dumps(m.metadata).decode() if m.metadata else None,
-                    orjson.dumps(m.tool_calls).decode() if m.tool_calls else None,
-                    m.tool_call_id,
+                    conversation_id, message_id, seq, tenant_id, _ROLE_TEXT[role], content, name,
+                    tokens, encoding, agent_id, created_at,
+                    dumps(metadata).decode() if metadata else None,
+                    dumps(tool_calls).decode() if tool_calls else None,
+                    tool_call_id,
                 ))
+
+
+_ROLE_TEXT = {role: role.value for role in Role}
+# MESSAGE_COLUMNS' types as the rows carry them: text (timestamps and JSON too, which
+# PostgreSQL parses as COPY's text format always has it do) but for the two integers.
+_COPY_TYPES = ["int4" if column in ("seq", "tokens") else "text" for column in MESSAGE_COLUMNS]

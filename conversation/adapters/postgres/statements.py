@@ -10,13 +10,13 @@ from sqlalchemy.dialects.postgresql import insert
 
 from conversation.adapters.postgres.rows import (
     _ORDER,
-    STATS_UPSERT,
     _conversation,
     _iso,
     _message,
     _stats_row,
     _ts,
     message_row,
+    upsert_stats,
 )
 from conversation.adapters.postgres.schema import conversations, messages, session_owners
 from conversation.domain.messages import Message
@@ -136,4 +136,4 @@ def _refresh_stats(connection: Any, conversation_id: str) -> None:
         .where(conversations.c.id == conversation_id)
         .values(message_count=stats.message_count, last_message_at=_ts(stats.ended_at))
     )
-    connection.execute(STATS_UPSERT, [_stats_row(_conversation(row), stats)])
+    upsert_stats(connection, [_stats_row(_conversation(row), stats)])

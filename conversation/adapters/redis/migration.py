@@ -103,13 +103,21 @@ class RedisMigrationQueue(RedisStoreBase):
 
         replies = _run_pipeline(self.client, build, lua.FINISH_MIGRATION)
         finished = [int(r) == Applied.APPLIED for r in replies]
-        pipe = self.client.pipeline(transaction=False)
+        # The indexes, a command per key (each holds the members of many conversations), not
+        # three per conversation: redis-py's packing and parsing of a command costs more than
+        # Redis's work on a member.
+        by_tenant: dict[str, list[str]] = {}
         for (conversation, _), ok in zip(done, finished, strict=True):
             if ok:
-                pipe.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
-                pipe.zrem(self.keys.activity, conversation.id)
-                pipe.hdel(self.keys.quarantined, conversation.id)
-        pipe.execute()
+                by_tenant.setdefault(conversation.tenant_id, []).append(conversation.id)
+        if by_tenant:
+            gone = [cid for ids in by_tenant.values() for cid in ids]
+            pipe = self.client.pipeline(transaction=False)
+            for tenant_id, ids in by_tenant.items():
+                pipe.srem(self.keys.tenant_active(tenant_id), *ids)
+            pipe.zrem(self.keys.activity, *gone)
+            pipe.hdel(self.keys.quarantined, *gone)
+            pipe.execute()
         return finished
 
     def quarantine(self, conversation_id: str, reason: str) -> None:

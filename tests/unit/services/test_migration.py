@@ -8,12 +8,11 @@ import pytest
 
 from conversation.domain.messages import Conversation, Role
 from conversation.services.migration import (
-    MIGRATION_LEAD,
     ConversationMigrator,
-    DueMigrations,
     MigrationOutcome,
     MigrationStatus,
 )
+from conversation.services.migration_lead import MIGRATION_LEAD, DueMigrations
 from conversation.services.ports import Summary
 from conversation.services.save import MessageSaver
 from tests.fakes import FakeLocks, FakeRepository, WordTokenizer

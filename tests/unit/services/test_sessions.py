@@ -6,7 +6,8 @@ import pytest
 
 from conversation.domain.errors import ForeignSession
 from conversation.domain.refusals import RefusalReason
-from conversation.services.migration import ConversationMigrator, DueMigrations, MigrationStatus
+from conversation.services.migration import ConversationMigrator, MigrationStatus
+from conversation.services.migration_lead import DueMigrations
 from conversation.services.ports import ActiveStoreUnavailable, ClosedSession
 from conversation.services.save import MessageSaver
 from conversation.services.sessions import SessionLifecycle
