@@ -44,14 +44,8 @@ def methods(port: type) -> dict[str, list[str]]:
     return named
 
 
-# Found by this suite, left for the adapter's owners (adapters are out of its scope): a call
-# by the port's keyword (messages=...) fails on PostgreSQL.
-MISNAMED = pytest.mark.xfail(strict=True, reason="SqlRepository.store_conversation names the "
-                             "port's `messages` parameter `history`")
 IMPLEMENTATIONS = [
-    pytest.param(port, implementation, id=f"{port.__name__}-{kind}",
-                 marks=MISNAMED if kind == "adapter" and implementation is SqlRepository
-                 and "store_conversation" in methods(port) else ())
+    pytest.param(port, implementation, id=f"{port.__name__}-{kind}")
     for port, fake, adapter in ROLES
     for kind, implementation in (("fake", fake), ("adapter", adapter))
 ]

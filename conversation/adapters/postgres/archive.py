@@ -40,10 +40,10 @@ class PostgresArchive:
     def store_conversation(
         self,
         conversation: Conversation,
-        history: Sequence[Message],
+        messages: Sequence[Message],
         stats: ConversationStats,
     ) -> list[TenantConflict]:
-        return self.store_conversations([(conversation, history, stats)])
+        return self.store_conversations([(conversation, messages, stats)])
 
     def store_conversations(
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
