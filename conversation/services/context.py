@@ -5,7 +5,7 @@ import itertools
 import logging
 import operator
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from conversation.domain.context import (
@@ -82,23 +82,27 @@ class ContextBuilder:
         waited_for = None
         try:
             look_for = None
+            context: dict[str, Any] | None = None
             if wait_for_message_id is not None:
-                found = self._wait_for(tenant_id, conversation_id, session_id,
-                                       wait_for_message_id)
-                waited_for = "missing" if found is None else "found"
+                context, found = self._wait_for(
+                    tenant_id, conversation_id, session_id, wait_for_message_id,
+                    lambda: self._build(tenant_id, conversation_id, session_id, model, window,
+                                        max_tokens, wait_for_message_id))
+                waited_for = "missing" if context is None and found is None else "found"
                 # The conversation it was found in is the one to read (no second lookup).
                 conversation_id = conversation_id or found or None
                 if found == "":
                     # Announced, not looked up: stored, but maybe in another conversation of
                     # the session than the one read. Until the read shows it, not found.
                     look_for, waited_for = wait_for_message_id, "missing"
-            context, read = self._build(tenant_id, conversation_id, session_id, model, window,
-                                        max_tokens, look_for)
-            if look_for is not None and (read or self.tiers.has_message(
-                    tenant_id, context["conversation_id"], look_for)):
-                # Among the messages read (the common case, no round trip), or further back
-                # in the conversation (a late arrival placed by its time): one look.
-                waited_for = "found"
+            if context is None:
+                context, read = self._build(tenant_id, conversation_id, session_id, model,
+                                            window, max_tokens, look_for)
+                if look_for is not None and (read or self.tiers.has_message(
+                        tenant_id, context["conversation_id"], look_for)):
+                    # Among the messages read (the common case, no round trip), or further
+                    # back in the conversation (a late arrival placed by its time): one look.
+                    waited_for = "found"
         except Exception as exc:  # a context failure never fails the caller (contract)
             log.warning(
                 "context failed, answering an empty context: %s: %s",
@@ -113,12 +117,18 @@ class ContextBuilder:
 
     def _wait_for(
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,
-        message_id: str,
-    ) -> str | None:
-        """The conversation the message is stored in, waiting up to `wait_seconds` for it
-        (None: not stored by then; "": announced, its conversation not looked up).
-        Subscribed to the save's announcement first, then a look at the stores, a blocking
-        wait, a look again... (a back-off between looks, without Redis)."""
+        message_id: str, read: Callable[[], tuple[dict[str, Any], bool]],
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The context, when the first read holds the message; else None and the
+        conversation the message is stored in, waiting up to `wait_seconds` for it (None: not
+        stored by then; "": announced, its conversation not looked up).
+
+        Subscribed to the save's announcement first; then the first look is the read itself
+        (`read`, the context with whether the message is among the messages it read): the
+        message a producer saved just before asking is usually stored by then, and that read
+        is the answer, for no round trip more than a plain read's (a separate look cost two,
+        then the read). Otherwise a look at the stores, a blocking wait, a look again... (a
+        back-off between looks, without Redis), and the caller reads once it is there."""
         deadline = time.monotonic() + self.wait_seconds
         listener: ArrivalListener | None
         try:
@@ -128,17 +138,25 @@ class ContextBuilder:
             listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
         pause = FIRST_LOOK_AFTER
         try:
+            try:
+                context, held = read()
+            except ConversationNotFound:
+                held = False  # a session's first message: no conversation yet
+            if held:
+                return context, None
+            # Not among the newest messages: not stored yet, or a late arrival placed back in
+            # time (found by the look below).
             while True:
                 found = self._stored(tenant_id, conversation_id, session_id, message_id)
                 if found is not None:
-                    return found
+                    return None, found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    return None, None
                 if listener is None:
                     time.sleep(min(left, pause))
                 elif listener.wait(min(left, pause)):
-                    return ""  # announced: the save stored it
+                    return None, ""  # announced: the save stored it
                 pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
         finally:
             if listener is not None:
