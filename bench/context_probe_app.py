@@ -13,10 +13,10 @@ from celery import signals
 from celery.app import trace
 
 import bench.noop_app  # noqa: F401  (bench.echo: the anchor, on the same worker)
-import tasks.conversation_tasks as conversation_tasks
 from conversation.adapters.redis.arrivals import ArrivalListener, RedisArrivals
 from conversation.services.context import ContextBuilder
 from conversation.services.save import MessageSaver
+from tasks import conversation_tasks
 from tasks.app import app
 
 STAMPS_KEY = "bench:probe:stamps"
@@ -51,8 +51,8 @@ def _flusher(**_: Any) -> None:
             time.sleep(1.0)
             try:
                 _flush()
-            except Exception:  # noqa: BLE001 - a probe
-                pass
+            except Exception as exc:  # noqa: BLE001 - a probe: say so, keep going
+                print(f"probe: could not push stamps: {exc}", flush=True)
     threading.Thread(target=loop, daemon=True).start()
 
 

@@ -63,11 +63,17 @@ def test_a_message_stored_already_is_answered_by_one_read() -> None:
     saver.save(message("m-1", "hello"))
     calls: list[str] = []
     tiers = builder.tiers
+
+    def counted(name: str) -> Any:
+        call = getattr(tiers, name)
+
+        def counting(*args: Any) -> Any:
+            calls.append(name)
+            return call(*args)
+        return counting
+
     for name in ("has_message", "owned_history", "session_conversation"):
-        def counting(*args: Any, _name: str = name, _call: Any = getattr(tiers, name)) -> Any:
-            calls.append(_name)
-            return _call(*args)
-        setattr(tiers, name, counting)
+        setattr(tiers, name, counted(name))
     context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
                                   wait_for_message_id="m-1")
     assert context["waited_for"] == "found" and context["messages"][-1]["content"] == "hello"
