@@ -164,13 +164,16 @@ class ContextBuilder:
             if held:
                 return context, None
             # Not among the newest messages: not stored yet, or a late arrival placed back in
-            # time (found by the look below). Blocking holds this worker process: one of the
-            # tenant's slots, or no block at all (one look, then the answer).
-            may_block, slot = self._take_slot(tenant_id)
+            # time (found by the look below).
+            may_block: bool | None = None
             while True:
                 found = self._stored(tenant_id, conversation_id, session_id, message_id)
                 if found is not None:
                     return None, found
+                if may_block is None:
+                    # Blocking holds this worker process: one of the tenant's slots, or no
+                    # block at all (the look above, then the answer).
+                    may_block, slot = self._take_slot(tenant_id)
                 if not may_block:
                     return None, None
                 left = deadline - time.monotonic()
