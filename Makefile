@@ -33,8 +33,8 @@ run: $(STAMP) ## Run everything: embedded Redis + PostgreSQL (unless URLs are se
 test: $(STAMP) lint ## The whole suite: import contracts, unit, integration and end-to-end tests
 	$(BIN)/pytest
 
-test-unit: $(STAMP) ## Unit tests only (no servers)
-	$(BIN)/pytest tests/unit
+test-unit: $(STAMP) ## Unit tests, and the contract suites on the fakes and fakeredis (no servers)
+	$(BIN)/pytest tests/unit tests/contract -m "not integration"
 
 lint: $(STAMP) ## Layer rules (import-linter contracts in setup.cfg), pyflakes-level checks (ruff), types (mypy: strict on the domain and services)
 	$(BIN)/lint-imports

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -28,8 +28,14 @@ class Identifier(validate.Regexp):
             error="must be 1-128 characters of letters, digits, '_', '-' and '.'",
         )
 
-    def __call__(self, value: str) -> str:
-        if self.regex.fullmatch(value) is None:
+    @overload
+    def __call__(self, value: str) -> str: ...
+
+    @overload
+    def __call__(self, value: bytes) -> bytes: ...
+
+    def __call__(self, value: str | bytes) -> str | bytes:
+        if not isinstance(value, str) or IDENTIFIER_PATTERN.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
 

@@ -11,6 +11,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -532,18 +533,27 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=int(os.environ.get("BENCH_N", "20000")))
     ns = parser.parse_args()
     sections = ns.only or list(SECTIONS)
+    failed: list[str] = []
     run = ServiceRun()
     try:
         for name in sections:
-            SECTIONS[name](run, ns.n)
-    except BaseException:
-        print(f"service log (var/bench-service.log), last lines:\n{run.log_tail()}",
-              file=sys.stderr)
-        raise
+            # A section that fails costs only its own rows: the others still run, and what
+            # was measured is written as a partial run (a full file is never half-written).
+            try:
+                SECTIONS[name](run, ns.n)
+            except Exception:
+                traceback.print_exc()
+                print(f"section {name} failed; service log (var/bench-service.log), last "
+                      f"lines:\n{run.log_tail()}", file=sys.stderr)
+                failed.append(name)
     finally:
         run.stop()
-    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, sections, partial=bool(ns.only))
+    measured = [name for name in sections if name not in failed]
+    write_markdown(PROJECT_ROOT / "BENCHMARKS.md", ns.n, measured,
+                   partial=bool(ns.only) or bool(failed))
     print("wrote BENCHMARKS.md", file=sys.stderr)
+    if failed:
+        sys.exit(f"failed sections: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

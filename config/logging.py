@@ -7,10 +7,12 @@ task (task id, tenant, conversation, session) merged in.
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from config.settings import Settings
 
 FORMATS = ("json", "console")
 
@@ -48,7 +50,12 @@ def log_every_task(enabled: bool) -> None:
 
 def configure_logging(fmt: str | None = None, level: str | int | None = None,
                       every_task: bool | None = None) -> None:
-    fmt = fmt or os.environ.get("LOG_FORMAT", "json")
+    """What is not given comes from the settings (LOG_FORMAT, LOG_LEVEL, LOG_EVERY_TASK)."""
+    if fmt is None or level is None or every_task is None:
+        settings = Settings.from_env()
+        configure_logging(fmt or settings.log_format, level or settings.log_level,
+                          settings.log_every_task if every_task is None else every_task)
+        return
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
     shared: list[Any] = [
@@ -74,11 +81,7 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
-    if every_task is None:
-        from config.settings import Settings
-
-        every_task = Settings.from_env().log_every_task
+    root.setLevel(level)
     log_every_task(every_task)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -88,7 +91,7 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
     )
 
 
-def _keep(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _keep(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event  # the console renderer prints tracebacks itself
 
 

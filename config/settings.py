@@ -77,6 +77,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _log_level(name: str) -> str:
+    """LOG_LEVEL in the one spelling both its readers take: logging's setLevel (the API)
+    takes upper-case names only, Celery's --loglevel (worker, beat) any case but not WARN."""
+    level = name.strip().upper()
+    return "WARNING" if level == "WARN" else level
+
+
 def read_embedded_endpoints(var_dir: Path) -> dict[str, str]:
     """The URLs of the embedded servers that `conversation run` started, if it runs."""
     path = var_dir / EMBEDDED_ENDPOINTS_FILE
@@ -128,6 +135,8 @@ class Settings:
     model_windows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_WINDOWS))
     var_dir: Path = DEFAULT_VAR_DIR
     alert_webhook_url: str | None = None
+    # "json" (one object a line) or "console" (config/logging.py checks it).
+    log_format: str = "json"
     log_level: str = "INFO"
     # Celery's INFO line for every task received and every task that succeeded (config/logging.py
     # says why they are off by default).
@@ -141,55 +150,68 @@ class Settings:
     summary_language: str = "english"
     # Text search configurations messages are indexed in (PostgreSQL's names).
     search_languages: tuple[str, ...] = ("english", "spanish")
+    # A worker serves its processes' Prometheus metrics on this port (0: it does not).
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Each setting from its variable; an unset (or empty) one keeps the default written
+        above, the only place a default is written."""
         env = os.environ if env is None else env
-        var_dir = Path(env.get("CONVERSATION_VAR_DIR") or DEFAULT_VAR_DIR)
+        default = cls()
+        var_dir = Path(env.get("CONVERSATION_VAR_DIR") or default.var_dir)
         embedded = read_embedded_endpoints(var_dir)
 
         def url(name: str) -> str | None:
             return env.get(name) or embedded.get(name) or None
 
+        def text(name: str, fallback: str) -> str:
+            return env.get(name) or fallback
+
+        def number(name: str, fallback: int) -> int:
+            return _int(env, name, fallback)
+
         redis_url = url("REDIS_URL")
         database_url = url("DATABASE_URL")
+        languages = env.get("SEARCH_LANGUAGES")
         return cls(
             redis_url=redis_url,
-            redis_cluster=_bool(env.get("REDIS_CLUSTER")),
-            redis_key_prefix=env.get("REDIS_KEY_PREFIX", ""),
+            redis_cluster=_bool(env.get("REDIS_CLUSTER"), default.redis_cluster),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", default.redis_key_prefix),
             broker_url=url("CELERY_BROKER_URL") or redis_url,
             result_backend=url("CELERY_RESULT_BACKEND") or redis_url,
             database_url=database_url,
             database_replica_url=url("DATABASE_REPLICA_URL") or database_url,
-            session_grace_seconds=_int(env, "SESSION_GRACE_SECONDS", 30),
-            idle_timeout_seconds=_int(env, "IDLE_TIMEOUT_SECONDS", 24 * 3600),
-            beat_interval_seconds=_int(env, "BEAT_INTERVAL_SECONDS", 60),
-            beat_lock_seconds=_int(env, "BEAT_LOCK_SECONDS", 30),
+            session_grace_seconds=number("SESSION_GRACE_SECONDS", default.session_grace_seconds),
+            idle_timeout_seconds=number("IDLE_TIMEOUT_SECONDS", default.idle_timeout_seconds),
+            beat_interval_seconds=number("BEAT_INTERVAL_SECONDS", default.beat_interval_seconds),
+            beat_lock_seconds=number("BEAT_LOCK_SECONDS", default.beat_lock_seconds),
             beat_redis_url=url("BEAT_REDIS_URL"),
-            max_message_chars=_int(env, "MAX_MESSAGE_CHARS", 200_000),
-            waits_per_tenant=_int(env, "WAITS_PER_TENANT", 4),
-            max_task_bytes=_int(env, "MAX_TASK_BYTES", 16 * 1024 * 1024),
-            broker_visibility_timeout=_int(
-                env, "BROKER_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT
-            ),
-            api_host=env.get("API_HOST") or "127.0.0.1",
-            api_port=_int(env, "API_PORT", 8000),
-            flower_port=_int(env, "FLOWER_PORT", 5555),
-            api_rate_limit=env.get("API_RATE_LIMIT") or "600/minute",
-            api_statement_timeout_ms=_int(env, "API_STATEMENT_TIMEOUT_MS", 5_000),
+            max_message_chars=number("MAX_MESSAGE_CHARS", default.max_message_chars),
+            waits_per_tenant=number("WAITS_PER_TENANT", default.waits_per_tenant),
+            max_task_bytes=number("MAX_TASK_BYTES", default.max_task_bytes),
+            broker_visibility_timeout=number("BROKER_VISIBILITY_TIMEOUT",
+                                             default.broker_visibility_timeout),
+            api_host=text("API_HOST", default.api_host),
+            api_port=number("API_PORT", default.api_port),
+            flower_port=number("FLOWER_PORT", default.flower_port),
+            api_rate_limit=text("API_RATE_LIMIT", default.api_rate_limit),
+            api_statement_timeout_ms=number("API_STATEMENT_TIMEOUT_MS",
+                                            default.api_statement_timeout_ms),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
-            default_encoding=env.get("DEFAULT_ENCODING") or "cl100k_base",
+            default_encoding=text("DEFAULT_ENCODING", default.default_encoding),
             var_dir=var_dir,
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or None,
-            log_level=env.get("LOG_LEVEL") or "INFO",
-            log_every_task=_bool(env.get("LOG_EVERY_TASK")),
-            flower_task_events=_bool(env.get("FLOWER_TASK_EVENTS")),
-            summary_model=env.get("SUMMARY_MODEL") or "extractive",
-            summary_language=env.get("SUMMARY_LANGUAGE") or "english",
+            log_format=text("LOG_FORMAT", default.log_format),
+            log_level=_log_level(text("LOG_LEVEL", default.log_level)),
+            log_every_task=_bool(env.get("LOG_EVERY_TASK"), default.log_every_task),
+            flower_task_events=_bool(env.get("FLOWER_TASK_EVENTS"), default.flower_task_events),
+            summary_model=text("SUMMARY_MODEL", default.summary_model),
+            summary_language=text("SUMMARY_LANGUAGE", default.summary_language),
             search_languages=tuple(
-                name.strip() for name in (env.get("SEARCH_LANGUAGES") or "english,spanish")
-                .split(",") if name.strip()
-            ),
+                name.strip() for name in languages.split(",") if name.strip()
+            ) if languages else default.search_languages,
+            metrics_port=number("METRICS_PORT", default.metrics_port),
         )
 
     def require(self, name: str) -> str:
@@ -202,6 +224,21 @@ class Settings:
                 "start the service with `make run`, or set the URLs (see README)."
             )
         return str(value)
+
+    def check_celery_urls(self) -> None:
+        """Refuse a broker or result backend that defaulted to REDIS_URL when that names a node
+        of a Redis Cluster: Celery speaks to one plain server, and a cluster node answers MOVED
+        for the keys of the other nodes' slots, so tasks and results would fail at random."""
+        if not self.redis_cluster:
+            return
+        for variable, url in (("CELERY_BROKER_URL", self.broker_url),
+                              ("CELERY_RESULT_BACKEND", self.result_backend)):
+            if url and url.startswith(PLAIN_REDIS_SCHEMES) and _same_server(url, self.redis_url):
+                raise ConfigurationError(
+                    f"{variable} names the Redis Cluster node of REDIS_URL (it defaults to it), "
+                    "and Celery cannot use a cluster: set it to a plain Redis server or RabbitMQ "
+                    "(see README, Redis Cluster)."
+                )
 
     def beat_redis(self) -> str:
         """The plain Redis where beat keeps its schedule and lock: BEAT_REDIS_URL, else the

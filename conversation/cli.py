@@ -41,7 +41,13 @@ def worker_concurrency(pool: str, concurrency: int) -> int:
 
 
 def cmd_worker(ns: argparse.Namespace) -> None:
-    _celery("worker", "--loglevel", ns.loglevel, "-Q", ns.queues, "--pool", ns.pool,
+    settings = Settings.from_env()
+    try:
+        settings.check_celery_urls()
+    except ConfigurationError as exc:
+        sys.exit(f"worker: {exc}")
+    loglevel = ns.loglevel or settings.log_level
+    _celery("worker", "--loglevel", loglevel, "-Q", ns.queues, "--pool", ns.pool,
             "--concurrency", str(worker_concurrency(ns.pool, ns.concurrency)),
             "--hostname", ns.hostname)
 
@@ -53,10 +59,11 @@ def cmd_beat(ns: argparse.Namespace) -> None:
     from tasks.beat import check_beat_redis
 
     try:
+        settings.check_celery_urls()  # beat publishes every scheduled task to the broker
         check_beat_redis(settings.beat_redis())
     except ConfigurationError as exc:
         sys.exit(f"beat: {exc}")
-    _celery("beat", "--loglevel", ns.loglevel)
+    _celery("beat", "--loglevel", ns.loglevel or settings.log_level)
 
 
 def flower_refusal(address: str, basic_auth: str | None) -> str | None:
@@ -223,11 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", default="prefork", choices=("prefork", "threads", "solo"),
                    help="threads only for work that waits (a remote summary model)")
     p.add_argument("--hostname", default="conversation@%h")
-    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--loglevel", default=None, help="default: LOG_LEVEL")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="Celery beat (statistics and cleanup schedule)")
-    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--loglevel", default=None, help="default: LOG_LEVEL")
     p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("flower", help="Flower, the workers' dashboard")

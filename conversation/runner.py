@@ -239,6 +239,11 @@ def run(grace_seconds: int | None = None) -> int:
         from tasks.beat import check_beat_redis
 
         try:
+            settings.check_celery_urls()
+        except ConfigurationError as exc:
+            _say(f"cannot start the workers: {exc}")
+            return 2
+        try:
             check_beat_redis(settings.beat_redis())
         except ConfigurationError as exc:
             _say(f"cannot start beat: {exc}")

@@ -1,13 +1,13 @@
 """The Celery app. Its configuration is read lazily, so importing this connects to nothing."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from celery import Celery, signals
 
 from config.logging import bind_task, configure_logging, unbind_task
+from config.settings import Settings
 from conversation.adapters.metrics import serve_worker_metrics
 from tasks.serialization import use_fast_json
 
@@ -31,9 +31,9 @@ def _structured_logs(loglevel: Any = None, **_: Any) -> None:
 @signals.worker_init.connect
 def _metrics_endpoint(**_: Any) -> None:
     """METRICS_PORT set: this worker serves its processes' metrics (deploy/k8s does)."""
-    port = os.environ.get("METRICS_PORT")
+    port = Settings.from_env().metrics_port
     if port:
-        serve_worker_metrics(int(port))
+        serve_worker_metrics(port)
 
 
 @signals.task_prerun.connect

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+from redis.lock import Lock
 
 from config.settings import ConfigurationError
 
@@ -30,6 +31,9 @@ RETRY_SECONDS = 1.0
 
 class ResilientRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
     """redbeat whose ticks survive an outage of its Redis (see the module docstring)."""
+
+    # redbeat's: the schedule lock while this beat holds it (None: standing by).
+    lock: Lock | None
 
     def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
         if not app.conf.get("redbeat_redis_url"):

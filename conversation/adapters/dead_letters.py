@@ -11,7 +11,7 @@ import logging
 import math
 import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -96,7 +96,7 @@ def _identifiers(value: Any) -> dict[str, Any]:
     """A payload's identifiers (its items' too, for a batch): what a preview still says."""
     if not isinstance(value, dict):
         return {}
-    kept = {k: v for k in _IDENTIFIERS if isinstance(v := value.get(k), str) and len(v) <= 128}
+    kept: dict[str, Any] = {k: v for k in _IDENTIFIERS if isinstance(v := value.get(k), str) and len(v) <= 128}
     if isinstance(value.get("messages"), list):
         kept["messages"] = [_identifiers(item) for item in value["messages"][:1000]]
     return kept
@@ -254,7 +254,7 @@ class DeadLetterOffice:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
-    def replay(self, sender: Any, ids: list[int] | None = None) -> int:
+    def replay(self, sender: Any, ids: Sequence[int] | None = None) -> int:
         """Publish the original tasks again by name, whole; mark their rows replayed. A letter
         kept only as a preview (never replayable) is skipped and stays listed."""
         assert self.engine is not None

@@ -12,13 +12,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import redis
 
 from conversation.adapters.metrics import DEGRADED
-from conversation.services.ports import ActiveStoreUnavailable
+from conversation.services.ports import ActiveStoreUnavailable, History, MessageRecord
 
 log = logging.getLogger("conversation.degraded")
 
@@ -100,14 +100,35 @@ class GuardedActiveStore:
             return attribute
         return self._guard(attribute)
 
+    def owned_history(
+        self, conversation_id: str, *args: Any, **kwargs: Any
+    ) -> tuple[str | None, History]:
+        """The store's, with the History behind the breaker too: its later reads (older
+        chunks, stored counts) go to Redis long after this call returned."""
+        owner, history = self._guard(self._store.owned_history)(conversation_id, *args, **kwargs)
+        return owner, GuardedHistory(history, self._failures)
+
     def _guard(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """`method` refused at once while the breaker is open; its success closes it."""
         breaker = self.breaker
+        counted = self._failures(method)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if not breaker.allow():
                 raise ActiveStoreUnavailable("Redis is down (degraded mode)")
+            result = counted(*args, **kwargs)
+            breaker.succeeded()
+            return result
+
+        return guarded
+
+    def _failures(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """`method` whose Redis failures open the breaker and raise ActiveStoreUnavailable."""
+        breaker = self.breaker
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = method(*args, **kwargs)
+                return method(*args, **kwargs)
             except REDIS_ERRORS as error:
                 breaker.failed(error)
                 raise ActiveStoreUnavailable(str(error)) from error
@@ -117,7 +138,37 @@ class GuardedActiveStore:
                 # Full, read-only or busy: unusable for now, as if down (PostgreSQL serves).
                 breaker.failed(error)
                 raise ActiveStoreUnavailable(f"{type(error).__name__}: {error}") from error
-            breaker.succeeded()
-            return result
 
-        return guarded
+        return counted
+
+
+class GuardedHistory:
+    """A History whose Redis failures count: an error in a later chunk read (or storing
+    counts) opens the breaker and raises ActiveStoreUnavailable like any other active-store
+    call. Its reads are not refused while the breaker is open, nor do they close it: most
+    answer from the round trip owned_history made (count, first, the newest chunk), which
+    says nothing about Redis now, and a context half read is finished if Redis allows."""
+
+    def __init__(
+        self, history: History,
+        guard: Callable[[Callable[..., Any]], Callable[..., Any]],
+    ) -> None:
+        self._history = history
+        self._guard = guard
+
+    def count(self) -> int:
+        return int(self._guard(self._history.count)())
+
+    def first(self, encoding: str | None = None) -> MessageRecord | None:
+        record: MessageRecord | None = self._guard(self._history.first)(encoding)
+        return record
+
+    def newest_chunks(self, encoding: str | None = None) -> Iterator[list[MessageRecord]]:
+        chunks = self._history.newest_chunks(encoding)
+        # Each step of the walk is a call of its own (one LRANGE), guarded as such.
+        step = self._guard(lambda: next(chunks, None))
+        while (chunk := step()) is not None:
+            yield chunk
+
+    def store_counts(self, encoding: str, counts: Mapping[str, int]) -> None:
+        self._guard(self._history.store_counts)(encoding, counts)

@@ -11,6 +11,9 @@ config = context.config
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        # Set by conversation.adapters.schema_migrations (`conversation db upgrade`).
+        raise RuntimeError("sqlalchemy.url is not set: run `conversation db upgrade`")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata)

@@ -25,6 +25,10 @@ COLUMNS = (
     "closed_at", "message_id", "role", "name", "content", "tokens", "created_at", "metadata",
     "tool_calls", "tool_call_id",
 )
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP):
+# the CSV export, made to be opened in one, prefixes such text with ' so it shows as written.
+# JSONL is the exact export.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ROWS_PER_FETCH = 200  # rows held at once: messages can be 200,000 characters
 
 
@@ -102,12 +106,15 @@ def as_jsonl(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 
 def as_csv(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    # RFC 4180's CRLF: the csv module quotes a field holding any character of the line
+    # terminator, so with a bare "\n" a message's lone "\r" went out unquoted and split its row.
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for record in records:
         tool_calls = record["tool_calls"]
         writer.writerow({
-            **record, "metadata": orjson.dumps(record["metadata"]).decode(),
+            **{column: _as_text_cell(value) for column, value in record.items()},
+            "metadata": orjson.dumps(record["metadata"]).decode(),
             # JSON text in its cell, empty when the message has none (like tool_call_id).
             "tool_calls": orjson.dumps(tool_calls).decode() if tool_calls else None,
         })
@@ -116,6 +123,12 @@ def as_csv(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
         buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue().encode()
+
+
+def _as_text_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def encode(records: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:

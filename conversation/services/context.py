@@ -19,12 +19,12 @@ from conversation.domain.context import (
 from conversation.domain.errors import ConversationNotFound
 from conversation.domain.messages import Role, chat_message
 from conversation.services.ports import (
-    ActiveStore,
+    ActiveReads,
     ActiveStoreUnavailable,
+    ArchiveTier,
     ArrivalListener,
     History,
     MessageRecord,
-    Repository,
     Summary,
     SummaryRequests,
     Tokenizer,
@@ -57,8 +57,8 @@ class WaitSlots(Protocol):
 class ContextBuilder:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveReads,
+        repository: ArchiveTier,
         tokenizer: Tokenizer,
         windows: Mapping[str, tuple[str, int]],
         model_windows: Mapping[str, str],

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conversation.services.ports import ActiveStore, QueuedDeadLetters, Repository
+from conversation.services.ports import ActiveErasure, ArchiveErasure, QueuedDeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class Eraser:
 
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveErasure,
+        repository: ArchiveErasure,
         queued_letters: QueuedDeadLetters | None = None,
         erase_later: Callable[[list[Target]], None] | None = None,
     ) -> None:

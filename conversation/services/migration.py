@@ -11,11 +11,12 @@ from enum import Enum
 from conversation.domain.messages import ConversationStatus, now_timestamp, parse_timestamp
 from conversation.domain.stats import summarise_conversation
 from conversation.services.ports import (
-    ActiveStore,
+    ArchiveWrites,
     ConversationRefused,
     Locks,
     MigrationLoad,
-    Repository,
+    MigrationQueue,
+    MigrationSource,
 )
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,8 @@ class MigrationOutcome:
 class ConversationMigrator:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: MigrationSource,
+        repository: ArchiveWrites,
         on_migrated: Callable[[MigrationOutcome], None] = lambda outcome: None,
         on_quarantined: Callable[[MigrationOutcome], None] = lambda outcome: None,
     ) -> None:
@@ -275,7 +276,7 @@ class DueMigrations:
 
     def __init__(
         self,
-        active: ActiveStore,
+        active: MigrationQueue,
         migrator: ConversationMigrator,
         grace_seconds: float,
         locks: Locks,

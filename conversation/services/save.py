@@ -17,10 +17,10 @@ from conversation.domain.messages import (
 )
 from conversation.domain.refusals import Refusal, foreign_conversation, foreign_session
 from conversation.services.ports import (
-    ActiveStore,
+    ActiveSaves,
     ActiveStoreUnavailable,
     AppendResult,
-    Repository,
+    ArchiveSaves,
     Tokenizer,
 )
 
@@ -43,8 +43,8 @@ class SaveOutcome:
 class MessageSaver:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveSaves,
+        repository: ArchiveSaves,
         tokenizer: Tokenizer,
         clock: Callable[[], str] = now_timestamp,
     ) -> None:

@@ -23,11 +23,11 @@ from conversation.domain.errors import DomainError
 from conversation.domain.refusals import Refusal
 from conversation.domain.messages import now_timestamp, parse_timestamp, utc_timestamp
 from conversation.services.ports import (
-    ActiveStore,
     ActiveStoreUnavailable,
     ClosedSession,
-    Repository,
+    OutageCloses,
     Scheduler,
+    Sessions,
 )
 
 if TYPE_CHECKING:
@@ -59,10 +59,10 @@ def parse_timer_member(member: str) -> tuple[str, int, float]:
 class SessionLifecycle:
     def __init__(
         self,
-        active: ActiveStore,
+        active: Sessions,
         scheduler: Scheduler,
         grace_seconds: float,
-        repository: Repository | None = None,
+        repository: OutageCloses | None = None,
         migrations: DueMigrations | None = None,
     ) -> None:
         self.active = active

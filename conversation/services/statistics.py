@@ -8,7 +8,7 @@ from datetime import date
 
 from conversation.domain.messages import parse_timestamp
 from conversation.services.ports import (
-    ActiveStore,
+    ActiveSnapshot,
     ActiveStoreUnavailable,
     CachedAnswers,
     StatisticsStore,
@@ -30,7 +30,7 @@ class AggregationReport:
 
 class StatisticsAggregator:
     def __init__(
-        self, active: ActiveStore, store: StatisticsStore, answers: CachedAnswers | None = None
+        self, active: ActiveSnapshot, store: StatisticsStore, answers: CachedAnswers | None = None
     ) -> None:
         self.active = active
         self.store = store

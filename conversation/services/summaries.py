@@ -9,9 +9,9 @@ from enum import Enum
 from conversation.domain.context import message_key, select_tail
 from conversation.domain.messages import Message, Role
 from conversation.services.ports import (
-    ActiveStore,
+    ActiveTier,
+    ArchiveTier,
     Locks,
-    Repository,
     Summariser,
     Summary,
     Tokenizer,
@@ -45,8 +45,8 @@ class SummaryOutcome:
 class SummaryBuilder:
     def __init__(
         self,
-        active: ActiveStore,
-        repository: Repository,
+        active: ActiveTier,
+        repository: ArchiveTier,
         tokenizer: Tokenizer,
         summariser: Summariser,
         locks: Locks,

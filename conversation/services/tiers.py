@@ -11,10 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 from conversation.domain.messages import Conversation, Message
-from conversation.services.ports import ActiveStoreUnavailable, History, Summary
+from conversation.services.ports import (  # the tiers' ports live with the others
+    ActiveStoreUnavailable,
+    ActiveTier,
+    ArchiveTier,
+    History,
+    Summary,
+    TierStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,42 +28,6 @@ log = logging.getLogger(__name__)
 class Tier(StrEnum):
     REDIS = "redis"
     POSTGRES = "postgres"
-
-
-class TierStore(Protocol):
-    """What either tier answers about one conversation (ActiveStore and Repository both do)."""
-
-    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
-
-    def owned_history(self, conversation_id: str, expected: int = 64) -> tuple[str | None, History]:
-        ...
-
-    def messages(self, conversation_id: str) -> list[Message]: ...
-
-    def summary(self, conversation_id: str) -> Summary | None: ...
-
-    def save_summary(self, conversation_id: str, summary: Summary) -> bool: ...
-
-
-class ActiveTier(TierStore, Protocol):
-    """Redis's side: also what only the active tier knows (sessions, the tenant's list)."""
-
-    def session_conversation(self, tenant_id: str, session_id: str) -> str | None: ...
-
-    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool | None:
-        ...
-
-    def active_conversations(self, tenant_id: str) -> list[Conversation]: ...
-
-    def message_count(self, conversation_id: str) -> int: ...
-
-
-class ArchiveTier(TierStore, Protocol):
-    """PostgreSQL's side."""
-
-    def latest_conversation_for_session(self, tenant_id: str, session_id: str) -> str | None: ...
-
-    def has_message(self, tenant_id: str, conversation_id: str, message_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)

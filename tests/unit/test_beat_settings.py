@@ -39,3 +39,24 @@ def test_no_plain_redis_is_refused_clearly(env: dict[str, str]) -> None:
     # Workers and producers still get a configuration; beat itself refuses.
     settings = Settings.from_env({"CONVERSATION_VAR_DIR": "/nonexistent", **env})
     assert celery_config(settings)["redbeat_redis_url"] is None
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"REDIS_URL": "redis://node-1:7000/0", "REDIS_CLUSTER": "true"}, "CELERY_BROKER_URL"),
+    ({"REDIS_URL": "redis://node-1:7000/0", "REDIS_CLUSTER": "true",
+      "CELERY_BROKER_URL": AMQP}, "CELERY_RESULT_BACKEND"),
+])
+def test_celery_is_refused_a_cluster_node_it_defaulted_to(env: dict[str, str],
+                                                           variable: str) -> None:
+    settings = Settings.from_env({"CONVERSATION_VAR_DIR": "/nonexistent", **env})
+    with pytest.raises(ConfigurationError, match=variable):
+        settings.check_celery_urls()
+
+
+@pytest.mark.parametrize("env", [
+    {"REDIS_URL": "redis://node-1:7000/0", "REDIS_CLUSTER": "true", "CELERY_BROKER_URL": AMQP,
+     "CELERY_RESULT_BACKEND": "redis://results:6379/2"},
+    {"REDIS_URL": "redis://store:6379/0"},  # one plain Redis for everything is fine
+])
+def test_plain_servers_for_celery_pass(env: dict[str, str]) -> None:
+    Settings.from_env({"CONVERSATION_VAR_DIR": "/nonexistent", **env}).check_celery_urls()

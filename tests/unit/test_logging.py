@@ -71,3 +71,23 @@ def test_celerys_per_task_lines_are_off_unless_asked_for(restored_logging, capsy
         assert "succeeded" in capsys.readouterr().err
     finally:
         configure_logging("json", "INFO", every_task=False)
+
+
+@pytest.mark.parametrize(("written", "level"), [("debug", logging.DEBUG),
+                                                ("Warn", logging.WARNING),
+                                                ("ERROR", logging.ERROR)])
+def test_log_level_is_one_spelling_for_the_workers_and_the_api(
+    restored_logging, monkeypatch, tmp_path, written: str, level: int  # noqa: ANN001
+) -> None:
+    """LOG_LEVEL goes to Celery's --loglevel in `conversation worker` and `beat` (any case,
+    but no WARN) and to logging's setLevel in the API (upper case only): the one setting
+    must start both at the same level."""
+    from celery.bin.base import LOG_LEVEL as CELERY_LOG_LEVEL
+
+    from config.settings import Settings
+
+    monkeypatch.setenv("LOG_LEVEL", written)
+    monkeypatch.setenv("CONVERSATION_VAR_DIR", str(tmp_path))
+    assert CELERY_LOG_LEVEL.convert(Settings.from_env().log_level, None, None) == level
+    configure_logging("json")  # the API's call (api/wsgi.py): the level from the settings
+    assert logging.getLogger().level == level

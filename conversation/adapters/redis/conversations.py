@@ -15,18 +15,21 @@ from conversation.adapters.redis.codec import _decode_messages, _dumps, _get, _t
 from conversation.adapters.redis.history import RedisHistory
 from conversation.adapters.redis.keys import TAIL_CHUNK
 from conversation.adapters.redis.sessions import RedisSessions
+from conversation.adapters.redis.statuses import Applied, ResolveStatus, SaveStatus
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import Conversation, Message
 from conversation.services.ports import AppendResult, Summary
 
 _APPEND_RESULTS = {
-    1: AppendResult.SAVED,
-    0: AppendResult.DUPLICATE,
-    -1: AppendResult.MOVED,
-    -2: AppendResult.FOREIGN,
-    -3: AppendResult.NOT_FOUND,
-    -5: AppendResult.NEW_CONVERSATION,
+    SaveStatus.SAVED: AppendResult.SAVED,
+    SaveStatus.DUPLICATE: AppendResult.DUPLICATE,
+    SaveStatus.MOVED: AppendResult.MOVED,
+    SaveStatus.FOREIGN_CONVERSATION: AppendResult.FOREIGN,
+    SaveStatus.NOT_ACTIVE: AppendResult.NOT_FOUND,
+    SaveStatus.UNCONFIRMED: AppendResult.NEW_CONVERSATION,
 }
+# Statuses of an append that wrote nothing because the conversation is not here.
+_NOT_HERE = (SaveStatus.MOVED, SaveStatus.FOREIGN_CONVERSATION, SaveStatus.NOT_ACTIVE)
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
 
@@ -98,13 +101,13 @@ class RedisConversations(RedisSessions):
         (replies,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
         for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
-            if int(reply[0]) == -4:
+            if int(reply[0]) == SaveStatus.FOREIGN_SESSION:
                 for i in indexes:
                     results[i] = ForeignSession(f"session {session_id} belongs to another tenant")
                 continue
             conversation_id = _text(reply[-1])
             for i, status in zip(indexes, reply[:-1], strict=True):
-                results[i] = (_APPEND_RESULTS[int(status)], conversation_id)
+                results[i] = (_APPEND_RESULTS[SaveStatus(int(status))], conversation_id)
         return [r for r in results if r is not None]
 
     def _save_in_two_steps_or_refusal(
@@ -126,7 +129,7 @@ class RedisConversations(RedisSessions):
             message.created_at,
             confirmed=create,
         )
-        if status == -5:
+        if status is ResolveStatus.UNCONFIRMED:
             return AppendResult.NEW_CONVERSATION, ""
         conversation_id = conversation.id if explicit else session_conversation
         assert conversation_id is not None
@@ -161,8 +164,8 @@ class RedisConversations(RedisSessions):
             pipe.zadd(self.keys.activity, {conversation.id: time.time()})
 
         replies = _run_pipeline(self.client, build, lua.APPEND)
-        status = int(replies[0])
-        if status in (-1, -2, -3):
+        status = SaveStatus(int(replies[0]))
+        if status in _NOT_HERE:
             # Nothing was written: undo the index entries of a conversation that is not here.
             self.client.srem(self.keys.tenant_active(conversation.tenant_id), conversation.id)
             self.client.zrem(self.keys.activity, conversation.id)
@@ -238,7 +241,7 @@ class RedisConversations(RedisSessions):
             keys=[self.keys.owner(conversation_id), self.keys.summary(conversation_id)],
             args=[summary.text, summary.through],
         )
-        return int(saved) == 1
+        return int(saved) == Applied.APPLIED
 
     # --- read-your-writes -------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import orjson
 from conversation.adapters.redis.codec import _text
 from conversation.adapters.redis.conversations import RedisConversations
 from conversation.adapters.redis.migration import RedisMigrationQueue
+from conversation.adapters.redis.statuses import EraseStatus
 from conversation.domain.messages import Conversation
 
 
@@ -24,8 +25,8 @@ class RedisErasure(RedisConversations, RedisMigrationQueue):
             keys += [k for k in self.keys.conversation_keys(tenant, conversation_id)
                      if k not in keys]
             keys.append(self.keys.summary_requested(conversation_id))
-            removed = int(self._erase(keys=keys, args=[tenant]))
-            if removed >= 0:
+            removed = int(self._erase(keys=keys, args=[tenant]))  # else the keys deleted
+            if removed != EraseStatus.OWNER_CHANGED:
                 break
         else:
             raise RuntimeError(f"conversation {conversation_id} kept changing hands: not erased")

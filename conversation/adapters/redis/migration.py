@@ -20,6 +20,7 @@ from conversation.adapters.redis.codec import (
     _token_counts,
 )
 from conversation.adapters.redis.keys import MIGRATED_MARKER_SECONDS
+from conversation.adapters.redis.statuses import Applied
 from conversation.domain.messages import Conversation
 from conversation.services.ports import ConversationRefused, MigrationLoad, Summary
 
@@ -101,7 +102,7 @@ class RedisMigrationQueue(RedisStoreBase):
                 pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
 
         replies = _run_pipeline(self.client, build, lua.FINISH_MIGRATION)
-        finished = [int(r) == 1 for r in replies]
+        finished = [int(r) == Applied.APPLIED for r in replies]
         pipe = self.client.pipeline(transaction=False)
         for (conversation, _), ok in zip(done, finished, strict=True):
             if ok:

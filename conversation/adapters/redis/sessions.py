@@ -9,6 +9,7 @@ from conversation.adapters.redis.base import RedisStoreBase
 from conversation.adapters.redis.calls import _run_pipeline
 from conversation.adapters.redis.codec import _session_state, _text
 from conversation.adapters.redis.keys import RELEASED_SESSION_SECONDS
+from conversation.adapters.redis.statuses import Applied, CloseStatus, OpenStatus, ResolveStatus
 from conversation.domain.errors import ForeignSession
 from conversation.domain.messages import parse_timestamp
 from conversation.services.ports import ClosedSession, SessionState
@@ -31,7 +32,7 @@ class RedisSessions(RedisStoreBase):
         caller to check for a redelivery first."""
         status, conversation_id = self._resolve_status(
             tenant_id, session_id, candidate_conversation_id, message_at, confirmed=confirmed)
-        return conversation_id, status == 1
+        return conversation_id, status is ResolveStatus.SET
 
     def _resolve_status(
         self,
@@ -41,16 +42,17 @@ class RedisSessions(RedisStoreBase):
         message_at: str | None,
         *,
         confirmed: bool,
-    ) -> tuple[int, str | None]:
-        """The resolve script's status (1 just set, 0 found, -5 to confirm) and conversation."""
+    ) -> tuple[ResolveStatus, str | None]:
+        """The resolve script's status (SET, FOUND or UNCONFIRMED) and conversation."""
         status, conversation_id = self._resolve(
             keys=[self.keys.session_mapping(session_id), self.keys.session_state(session_id)],
             args=[tenant_id, candidate_conversation_id or "", message_at or "",
                   "1" if confirmed else "0"],
         )
-        if int(status) == -2:
+        resolved = ResolveStatus(int(status))
+        if resolved is ResolveStatus.FOREIGN_SESSION:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
-        return int(status), _text(conversation_id) or None
+        return resolved, _text(conversation_id) or None
 
     def close_session(
         self, tenant_id: str, session_id: str, closed_at: str
@@ -77,9 +79,10 @@ class RedisSessions(RedisStoreBase):
         for (_, session_id, closed_at), (status, conversation_id, generation) in zip(
             requests, replies, strict=True
         ):
-            if int(status) == -2:
+            closed = CloseStatus(int(status))
+            if closed is CloseStatus.FOREIGN_SESSION:
                 results.append(ForeignSession(f"session {session_id} belongs to another tenant"))
-            elif int(status) == 0:
+            elif closed is CloseStatus.NO_CONVERSATION:
                 results.append(None)
             else:
                 results.append(ClosedSession(_text(conversation_id), int(generation)))
@@ -116,14 +119,14 @@ class RedisSessions(RedisStoreBase):
         results: list[ClosedSession | None | ForeignSession] = []
         armed: list[int] = []
         for request, reply in zip(requests, replies, strict=True):
-            status = int(reply[0])
-            if status == -2:
+            status = CloseStatus(int(reply[0]))
+            if status is CloseStatus.FOREIGN_SESSION:
                 results.append(ForeignSession(f"session {request[1]} belongs to another tenant"))
-            elif status == 0:
+            elif status is CloseStatus.NO_CONVERSATION:
                 results.append(None)
             else:
                 results.append(ClosedSession(_text(reply[1]), int(reply[2])))
-                if int(reply[3]) and request[4] not in armed:
+                if int(reply[3]) == Applied.APPLIED and request[4] not in armed:
                     armed.append(request[4])
         return results, armed
 
@@ -141,7 +144,8 @@ class RedisSessions(RedisStoreBase):
                              *members[second])
 
         replies = _run_pipeline(self.client, build, lua.ARM_CLOSE_TIMER) if seconds else []
-        return [second for second, armed in zip(seconds, replies, strict=True) if int(armed)]
+        return [second for second, armed in zip(seconds, replies, strict=True)
+                if int(armed) == Applied.APPLIED]
 
     def take_close_timer(self, second: int) -> list[str]:
         """A second's timer fired: disarm it and read its bucket (left in place until each
@@ -162,10 +166,11 @@ class RedisSessions(RedisStoreBase):
         self.client.zrem(self.keys.closed_sessions, session_id)
 
     def open_session(self, tenant_id: str, session_id: str) -> bool:
-        status = int(self._open(keys=[self.keys.session_state(session_id)], args=[tenant_id]))
-        if status == -2:
+        status = OpenStatus(int(self._open(keys=[self.keys.session_state(session_id)],
+                                           args=[tenant_id])))
+        if status is OpenStatus.FOREIGN_SESSION:
             raise ForeignSession(f"session {session_id} belongs to another tenant")
-        return status == 1
+        return status is OpenStatus.REOPENED
 
     def session_state(self, session_id: str) -> SessionState | None:
         return _session_state(self.client.hgetall(self.keys.session_state(session_id)))
@@ -200,7 +205,8 @@ class RedisSessions(RedisStoreBase):
                 pipe.evalsha(self._release.sha, len(keys), *keys, conversation_id, generation,
                              RELEASED_SESSION_SECONDS)
 
-        released = [int(r) == 1 for r in _run_pipeline(self.client, build, lua.RELEASE_SESSION)]
+        released = [int(r) == Applied.APPLIED
+                    for r in _run_pipeline(self.client, build, lua.RELEASE_SESSION)]
         gone = [s for (s, _, _), done in zip(sessions, released, strict=True) if done]
         if gone:
             pipe = self.client.pipeline(transaction=False)

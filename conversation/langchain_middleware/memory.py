@@ -1,38 +1,9 @@
-"""The service as the memory of a LangChain agent (`langchain.agents.create_agent`).
-
-    from langchain.agents import create_agent
-    from conversation.langchain_middleware import ConversationMemory
-
-    agent = create_agent(model, tools=[lookup_order], system_prompt="You are ACME's support.",
-                         middleware=[ConversationMemory(Container(), tenant_id="acme",
-                                                        agent_id="support-bot")])
-    agent.invoke({"messages": [HumanMessage("Where is order 4521?")]},
-                 {"configurable": {"thread_id": "session-1"}})
-
-Before each model call the conversation part of the model's input is replaced by the service's
-context for the model's window (`get_context`: the token counts cached at save, the summary
-built by a worker); the agent's system prompt and tools stay the agent's, and so does its own
-state. What the model answers, and what each tool returns, is saved through the service's save
-path, with ids derived from the run, so a retried step is stored once.
-
-Two modes: in-process, with a `Container` (the saver and context builder called directly), or
-remote, with a `ConversationClient` (or a bare Celery app): `send_task` by name, and
-`get_context(wait_for_message_id=...)` so the context holds what was just sent. The remote
-mode needs only `celery` and langchain: nothing of the project is imported for it.
-
-The context is given to the model as the chat APIs accept it (`_tool_rule`: results without
-their call, calls without their result dropped), and it must end with the messages the model
-is about to answer; otherwise the agent goes on with its own messages.
-
-A failure of the service never fails the agent: it goes on with its own messages, and one
-warning is logged for the run (the service is then left alone until the run ends).
-"""
+"""ConversationMemory: LangChain's agent hooks, and what is saved and read when (the package's
+docstring says how it is used)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -43,97 +14,30 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import (
     AIMessage,
-    AnyMessage,
     BaseMessage,
-    HumanMessage,
-    InvalidToolCall,
-    SystemMessage,
-    ToolCall,
     ToolMessage,
     convert_to_openai_messages,
 )
-from langchain_core.messages.tool import invalid_tool_call, tool_call
 from langgraph.config import get_config
 
 from conversation.client import ConversationClient
+from conversation.langchain_middleware.context import _up_to, context_messages
+from conversation.langchain_middleware.ids import (
+    _NAMESPACE,
+    _iso,
+    _keys,
+    _session_id,
+    _wait_id,
+)
+from conversation.langchain_middleware.service import ServiceFailure, _InProcess, _Remote
 
-log = logging.getLogger(__name__)
+# The package's name, as before it was one: operators filter its warnings by it.
+log = logging.getLogger("conversation.langchain_middleware")
 
-# Derived message ids live in their own namespace: the same run step gives the same id.
-_NAMESPACE = uuid.UUID("6f1d6c8e-3c1b-5d0e-9a57-1f0c2b7e4a19")
 # Ids already saved by this process, so an input is not sent again on the next model call
 # (a re-send would be harmless: the service stores an id once).
 _REMEMBERED_IDS = 4096
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-# The service's identifier rule (CONTRACT; conversation.domain.messages.IDENTIFIER_PATTERN,
-# not imported: the remote mode imports nothing of the service but its client).
-_IDENTIFIER = re.compile(r"\A[A-Za-z0-9_.\-]{1,128}\Z")
-
-
-class ServiceFailure(Exception):
-    """The service did not answer as it should (unreachable, a refusal, an empty context)."""
-
-
-class _InProcess:
-    """The service's own objects, called directly (a `Container`)."""
-
-    remote = False
-
-    def __init__(self, container: Any) -> None:
-        from conversation.domain.messages import NewMessage, Role
-        from conversation.langchain import _save_schema
-
-        self.container = container
-        self._new_message = NewMessage
-        self._role = Role
-        self._schema = _save_schema
-
-    def save(self, payloads: list[dict[str, Any]]) -> None:
-        from marshmallow import ValidationError
-
-        schema = self._schema(self.container.settings.max_message_chars)
-        commands = []
-        for payload in payloads:
-            try:
-                item = schema.load(payload)  # the save task's own validation
-            except ValidationError as exc:
-                raise ServiceFailure(f"the service refuses a message: {exc.messages}") from None
-            commands.append(self._new_message(
-                tenant_id=item["tenant_id"], session_id=item["session_id"],
-                agent_id=item["agent_id"], role=self._role(item["role"]),
-                content=item["content"], message_id=item["message_id"],
-                conversation_id=item["conversation_id"], created_at=item["created_at"],
-                metadata=item["metadata"] or {}, name=item["name"],
-                tool_calls=item["tool_calls"], tool_call_id=item["tool_call_id"]))
-        for outcome in self.container.saver.save_many(commands):
-            if isinstance(outcome, Exception):
-                raise ServiceFailure(f"the service refused a message: {outcome}")
-
-    def context(self, *, wait_for: str | None, **kwargs: Any) -> dict[str, Any]:
-        # A save here is done when it returns: nothing to wait for.
-        return dict(self.container.context_builder.get_context(**kwargs))
-
-
-class _Remote:
-    """The service through Celery, by task name (CONTRACT section 1)."""
-
-    remote = True
-
-    def __init__(self, client: ConversationClient, timeout: float) -> None:
-        self.client = client
-        self.timeout = timeout
-
-    def save(self, payloads: list[dict[str, Any]]) -> None:
-        # One task: a batch is stored in order, in one round trip, so waiting for its last
-        # message is waiting for all of them.
-        if len(payloads) == 1:
-            self.client.save_message(**payloads[0])
-        else:
-            self.client.save_messages(payloads)
-
-    def context(self, *, wait_for: str | None, **kwargs: Any) -> dict[str, Any]:
-        return self.client.get_context(**kwargs, wait_for_message_id=wait_for,
-                                       timeout=self.timeout)
 
 
 class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
@@ -231,7 +135,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
         if session is None or self._is_down(session):
             return request
         try:
-            keys = self._keys(request.messages)
+            keys = _keys(request.messages)
             inputs = _since_last_answer(request.messages)
             start = len(request.messages) - len(inputs)
             payloads = [self._payload(session, m, keys[start + i]) for i, m in enumerate(inputs)]
@@ -265,7 +169,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
     def _after_model(self, session: str | None, request: ModelRequest, response: Any) -> None:
         if session is None or self._is_down(session):
             return
-        answered = self._keys(request.messages)[-1] if request.messages else "start"
+        answered = _keys(request.messages)[-1] if request.messages else "start"
         model_name = self._model_name(request)
         payloads = []
         try:
@@ -289,7 +193,7 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             state = getattr(request, "state", None)
             history = list(state.get("messages", []) if isinstance(state, dict)
                            else getattr(state, "messages", None) or [])
-            payload = self._payload(session, result, self._keys([*history, result])[-1])
+            payload = self._payload(session, result, _keys([*history, result])[-1])
         except Exception as exc:  # noqa: BLE001 -- a message the service cannot take
             self._failed(session, exc)
             return
@@ -345,35 +249,6 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
             if entry.get(field):
                 payload[field] = entry[field]
         return payload
-
-    def _keys(self, messages: Sequence[BaseMessage]) -> list[str]:
-        """What names each message across a replay. A model's answer: the message it answered
-        (`answer/{key}/{i}`, the i-th message of the response), so a retried step gets the same
-        id. A tool result: the answer that made the call, and the call's id (models reuse call
-        ids such as "call_0" from turn to turn). Anything else: its LangChain id (the agent's
-        state gives every message one)."""
-        keys: list[str] = []
-        answered, position = "start", 0
-        calls: dict[str, str] = {}  # call id -> the key of the answer that made it
-        for message in messages:
-            if isinstance(message, AIMessage):
-                key = f"answer/{answered}/{position}"
-                position += 1
-                for call in [*message.tool_calls, *message.invalid_tool_calls]:
-                    if call.get("id"):
-                        calls[str(call["id"])] = key
-            else:
-                if isinstance(message, ToolMessage) and message.tool_call_id:
-                    maker = calls.get(message.tool_call_id)
-                    # The answer's key as a digest: keys chained through a long tool loop
-                    # stay short.
-                    key = (f"tool/{uuid.uuid5(_NAMESPACE, maker).hex}/{message.tool_call_id}"
-                           if maker else f"tool/{message.tool_call_id}")
-                else:
-                    key = f"message/{message.id or uuid.uuid4().hex}"
-                answered, position = key, 0
-            keys.append(key)
-        return keys
 
     def _message_id(self, session: str, key: str) -> str:
         return uuid.uuid5(_NAMESPACE, f"{self.tenant_id}/{session}/{key}").hex
@@ -459,152 +334,6 @@ class ConversationMemory(AgentMiddleware):  # type: ignore[type-arg]
                 type(exc).__name__, exc,
                 extra={"tenant_id": self.tenant_id, "session_id": session},
             )
-
-
-def context_messages(context: dict[str, Any]) -> list[AnyMessage]:
-    """The context object as the model's messages: the summary (if any) as a system message,
-    then the kept messages (calls as `AIMessage.tool_calls`, results as `ToolMessage`s),
-    repaired to the tool rule of the chat APIs (`_tool_rule`)."""
-    messages: list[AnyMessage] = []
-    if context.get("summary"):
-        messages.append(SystemMessage(
-            f"Summary of the earlier conversation:\n{context['summary']}"))
-    return messages + _tool_rule([_message(entry) for entry in context["messages"]])
-
-
-def _message(entry: dict[str, Any]) -> AnyMessage:
-    """A context entry (Chat Completions' shape) as a LangChain message; calls whose arguments
-    are not a JSON object become `InvalidToolCall`s, as in `conversation.langchain`."""
-    name = entry.get("name") or None
-    role, content = entry["role"], entry.get("content") or ""
-    if role == "user":
-        return HumanMessage(content, name=name)
-    if role == "system":
-        return SystemMessage(content, name=name)
-    if role == "tool":
-        return ToolMessage(content, tool_call_id=entry.get("tool_call_id") or "", name=name)
-    calls, invalid = _tool_calls(entry.get("tool_calls") or [])
-    return AIMessage(content, name=name, tool_calls=calls, invalid_tool_calls=invalid)
-
-
-def _tool_calls(stored: list[dict[str, Any]]) -> tuple[list[ToolCall], list[InvalidToolCall]]:
-    # conversation.langchain._langchain_tool_calls, which the remote mode cannot import.
-    calls: list[ToolCall] = []
-    invalid: list[InvalidToolCall] = []
-    for call in stored:
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        try:
-            args = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except (ValueError, RecursionError):  # not JSON, or nested past any sane depth
-            args = None
-        if isinstance(args, dict):
-            calls.append(tool_call(name=function.get("name") or "", args=args, id=call.get("id")))
-        else:
-            invalid.append(invalid_tool_call(name=function.get("name"), id=call.get("id"),
-                                             args=None if arguments is None else str(arguments),
-                                             error=None))
-    return calls, invalid
-
-
-def _tool_rule(messages: list[AnyMessage]) -> list[AnyMessage]:
-    """The messages as OpenAI (and the other chat APIs) accept them: every tool result answers
-    a call of the assistant message before it (only results between them), once; every call
-    is answered before the next other message. The service keeps what it was given (a tool
-    that raised leaves its call unanswered, another producer may store an orphan result), and
-    one such turn would otherwise make every later model call fail. So: a result that answers
-    no pending call is dropped; a call left unanswered is dropped from its assistant message,
-    which keeps its text (what the model said is still part of the conversation), and an
-    assistant message left with neither text nor calls is dropped (an empty message says
-    nothing and some APIs refuse it)."""
-    kept: list[AnyMessage] = []
-    pending: set[str] = set()
-    owner = -1  # index in `kept` of the assistant message whose calls are pending
-    answered: set[str] = set()
-
-    def close() -> None:
-        nonlocal owner
-        if owner >= 0:
-            message = kept[owner]
-            assert isinstance(message, AIMessage)
-            if pending:
-                calls = [c for c in message.tool_calls if c.get("id") in answered]
-                invalid = [c for c in message.invalid_tool_calls if c.get("id") in answered]
-                message = message.model_copy(update={"tool_calls": calls,
-                                                     "invalid_tool_calls": invalid})
-                kept[owner] = message
-                if not (calls or invalid or message.text.strip()):
-                    del kept[owner]
-        owner = -1
-        pending.clear()
-        answered.clear()
-
-    for message in messages:
-        if isinstance(message, ToolMessage):
-            if message.tool_call_id in pending:
-                pending.discard(message.tool_call_id)
-                answered.add(message.tool_call_id)
-                kept.append(message)
-            continue  # an orphan, a second result, or a result after another message
-        close()
-        kept.append(message)
-        if isinstance(message, AIMessage):
-            ids = [c.get("id") for c in [*message.tool_calls, *message.invalid_tool_calls]]
-            if ids:
-                owner = len(kept) - 1
-                pending.update(str(i) for i in ids if i)
-    close()
-    return kept
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _session_id(thread: str) -> str:
-    """A thread id the service takes as a session id as it is; any other (an e-mail address,
-    a path) mapped to the same valid id every time (uuid5, as hex)."""
-    if _IDENTIFIER.match(thread):
-        return thread
-    return uuid.uuid5(_NAMESPACE, f"thread/{thread}").hex
-
-
-def _wait_id(to_send: list[dict[str, Any]], sent_alone: set[str]) -> str | None:
-    """The id a remote context read waits for: the batch's last message not already sent as a
-    task of its own (the batch is stored in one transaction, so its last message found means
-    all found); if every one was sent alone, the first (the oldest, which the others follow).
-    Either way the context is checked afterwards (`_up_to`, `_tool_rule`)."""
-    fresh = [p["message_id"] for p in to_send if p["message_id"] not in sent_alone]
-    if fresh:
-        return fresh[-1]
-    return to_send[0]["message_id"] if to_send else None
-
-
-def _same(kept: BaseMessage, given: BaseMessage) -> bool:
-    return (kept.type == given.type and kept.text == given.text
-            and getattr(kept, "tool_call_id", None) == getattr(given, "tool_call_id", None))
-
-
-def _has_blocks(message: BaseMessage) -> bool:
-    """Whether the message holds more than text (LangChain's content blocks)."""
-    return isinstance(message.content, list) and any(
-        not isinstance(block, str) and block.get("type") != "text" for block in message.content)
-
-
-def _up_to(messages: list[AnyMessage], inputs: list[BaseMessage]) -> list[AnyMessage]:
-    """The context up to the messages this call answers, which must all be in it, last: a
-    retried step finds the answer of the attempt that failed already stored after them, and
-    must not be shown it; a context without one of them (not yet stored, or dropped by
-    `_tool_rule` because what it answers is not stored) is no use to the model. The agent's
-    own message object is given for an input with blocks beyond text (an image, a file): the
-    service stores its text, and the model must see it whole."""
-    for end in range(len(messages), len(inputs) - 1, -1):
-        tail = messages[end - len(inputs): end]
-        if all(_same(kept, given) for kept, given in zip(tail, inputs, strict=True)):
-            return [*messages[: end - len(inputs)],
-                    *(given if _has_blocks(given) else kept  # type: ignore[misc,list-item]
-                      for kept, given in zip(tail, inputs, strict=True))]
-    raise ServiceFailure("the context lacks the messages just saved (larger than the window?)")
 
 
 def _since_last_answer(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
