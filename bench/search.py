@@ -81,7 +81,8 @@ def bench_search(servers: Any, n: int, report: Callable[..., None], row: Callabl
     with engine.begin() as connection:
         connection.execute(text("ANALYZE"))
     print(f"search: seeded {CONVERSATIONS * PER_CONVERSATION:,} messages in {seeded:.1f} s, "
-          f"indexed them (conversation.index_search) in {indexing:.1f} s", flush=True)
+          f"indexed them in {indexing:.1f} s (the bench and the service's own index_search "
+          "task together, not the indexer alone)", flush=True)
     search = ConversationSearch(engine, container.tiers,
                                 container.settings.search_languages)
 

@@ -95,6 +95,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         # A small prefetch: with late acks, prefetched tasks of a killed worker wait for the
         # visibility timeout before another worker gets them, so keep that window short.
+        # Weighed for issue 18 and kept, with late acks: early acks would drop kombu's unacked
+        # bookkeeping (two Redis round trips a task), and with it the contract's "never lost"
+        # when a worker dies mid-save; a larger prefetch only keeps more tasks waiting in a
+        # dying worker. What a save costs beyond Celery's own is its work (validation, the
+        # token count, one script call): the save path keeps that small instead.
         "worker_prefetch_multiplier": 4,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
 from celery import shared_task
 from marshmallow import Schema
 from structlog.contextvars import bound_contextvars
@@ -66,6 +68,20 @@ def with_message_ids(task_name: str, kwargs: Any, task_id: str | None) -> Any:
     return kwargs
 
 
+def _surely_within(kwargs: Any, limit: int) -> bool:
+    """True when payload_bytes(kwargs) cannot pass `limit`, told by one C pass (orjson)
+    instead of its Python walk (~3 ms a 500-message batch, most of its task's overhead).
+
+    payload_bytes counts each string's UTF-8 bytes and 8 for any other value; the JSON text
+    holds each string's bytes and more (quotes, escapes), and at least one byte for any other
+    value, so 8 times its length bounds that count. What orjson cannot write (a lone
+    surrogate, an integer past 64 bits) is left to the walk."""
+    try:
+        return 8 * len(orjson.dumps(kwargs)) <= limit
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
 class SaveTask(DomainTask):
     """A save: whatever it dead-letters carries the message ids it derived."""
 
@@ -75,6 +91,8 @@ class SaveTask(DomainTask):
         """Dead-letter a payload past MAX_TASK_BYTES whole (a preview, never replayed) before
         anything else reads it: neither validated, copied nor stored item by item."""
         limit = container().settings.max_task_bytes
+        if _surely_within(kwargs, limit):
+            return False
         if (size := payload_bytes(kwargs, limit)) <= limit:
             return False
         reason = (f"the payload is over {limit} bytes (MAX_TASK_BYTES), at least {size}: "
@@ -134,6 +152,18 @@ def _save_schema() -> SaveMessageSchema:
     return _cached_save_schema(container().settings.max_message_chars)
 
 
+def _loaded(schema: SaveMessageSchema | SaveMessagesSchema, payload: Any) -> dict[str, Any]:
+    """The payload as the schema loads it: its plain form when it has one (`load_plain`, the
+    same answer for a fraction of the cost), else marshmallow's, which says why it refuses."""
+    plain = schema.load_plain(payload)
+    return plain if plain is not None else validated(schema, payload)
+
+
+@cache
+def _batch_schema() -> SaveMessagesSchema:
+    return SaveMessagesSchema()
+
+
 @cache
 def _schema(schema_class: type[Schema]) -> Schema:
     """One instance per schema class, for the same reason (loading does not change it)."""
@@ -145,7 +175,7 @@ def save_message(self: SaveTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
     if self.oversize(kwargs):
         return
-    payload = validated(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
+    payload = _loaded(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
     outcome = container().saver.save(_new_message(payload))
     MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
 
@@ -157,7 +187,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     if self.oversize(kwargs):
         messages = kwargs.get("messages")
         return {"saved": 0, "rejected": len(messages) if isinstance(messages, list) else 0}
-    batch = validated(_schema(SaveMessagesSchema), kwargs)["messages"]
+    batch = _loaded(_batch_schema(), kwargs)["messages"]
     batch = with_message_ids(self.name, {"messages": batch}, self.request.id)["messages"]
     schema = _save_schema()
     valid: list[tuple[dict[str, Any], NewMessage]] = []
@@ -165,7 +195,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
         try:
             if not isinstance(item, dict):
                 raise InvalidPayload({"_schema": ["each message must be an object"]})
-            valid.append((item, _new_message(validated(schema, item))))
+            valid.append((item, _new_message(_loaded(schema, item))))
         except InvalidPayload as exc:
             self.dead_letter({"messages": [item]}, exc)
     # A transient failure retries the task, and once its retries are spent dead-letters it:
@@ -174,14 +204,19 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     self.still_to_save(kwargs, [item for item, _ in valid])
     outcomes = _save_each([command for _, command in valid])
     refused = 0
+    # Counted by outcome, then added once a label: a Counter's labels() costs a lock and a
+    # lookup, per message of a 500-message batch.
+    counts: Counter[str] = Counter()
     for (item, _), outcome in zip(valid, outcomes, strict=True):
-        MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
+        counts[_saved_label(outcome)] += 1
         failure = outcome if isinstance(outcome, Exception) else (
             outcome.refusal.error() if outcome.refusal is not None else None)
         if failure is not None:
             refused += 1
             # Alone, with its message_id: a replay of it is idempotent.
             self.dead_letter({"messages": [item]}, failure)
+    for label, count in counts.items():
+        MESSAGES_SAVED.labels(label).inc(count)
     return {"saved": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
 
 

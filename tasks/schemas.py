@@ -157,6 +157,62 @@ class SaveMessageSchema(PayloadSchema):
                 f"is {len(value)} characters; at most {self.max_message_chars} are accepted"
             )
 
+    def load_plain(self, data: Any) -> dict[str, Any] | None:
+        """What `load` returns for a plain message, or None: then `load` decides.
+
+        A plain message (no tool calls, every field of the type it must have) is what nearly
+        every save carries, and marshmallow spends ~0.2 ms on one, most of a bulk save's
+        worker time. This answers only when it is sure `load` accepts the message and what it
+        returns: the same rules, the same helpers (text_problem, json_problem,
+        metadata_problem, stored_timestamp). Anything else, every refusal included, goes to
+        `load`, so each reason is marshmallow's own (tests/unit/test_plain_loads.py holds
+        the two to the same answers on generated payloads)."""
+        if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS:
+            return None
+        get, identifier = data.get, _IDENTIFIER_MATCH
+        tenant_id, session_id, agent_id = get("tenant_id"), get("session_id"), get("agent_id")
+        role, content = get("role"), get("content")
+        # type() first: the pattern takes only a str (marshmallow refuses any other type).
+        if not (type(tenant_id) is str and type(session_id) is str and type(agent_id) is str
+                and identifier(tenant_id) and identifier(session_id) and identifier(agent_id)
+                and type(role) is str and role in ROLES
+                and type(content) is str and len(content) <= self.max_message_chars
+                and text_problem(content) is None):
+            return None
+        message_id, conversation_id = get("message_id"), get("conversation_id")
+        name, tool_call_id = get("name"), get("tool_call_id")
+        if not ((message_id is None or _is_identifier(message_id))
+                and (conversation_id is None or _is_identifier(conversation_id))
+                and (name is None or _is_short_text(name))
+                and (tool_call_id is None or _is_short_text(tool_call_id))
+                and get("tool_calls") is None
+                and (tool_call_id is not None) == (role == "tool")):
+            return None
+        created_at = get("created_at")
+        if created_at is not None:
+            if type(created_at) is not str or text_problem(created_at) is not None:
+                return None
+            try:
+                created_at = stored_timestamp(created_at)
+            except ValueError:
+                return None
+        metadata = data.get("metadata", _NO_METADATA)
+        if metadata is not _NO_METADATA:
+            if (type(metadata) is not dict
+                    or json_problem(metadata, MAX_METADATA_DEPTH) is not None
+                    or metadata_problem(metadata) is not None):
+                return None
+            metadata = dict(metadata)  # a copy, as marshmallow's Dict field makes
+        else:
+            metadata = {}
+        return {
+            "tenant_id": tenant_id, "session_id": session_id,
+            "agent_id": agent_id, "role": role, "content": content,
+            "message_id": message_id, "conversation_id": conversation_id,
+            "created_at": created_at, "metadata": metadata, "name": name,
+            "tool_calls": None, "tool_call_id": tool_call_id,
+        }
+
     @validates("tool_calls")
     def _tool_calls(self, value: list[dict[str, Any]] | None, **_: Any) -> None:
         if not value:
@@ -193,22 +249,46 @@ class SaveMessageSchema(PayloadSchema):
 
     @validates("metadata")
     def _metadata(self, value: dict[str, Any], **_: Any) -> None:
-        # Its values were walked before loading (NUL, NaN, depth...): here, orjson writes it
-        # as both tiers will (Redis stores these bytes; PostgreSQL's jsonb is fed them).
-        try:
-            size = len(orjson.dumps(value))
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            raise ValidationError(f"is not JSON both tiers can store: {exc}") from exc
-        if size > MAX_METADATA_BYTES:
-            raise ValidationError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are accepted")
-        # A number here is a rating the statistics sum (conversation.domain.stats): one off
-        # the scale is refused; a value that is not a number is no rating, and accepted.
-        score = value.get("satisfaction")
-        if (isinstance(score, int | float) and not isinstance(score, bool)
-                and satisfaction_score(score) is None):
-            low, high = SATISFACTION_RANGE
-            raise ValidationError(
-                f"satisfaction must be a number from {low} to {high} (a rating), not {score!r}"[:200])
+        # Its values were walked before loading (NUL, NaN, depth...): here, its size and
+        # its rating.
+        problem = metadata_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+
+
+def metadata_problem(value: dict[str, Any]) -> str | None:
+    """Why a message's metadata (already walked by json_problem) is refused, or None."""
+    # orjson writes it as both tiers will (Redis stores these bytes; PostgreSQL's jsonb is
+    # fed them).
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        return f"is not JSON both tiers can store: {exc}"
+    if size > MAX_METADATA_BYTES:
+        return f"is {size} bytes; at most {MAX_METADATA_BYTES} are accepted"
+    # A number here is a rating the statistics sum (conversation.domain.stats): one off
+    # the scale is refused; a value that is not a number is no rating, and accepted.
+    score = value.get("satisfaction")
+    if (isinstance(score, int | float) and not isinstance(score, bool)
+            and satisfaction_score(score) is None):
+        low, high = SATISFACTION_RANGE
+        return f"satisfaction must be a number from {low} to {high} (a rating), not {score!r}"[:200]
+    return None
+
+
+# SaveMessageSchema.load_plain's fields and checks: those of the schema's declared fields.
+_PLAIN_FIELDS = frozenset(SaveMessageSchema._declared_fields)
+_NO_METADATA: Any = object()
+_IDENTIFIER_MATCH = IDENTIFIER_PATTERN.match
+
+
+def _is_identifier(value: Any) -> bool:
+    return type(value) is str and _IDENTIFIER_MATCH(value) is not None
+
+
+def _is_short_text(value: Any) -> bool:
+    """`name` and `tool_call_id`: 1-128 characters PostgreSQL can store."""
+    return type(value) is str and 0 < len(value) <= 128 and text_problem(value) is None
 
 
 class SaveMessagesSchema(PayloadSchema):
@@ -216,6 +296,16 @@ class SaveMessagesSchema(PayloadSchema):
     messages = fields.List(
         fields.Raw(), required=True, validate=validate.Length(min=1, max=MAX_BATCH)
     )
+
+    def load_plain(self, data: Any) -> dict[str, Any] | None:
+        """What `load` returns for 1-1000 objects (each item is checked on its own, after),
+        or None: then `load` decides (its List of Raw refuses a null item, for one)."""
+        if type(data) is dict and len(data) == 1:
+            messages = data.get("messages")
+            if (type(messages) is list and 0 < len(messages) <= MAX_BATCH
+                    and all(type(item) is dict for item in messages)):
+                return {"messages": list(messages)}
+        return None
 
 
 class GetContextSchema(PayloadSchema):

@@ -127,7 +127,8 @@ def _at(path: str) -> str:
 
 
 def now_timestamp() -> str:
-    return utc_timestamp(datetime.now(UTC))
+    # utc_timestamp's form, without its conversions: the moment is UTC already (one a message).
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 _new_tuple = tuple.__new__

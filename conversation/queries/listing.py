@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, select, tuple_
 
 from conversation.adapters.sql_schema import conversations
 from conversation.domain.messages import IDENTIFIER_PATTERN, parse_timestamp, utc_timestamp
@@ -114,12 +114,11 @@ class ConversationListing:
             query = query.where(c.created_at < filters.end)
         if after is not None:
             created_at, conversation_id = parse_timestamp(after[0]), after[1]
-            query = query.where(
-                or_(
-                    c.created_at < created_at,
-                    and_(c.created_at == created_at, c.id < conversation_id),
-                )
-            )
+            # A row comparison, which the (tenant_id, created_at, id) index answers from the
+            # cursor on; the same rows as "created_at < x or (created_at = x and id < y)",
+            # which PostgreSQL applied as a filter to every newer row (a page deep in a
+            # large tenant's list read all the rows before it: issue 18).
+            query = query.where(tuple_(c.created_at, c.id) < tuple_(created_at, conversation_id))
         query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
         with self.read_engine.connect() as connection:
             rows = connection.execute(query).all()

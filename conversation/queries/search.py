@@ -63,6 +63,46 @@ def _fold(value: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+_COLUMNS = ("m.conversation_id, m.id, m.role, m.created_at, m.content, c.session_id, "
+            "c.agent_id, c.status")
+
+
+def _filters_sql(filters: SearchFilters, messages: str) -> str:
+    """The filters' conditions, the dates on `messages`' created_at (m: the messages table,
+    s: message_search's copy of it)."""
+    where = []
+    if filters.start:
+        where.append(f"AND {messages}.created_at >= :start")
+    if filters.end:
+        where.append(f"AND {messages}.created_at < :end")
+    if filters.agent_id:
+        where.append("AND c.agent_id = :agent")
+    return " ".join(where)
+
+
+def _page(indexed: str, extra: str) -> str:
+    """The `hits` CTE: the indexed hits and those of messages the indexer has not reached yet
+    (just migrated: their vectors computed here), ranked and paged first; headlines (costly)
+    only for the page's rows."""
+    return f"""
+            hits AS (
+                {indexed}
+                UNION ALL
+                SELECT {_COLUMNS}, ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
+                FROM messages m JOIN conversations c ON c.id = m.conversation_id, query
+                WHERE m.conversation_id IN (SELECT conversation_id FROM search_pending)
+                  AND m.tenant_id = :tenant AND c.tenant_id = :tenant
+                  AND NOT EXISTS (SELECT 1 FROM message_search s
+                                  WHERE s.conversation_id = m.conversation_id
+                                    AND s.message_id = m.id)
+                  AND {FUNCTION}(m.content) @@ query.q {extra}
+                ORDER BY rank DESC, created_at DESC, conversation_id, id
+                LIMIT :limit OFFSET :offset
+            )
+            SELECT hits.*, ts_headline(CAST(:headline_config AS regconfig), hits.content,
+                                       query.q, :headline_options) AS headline"""
+
+
 class ConversationSearch:
     def __init__(self, read_engine: Engine, tiers: Tiers,
                  languages: tuple[str, ...]) -> None:
@@ -85,8 +125,16 @@ class ConversationSearch:
         }
 
     def _persisted(self, tenant_id: str, q: str, filters: SearchFilters, limit: int,
-                   offset: int) -> list[dict[str, Any]]:
-        filters_sql = []
+                   offset: int, ranked_first: bool = True) -> list[dict[str, Any]]:
+        """The page `offset` to `offset + limit` of the ranked hits.
+
+        Ranked first (issue 18, at 10 M messages): the tenant's matches are ranked and paged
+        within message_search alone, and only the page's rows joined to messages and
+        conversations; joining every match first cost two index probes a match (a common word
+        in a large tenant: most of the time). The same rows as joining first whenever every
+        ranked row has its message, with the created_at the indexer copied, and its
+        conversation in this tenant; otherwise, and with an agent filter (it needs the
+        conversation of every match), the search joins first, as before."""
         params: dict[str, Any] = {
             "tenant": tenant_id, "q": q, "limit": limit, "offset": offset,
             "headline_config": self.languages[0],
@@ -94,48 +142,20 @@ class ConversationSearch:
                                 'MinWords=12, MaxFragments=2, FragmentDelimiter=" … "',
         }
         if filters.start:
-            filters_sql.append("AND m.created_at >= :start")
             params["start"] = filters.start
         if filters.end:
-            filters_sql.append("AND m.created_at < :end")
             params["end"] = filters.end
         if filters.agent_id:
-            filters_sql.append("AND c.agent_id = :agent")
             params["agent"] = filters.agent_id
-        extra = " ".join(filters_sql)
-        columns = ("m.conversation_id, m.id, m.role, m.created_at, m.content, c.session_id, "
-                   "c.agent_id, c.status")
-        # Indexed messages through the GIN index; those the indexer has not reached yet (just
-        # migrated) by computing their vectors here. Rank and page first; headlines (costly)
-        # only for the page's rows.
-        statement = text(f"""
-            WITH query AS (SELECT ({self._query}) AS q),
-            hits AS (
-                SELECT {columns}, ts_rank_cd(s.vector, query.q) AS rank
-                FROM message_search s
-                JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
-                JOIN conversations c ON c.id = s.conversation_id, query
-                WHERE s.tenant_id = :tenant AND c.tenant_id = :tenant
-                  AND s.vector @@ query.q {extra}
-                UNION ALL
-                SELECT {columns}, ts_rank_cd({FUNCTION}(m.content), query.q) AS rank
-                FROM messages m JOIN conversations c ON c.id = m.conversation_id, query
-                WHERE m.conversation_id IN (SELECT conversation_id FROM search_pending)
-                  AND m.tenant_id = :tenant AND c.tenant_id = :tenant
-                  AND NOT EXISTS (SELECT 1 FROM message_search s
-                                  WHERE s.conversation_id = m.conversation_id
-                                    AND s.message_id = m.id)
-                  AND {FUNCTION}(m.content) @@ query.q {extra}
-                ORDER BY rank DESC, created_at DESC, conversation_id, id
-                LIMIT :limit OFFSET :offset
-            )
-            SELECT hits.*, ts_headline(CAST(:headline_config AS regconfig), hits.content,
-                                       query.q, :headline_options) AS headline
-            FROM hits, query
-            ORDER BY hits.rank DESC, hits.created_at DESC, hits.conversation_id, hits.id
-        """)
-        with self.read_engine.connect() as connection:
-            rows = connection.execute(statement, params).all()
+        rows = None
+        if ranked_first and not filters.agent_id:
+            with self.read_engine.connect() as connection:
+                rows = connection.execute(self._ranked_first(filters), params).all()
+            if rows and rows[0].mismatched:
+                rows = None
+        if rows is None:
+            with self.read_engine.connect() as connection:
+                rows = connection.execute(self._joined_first(filters), params).all()
         results = []
         for row in rows:
             snippet, spans = split_highlights(row.headline or "")
@@ -148,6 +168,53 @@ class ConversationSearch:
                 "highlights": [list(span) for span in spans], "tier": "postgres",
             })
         return results
+
+    def _joined_first(self, filters: SearchFilters) -> Any:
+        extra = _filters_sql(filters, "m")
+        indexed = f"""
+                SELECT {_COLUMNS}, ts_rank_cd(s.vector, query.q) AS rank
+                FROM message_search s
+                JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
+                JOIN conversations c ON c.id = s.conversation_id, query
+                WHERE s.tenant_id = :tenant AND c.tenant_id = :tenant
+                  AND s.vector @@ query.q {extra}"""
+        return text(f"""
+            WITH query AS (SELECT ({self._query}) AS q),
+            {_page(indexed, extra)}
+            FROM hits, query
+            ORDER BY hits.rank DESC, hits.created_at DESC, hits.conversation_id, hits.id
+        """)
+
+    def _ranked_first(self, filters: SearchFilters) -> Any:
+        # `mismatched`: a ranked row without its message, or its conversation in this tenant,
+        # or with another created_at; the caller then joins first (the exact answer).
+        indexed = f"""
+                SELECT {_COLUMNS}, r.rank
+                FROM ranked r
+                JOIN messages m ON m.conversation_id = r.conversation_id AND m.id = r.message_id
+                JOIN conversations c ON c.id = r.conversation_id AND c.tenant_id = :tenant"""
+        return text(f"""
+            WITH query AS (SELECT ({self._query}) AS q),
+            ranked AS (
+                SELECT s.conversation_id, s.message_id, s.created_at,
+                       ts_rank_cd(s.vector, query.q) AS rank
+                FROM message_search s, query
+                WHERE s.tenant_id = :tenant AND s.vector @@ query.q
+                      {_filters_sql(filters, "s")}
+                ORDER BY rank DESC, s.created_at DESC, s.conversation_id, s.message_id
+                LIMIT :limit + :offset
+            ),
+            {_page(indexed, _filters_sql(filters, "m"))},
+                   EXISTS (SELECT 1 FROM ranked r
+                           WHERE NOT EXISTS (
+                               SELECT 1 FROM messages m
+                               JOIN conversations c ON c.id = m.conversation_id
+                               WHERE m.conversation_id = r.conversation_id
+                                 AND m.id = r.message_id AND m.created_at = r.created_at
+                                 AND c.tenant_id = :tenant)) AS mismatched
+            FROM hits, query
+            ORDER BY hits.rank DESC, hits.created_at DESC, hits.conversation_id, hits.id
+        """)
 
     def _active(self, tenant_id: str, q: str, filters: SearchFilters,
                 limit: int) -> list[dict[str, Any]]:

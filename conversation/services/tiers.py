@@ -1,21 +1,29 @@
 """The two tiers: a conversation lives in Redis while active, in PostgreSQL once migrated.
 
-This is the only place that decides which tier answers for a conversation, and that falls back
-to PostgreSQL when Redis is down (ActiveStoreUnavailable: the adapter failed, or the circuit
-breaker is open). Every read of one conversation (the context, the full conversation, the
-LangChain history, the summaries) goes through `Tiers`; the tenant is checked here too, so a
-conversation of another tenant answers exactly like a missing one, whatever the caller.
+This is the only place that decides which tier answers for a conversation, or takes a message,
+and that falls back to PostgreSQL when Redis is down (ActiveStoreUnavailable: the adapter
+failed, or the circuit breaker is open). Every read of one conversation (the context, the full
+conversation, the LangChain history, the summaries) goes through `Tiers`; the tenant is
+checked here too, so a conversation of another tenant answers exactly like a missing one,
+whatever the caller. Every save goes through `SaveTiers`, the write side, on the save path's
+own roles (ActiveSaves, ArchiveSaves).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from conversation.domain.errors import DomainError, ForeignSession
 from conversation.domain.messages import Conversation, Message
+from conversation.domain.refusals import Refusal, foreign_conversation
 from conversation.services.ports import (  # the tiers' ports live with the others
+    ActiveSaves,
     ActiveStoreUnavailable,
     ActiveTier,
+    AppendResult,
+    ArchiveSaves,
     ArchiveTier,
     History,
     Summary,
@@ -160,3 +168,78 @@ class Tiers:
 
     def active_message_count(self, conversation_id: str) -> int:
         return self.active.message_count(conversation_id)
+
+
+# --- the write side: saves ----------------------------------------------------------------
+
+# A message to save: (conversation, message, explicit, create), as ActiveSaves takes them.
+SaveItem = tuple[Conversation, Message, bool, bool]
+# Redis's answer for one: the result and the conversation id used, or the session's refusal.
+ActiveReply = tuple[AppendResult, str] | ForeignSession
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a save left its message: the tier and conversation, and whether it was stored
+    there (False: a duplicate id); or why it was refused (`tier` None)."""
+
+    tier: Tier | None
+    conversation_id: str
+    stored: bool
+    refusal: Refusal | None = None
+
+
+class SaveTiers:
+    """Which tier takes a message: Redis, or PostgreSQL once its conversation moved there or
+    while Redis is down. A class of its own beside `Tiers`: a save needs the save path's
+    roles of each store, not the reads'."""
+
+    def __init__(self, active: ActiveSaves, archive: ArchiveSaves) -> None:
+        self.active = active
+        self.archive = archive
+
+    def save_many(self, items: Sequence[SaveItem]) -> list[ActiveReply | Placed]:
+        """Redis's replies for the items, in one script call (no round trip more than Redis's
+        own); while Redis is down, or refuses writes, each item saved straight into
+        PostgreSQL, same idempotency and order (`Placed`). A reply still to finish goes
+        through `settle`."""
+        try:
+            return list(self.active.save_many_in_session(items))
+        except ActiveStoreUnavailable:
+            return [self._save_direct(conversation, message, explicit)
+                    for conversation, message, explicit, _ in items]
+
+    def _save_direct(self, conversation: Conversation, message: Message,
+                     explicit: bool) -> Placed:
+        # An explicit conversation PostgreSQL does not know may be live in Redis, perhaps for
+        # another tenant: save_direct raises ActiveStoreUnavailable rather than make one on a
+        # guess (the task retries; README, "Tenants and conversation ids").
+        try:
+            conversation_id, stored = self.archive.save_direct(conversation, message, explicit)
+        except DomainError as error:
+            return Placed(None, conversation.id, False, Refusal.of(error))
+        return Placed(Tier.POSTGRES, conversation_id, stored)
+
+    def settle(self, conversation: Conversation, message: Message, result: AppendResult,
+               conversation_id: str) -> Placed:
+        """Finish a save Redis answered: a conversation that moved to PostgreSQL takes the
+        message there; one the producer named and Redis lacks is looked for in PostgreSQL
+        before it is made in Redis, so a conversation is never split across the tiers.
+        Raises what PostgreSQL's tenant check raises (DomainError)."""
+        if result is AppendResult.NOT_FOUND:
+            persisted = self.archive.get_conversation(conversation_id)
+            if persisted is None:
+                result, conversation_id = self.active.save_in_session(
+                    conversation, message, explicit=True, create=True
+                )
+            elif persisted.tenant_id != conversation.tenant_id:
+                result = AppendResult.FOREIGN
+            else:
+                result = AppendResult.MOVED
+        if result is AppendResult.FOREIGN:
+            return Placed(None, conversation_id, False, foreign_conversation(conversation_id))
+        if result is AppendResult.MOVED:
+            stored = self.archive.append_message(conversation_id, conversation.tenant_id,
+                                                 message)
+            return Placed(Tier.POSTGRES, conversation_id, stored)
+        return Placed(Tier.REDIS, conversation_id, result is AppendResult.SAVED)

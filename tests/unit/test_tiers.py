@@ -9,7 +9,7 @@ from conversation.adapters.redis import RedisActiveStore
 from conversation.domain.messages import Conversation, NewMessage, Role
 from conversation.services.ports import ActiveStoreUnavailable
 from conversation.services.save import MessageSaver
-from conversation.services.tiers import Tier, Tiers
+from conversation.services.tiers import Placed, SaveTiers, Tier, Tiers
 from tests.fakes import FakeRepository, WordTokenizer
 from tests.unit.test_langchain_outage import DownStore
 
@@ -73,3 +73,35 @@ def test_postgresql_answers_while_redis_is_down(active, repository) -> None:
     with pytest.raises(ActiveStoreUnavailable):
         tiers.locate("acme", "c-live-maybe")
     assert tiers.owned_history("acme", "c-live-maybe", expected=8) is None
+
+
+class DirectArchive(FakeRepository):
+    """PostgreSQL's direct save, recorded: what the tiers send there while Redis is down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct: list[tuple[str, str, bool]] = []
+
+    def save_direct(self, conversation: Conversation, message: object,
+                    explicit: bool) -> tuple[str, bool]:
+        self.direct.append((conversation.id, message.id, explicit))  # type: ignore[attr-defined]
+        return conversation.id, True
+
+
+def test_saves_go_to_postgresql_while_redis_is_down_each_on_its_own() -> None:
+    archive = DirectArchive()
+    tiers = SaveTiers(DownStore(), archive)  # type: ignore[arg-type]
+    saver = MessageSaver(DownStore(), archive, WordTokenizer())  # type: ignore[arg-type]
+    items = [(Conversation(id=f"c-{i}", tenant_id="acme", session_id="s-1", agent_id="bot",
+                           created_at="2024-06-01T00:00:00.000000Z"),
+              saver.build_message(NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot",
+                                             role=Role.USER, content="hi",
+                                             message_id=f"m-{i}")), i == 1, False)
+             for i in range(2)]
+    assert tiers.save_many(items) == [Placed(Tier.POSTGRES, "c-0", True),
+                                      Placed(Tier.POSTGRES, "c-1", True)]
+    assert archive.direct == [("c-0", "m-0", False), ("c-1", "m-1", True)]
+    # The saver takes the tiers' answer as it is: the message is stored, in PostgreSQL.
+    outcome = saver.save(NewMessage(tenant_id="acme", session_id="s-1", agent_id="bot",
+                                    role=Role.USER, content="hi", message_id="m-2"))
+    assert (outcome.tier, outcome.stored) == ("postgres", True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy import Engine, and_, func, select, text, tuple_
 
 from conversation.adapters.postgres.rows import _ORDER, _RECORD_COLUMNS, TAIL_CHUNK, _record
 from conversation.adapters.postgres.schema import conversations, message_token_counts, messages
@@ -33,43 +33,34 @@ class SqlHistory:
 
     def _prefetch(self) -> tuple[int, Any, Sequence[Any]]:
         if self._prefetched is None:
-            count = (
-                select(func.count()).select_from(messages)
-                .where(messages.c.conversation_id == self.conversation_id,
-                       messages.c.tenant_id == conversations.c.tenant_id)
-                .scalar_subquery()
-            )
             with self.engine.connect() as connection:
-                head = connection.execute(
-                    select(conversations.c.tenant_id, count)
+                self.owner = connection.scalar(
+                    select(conversations.c.tenant_id)
                     .where(conversations.c.id == self.conversation_id)
-                ).first()
-                if head is None:
+                )
+                if self.owner is None:
                     self._prefetched = (0, None, [])
                     return self._prefetched
-                self.owner = head[0]
+                # One index holds both conditions and the order (migration 0010): given the
+                # conversation's index and the tenant's apart, the planner intersected the
+                # conversation's entries with the whole tenant's (2.2 M for the largest tenant
+                # at 10 M messages: issue 18).
+                count = connection.scalar(
+                    select(func.count()).select_from(messages).where(self._mine()))
                 first = connection.execute(
                     select(*_RECORD_COLUMNS).where(self._mine()).order_by(*_ORDER).limit(1)
                 ).first()
                 tail = connection.execute(self._older_than(None, self.chunk)).all()
-            self._prefetched = (int(head[1]), first, tail)
+            self._prefetched = (int(count or 0), first, tail)
         return self._prefetched
 
     def _older_than(self, last: Any, limit: int) -> Any:
         """The `limit` messages before `last` (a row; None: the newest), newest first."""
         query = select(*_RECORD_COLUMNS).where(self._mine())
         if last is not None:
-            query = query.where(
-                or_(
-                    messages.c.created_at < last.created_at,
-                    and_(messages.c.created_at == last.created_at, messages.c.seq < last.seq),
-                    and_(
-                        messages.c.created_at == last.created_at,
-                        messages.c.seq == last.seq,
-                        messages.c.id < last.id,
-                    ),
-                )
-            )
+            # A row comparison: an index condition from `last` on (issue 18), where the
+            # equivalent OR of comparisons filtered every newer row.
+            query = query.where(tuple_(*_ORDER) < tuple_(last.created_at, last.seq, last.id))
         return query.order_by(*(c.desc() for c in _ORDER)).limit(limit)
 
     def count(self) -> int:

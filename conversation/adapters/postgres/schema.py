@@ -65,7 +65,9 @@ messages = Table(
     Column("tool_calls", JSONB),
     Column("tool_call_id", Text),
     PrimaryKeyConstraint("conversation_id", "id", name="pk_messages"),
-    Index("ix_messages_conversation_order", "conversation_id", "created_at", "seq"),
+    # Every read of a conversation's messages names its owner and this order (migration 0010).
+    Index("ix_messages_conversation_order", "conversation_id", "tenant_id", "created_at", "seq",
+          "id"),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),
 )
 

@@ -77,23 +77,18 @@ class RedisConversations(RedisSessions):
 
         keys = [self.keys.active_sessions]
         args: list[Any] = [self.keys.prefix]
+        mapping, state, dumps = self.keys.session_mapping, self.keys.session_state, orjson.dumps
         for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
-            conversation = items[indexes[0]][0]
-            keys += [self.keys.session_mapping(session_id), self.keys.session_state(session_id)]
-            args += [
-                tenant_id,
-                session_id,
-                explicit_id,
-                conversation.id,
-                _dumps(conversation.to_dict()),
-                "1" if create else "0",
-                max(items[i][1].created_at for i in indexes),
-                len(indexes),
-            ]
-            for i in indexes:
-                message = items[i][1]
+            messages = [items[i][1] for i in indexes]
+            keys += (mapping(session_id), state(session_id))
+            # JSON as orjson's bytes, as they go on the wire (a str would be decoded here and
+            # encoded again by the client, for every message of a batch).
+            args += (tenant_id, session_id, explicit_id, items[indexes[0]][0].id,
+                     dumps(items[indexes[0]][0].to_dict()), "1" if create else "0",
+                     max(message.created_at for message in messages), len(messages))
+            for message in messages:
                 # The message's JSON is opaque here: whatever fields it carries go as they are.
-                args += [message.id, message.created_at, _dumps(message.to_dict())]
+                args += (message.id, message.created_at, dumps(message.to_dict()))
 
         def build(pipe: Any) -> None:
             pipe.evalsha(self._save_batch.sha, len(keys), *keys, *args)

@@ -9,7 +9,9 @@
 -- Returns {1 if just set else 0, conversation id or ''}, {-2, ''} for another tenant's, or
 -- {-5, ''} for a new conversation or session to confirm.
 local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
-  local owner = redis.call('HGET', k_state, 'tenant_id')
+  -- One read of the state for both fields (nothing below writes closed_at before its test).
+  local state = redis.call('HMGET', k_state, 'tenant_id', 'closed_at')
+  local owner, closed_at = state[1], state[2]
   if owner and owner ~= tenant then return {-2, ''} end
   -- A session new to Redis is claimed in PostgreSQL (its durable owner) before it is owned
   -- here, with or without an explicit conversation: unconfirmed, nothing is written.
@@ -29,7 +31,6 @@ local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
     redis.call('HSET', k_state, 'conversation_id', conversation)
     created = 1
   end
-  local closed_at = redis.call('HGET', k_state, 'closed_at')
   if closed_at and at > closed_at then
     redis.call('HDEL', k_state, 'closed_at')
     redis.call('HINCRBY', k_state, 'generation', 1)

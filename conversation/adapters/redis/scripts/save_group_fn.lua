@@ -6,8 +6,10 @@
 -- conversation for the session is confirmed), the latest created_at of the messages.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
--- Each message stored is announced on its channel (RedisKeys.arrival).
-local function save_group(k_mapping, k_state, k_active, tenant, session, explicit, candidate,
+-- Each message stored is announced on its channel (RedisKeys.arrival). The global indexes
+-- (active sessions, the tenant's active conversations, their activity) are noted in `touched`
+-- and written by touch_indexes once for all the groups of a call, not once a group.
+local function save_group(k_mapping, k_state, touched, tenant, session, explicit, candidate,
                           prefix, conversation_json, create_arg, latest, first, last)
   if explicit ~= '' then candidate = '' end
   local resolved = resolve(k_mapping, k_state, tenant, candidate, latest, create_arg)
@@ -51,12 +53,43 @@ local function save_group(k_mapping, k_state, k_active, tenant, session, explici
     if explicit ~= '' and resolved[2] == '' then
       resolve(k_mapping, k_state, tenant, explicit, '', '1')
     end
-    redis.call('SADD', k_active, session)
-    redis.call('SADD', prefix .. 'active_conversations:' .. tenant, id)
-    if saved then
-      redis.call('ZADD', prefix .. 'conversation_activity', redis.call('TIME')[1], id)
+    touched.sessions[#touched.sessions + 1] = session
+    local ids = touched.conversations[tenant]
+    if not ids then
+      ids = {}
+      touched.conversations[tenant] = ids
     end
+    ids[#ids + 1] = id
+    if saved then touched.saved[#touched.saved + 1] = id end
   end
   statuses[#statuses + 1] = id
   return statuses
+end
+
+local function new_touched()
+  return {sessions = {}, conversations = {}, saved = {}}
+end
+
+-- redis.call(command, key, ...members) in chunks (Lua's unpack has a stack limit).
+local function add_all(command, key, members)
+  for i = 1, #members, 1000 do
+    redis.call(command, key, unpack(members, i, math.min(i + 999, #members)))
+  end
+end
+
+-- The global indexes of what save_group stored: one SADD or ZADD each, not one a group.
+local function touch_indexes(k_active, prefix, touched)
+  add_all('SADD', k_active, touched.sessions)
+  for tenant, ids in pairs(touched.conversations) do
+    add_all('SADD', prefix .. 'active_conversations:' .. tenant, ids)
+  end
+  if #touched.saved > 0 then
+    local now = redis.call('TIME')[1]
+    local scored = {}
+    for _, id in ipairs(touched.saved) do
+      scored[#scored + 1] = now
+      scored[#scored + 1] = id
+    end
+    add_all('ZADD', prefix .. 'conversation_activity', scored)
+  end
 end
