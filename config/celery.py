@@ -83,9 +83,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Only get_context returns something; the others would fill the backend with None.
         "task_ignore_result": True,
         "result_expires": 3600,
-        # The success log line shows at most this much of a result: a context is large, and
-        # rendering it costs more than serialising it.
-        "resultrepr_maxsize": 200,
+        # (How much of a result the worker renders for its success line and events is not a
+        # setting: Celery reads it from the task, `resultrepr_maxsize`; get_context sets it.)
         # Acknowledge after the work is done, so a killed worker's task is redelivered.
         "task_acks_late": True,
         # ...a bounded number of times: a task whose pool process dies is retried within its

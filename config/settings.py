@@ -114,6 +114,10 @@ class Settings:
     # None: the broker's Redis, else the result backend's (see `beat_redis`).
     beat_redis_url: str | None = None
     max_message_chars: int = 200_000
+    # get_context's wait_for_message_id: how many of a tenant's reads may block for their
+    # message at a time, across workers (each holds a worker process up to 2 s); past it, a
+    # read answers at once ("waited_for": "missing" unless the message is there). 0: no cap.
+    waits_per_tenant: int = 4
     # A task's payload past this many bytes of text is refused whole, before its items are
     # validated one by one (1,000 messages of 200,000 characters would be ~0.8 GB).
     max_task_bytes: int = 16 * 1024 * 1024
@@ -184,6 +188,7 @@ class Settings:
             beat_lock_seconds=number("BEAT_LOCK_SECONDS", default.beat_lock_seconds),
             beat_redis_url=url("BEAT_REDIS_URL"),
             max_message_chars=number("MAX_MESSAGE_CHARS", default.max_message_chars),
+            waits_per_tenant=number("WAITS_PER_TENANT", default.waits_per_tenant),
             max_task_bytes=number("MAX_TASK_BYTES", default.max_task_bytes),
             broker_visibility_timeout=number("BROKER_VISIBILITY_TIMEOUT",
                                              default.broker_visibility_timeout),

@@ -195,6 +195,8 @@ class Container:
             summary_requests=CelerySummaryRequests(
                 self.producer, self.redis, self.settings.redis_key_prefix
             ),
+            wait_slots=self.active_store,
+            waits_per_tenant=self.settings.waits_per_tenant,
         )
 
     @cached_property

@@ -245,7 +245,15 @@ def _save_each(commands: list[NewMessage]) -> list[Any]:
     return outcomes
 
 
-@shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False)
+# Celery renders every result with saferepr, up to the task's resultrepr_maxsize (1,024 by
+# default, and not a setting: Celery reads the task attribute), for its success line and
+# events, whether or not anything logs it: for a context, ~250 us per read, more than its JSON
+# (~10 us). 64 characters still name the conversation, at ~30 us (bench/context_timeline.py).
+CONTEXT_REPR_CHARS = 64
+
+
+@shared_task(base=DomainTask, bind=True, name="conversation.get_context", ignore_result=False,
+             resultrepr_maxsize=CONTEXT_REPR_CHARS)
 def get_context(self: DomainTask, **kwargs: Any) -> dict[str, Any]:
     """The context to send to a model, cut to its window (never fails the caller)."""
     try:

@@ -5,8 +5,8 @@ import itertools
 import logging
 import operator
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from conversation.domain.context import (
     SUMMARY_BUFFER,
@@ -41,6 +41,17 @@ WAIT_FOR_MESSAGE_SECONDS = 2.0
 # without one (Redis down, an announcement lost) a back-off: ~9 looks in 2 s, not a busy loop.
 FIRST_LOOK_AFTER = 0.05
 LONGEST_WAIT_BETWEEN_LOOKS = 0.4
+# Each of a tenant's waits may hold a worker process this long; a wait slot lapses this much
+# later than its wait's deadline (when its worker died holding it).
+WAIT_SLOT_MARGIN = 1.0
+
+
+class WaitSlots(Protocol):
+    """A tenant's waits at a time, across workers (the Redis adapter's arrivals)."""
+
+    def take_wait_slot(self, tenant_id: str, seconds: float, cap: int) -> str | None: ...
+
+    def give_back_wait_slot(self, tenant_id: str, token: str) -> None: ...
 
 
 class ContextBuilder:
@@ -53,8 +64,15 @@ class ContextBuilder:
         model_windows: Mapping[str, str],
         summary_requests: SummaryRequests | None = None,
         wait_seconds: float = WAIT_FOR_MESSAGE_SECONDS,
+        wait_slots: WaitSlots | None = None,
+        waits_per_tenant: int = 0,
     ) -> None:
         self.wait_seconds = wait_seconds
+        # A read that blocks for its message holds a worker process (prefork): past
+        # `waits_per_tenant` of a tenant's at a time, its reads answer without blocking
+        # (WAITS_PER_TENANT). No slots, or a cap of 0: waits are not counted.
+        self.wait_slots = wait_slots if waits_per_tenant > 0 else None
+        self.waits_per_tenant = waits_per_tenant
         self.active = active
         self.repository = repository
         self.tokenizer = tokenizer
@@ -82,23 +100,27 @@ class ContextBuilder:
         waited_for = None
         try:
             look_for = None
+            context: dict[str, Any] | None = None
             if wait_for_message_id is not None:
-                found = self._wait_for(tenant_id, conversation_id, session_id,
-                                       wait_for_message_id)
-                waited_for = "missing" if found is None else "found"
+                context, found = self._wait_for(
+                    tenant_id, conversation_id, session_id, wait_for_message_id,
+                    lambda: self._build(tenant_id, conversation_id, session_id, model, window,
+                                        max_tokens, wait_for_message_id))
+                waited_for = "missing" if context is None and found is None else "found"
                 # The conversation it was found in is the one to read (no second lookup).
                 conversation_id = conversation_id or found or None
                 if found == "":
                     # Announced, not looked up: stored, but maybe in another conversation of
                     # the session than the one read. Until the read shows it, not found.
                     look_for, waited_for = wait_for_message_id, "missing"
-            context, read = self._build(tenant_id, conversation_id, session_id, model, window,
-                                        max_tokens, look_for)
-            if look_for is not None and (read or self.tiers.has_message(
-                    tenant_id, context["conversation_id"], look_for)):
-                # Among the messages read (the common case, no round trip), or further back
-                # in the conversation (a late arrival placed by its time): one look.
-                waited_for = "found"
+            if context is None:
+                context, read = self._build(tenant_id, conversation_id, session_id, model,
+                                            window, max_tokens, look_for)
+                if look_for is not None and (read or self.tiers.has_message(
+                        tenant_id, context["conversation_id"], look_for)):
+                    # Among the messages read (the common case, no round trip), or further
+                    # back in the conversation (a late arrival placed by its time): one look.
+                    waited_for = "found"
         except Exception as exc:  # a context failure never fails the caller (contract)
             log.warning(
                 "context failed, answering an empty context: %s: %s",
@@ -113,12 +135,18 @@ class ContextBuilder:
 
     def _wait_for(
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,
-        message_id: str,
-    ) -> str | None:
-        """The conversation the message is stored in, waiting up to `wait_seconds` for it
-        (None: not stored by then; "": announced, its conversation not looked up).
-        Subscribed to the save's announcement first, then a look at the stores, a blocking
-        wait, a look again... (a back-off between looks, without Redis)."""
+        message_id: str, read: Callable[[], tuple[dict[str, Any], bool]],
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The context, when the first read holds the message; else None and the
+        conversation the message is stored in, waiting up to `wait_seconds` for it (None: not
+        stored by then; "": announced, its conversation not looked up).
+
+        Subscribed to the save's announcement first; then the first look is the read itself
+        (`read`, the context with whether the message is among the messages it read): the
+        message a producer saved just before asking is usually stored by then, and that read
+        is the answer, for no round trip more than a plain read's (a separate look cost two,
+        then the read). Otherwise a look at the stores, a blocking wait, a look again... (a
+        back-off between looks, without Redis), and the caller reads once it is there."""
         deadline = time.monotonic() + self.wait_seconds
         listener: ArrivalListener | None
         try:
@@ -127,22 +155,63 @@ class ContextBuilder:
         except ActiveStoreUnavailable:
             listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
         pause = FIRST_LOOK_AFTER
+        slot: str | None = None
         try:
+            try:
+                context, held = read()
+            except ConversationNotFound:
+                held = False  # a session's first message: no conversation yet
+            if held:
+                return context, None
+            # Not among the newest messages: not stored yet, or a late arrival placed back in
+            # time (found by the look below).
+            may_block: bool | None = None
             while True:
                 found = self._stored(tenant_id, conversation_id, session_id, message_id)
                 if found is not None:
-                    return found
+                    return None, found
+                if may_block is None:
+                    # Blocking holds this worker process: one of the tenant's slots, or no
+                    # block at all (the look above, then the answer).
+                    may_block, slot = self._take_slot(tenant_id)
+                if not may_block:
+                    return None, None
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    return None, None
                 if listener is None:
                     time.sleep(min(left, pause))
                 elif listener.wait(min(left, pause)):
-                    return ""  # announced: the save stored it
+                    return None, ""  # announced: the save stored it
                 pause = min(pause * 2, LONGEST_WAIT_BETWEEN_LOOKS)
         finally:
             if listener is not None:
                 listener.close()
+            if slot is not None:
+                self._give_back(tenant_id, slot)
+
+    def _take_slot(self, tenant_id: str) -> tuple[bool, str | None]:
+        """Whether this read may block for its message, and the slot to give back. Without
+        Redis (or slots), it may: uncounted, as the wait then polls PostgreSQL."""
+        if self.wait_slots is None:
+            return True, None
+        try:
+            slot = self.wait_slots.take_wait_slot(
+                tenant_id, self.wait_seconds + WAIT_SLOT_MARGIN, self.waits_per_tenant)
+        except Exception as exc:  # counting must not cost the read
+            log.debug("wait slots unavailable, waiting uncounted: %s", exc)
+            return True, None
+        if slot is None:
+            log.info("tenant %s holds its %d waits at a time: answering without waiting",
+                     tenant_id, self.waits_per_tenant, extra={"tenant_id": tenant_id})
+        return slot is not None, slot
+
+    def _give_back(self, tenant_id: str, slot: str) -> None:
+        assert self.wait_slots is not None
+        try:
+            self.wait_slots.give_back_wait_slot(tenant_id, slot)
+        except Exception as exc:  # it lapses at its deadline
+            log.debug("could not give back a wait slot of %s: %s", tenant_id, exc)
 
     def _stored(
         self, tenant_id: str, conversation_id: str | None, session_id: str | None,

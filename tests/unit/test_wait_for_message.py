@@ -56,6 +56,30 @@ def test_a_message_stored_already_needs_no_wait() -> None:
     assert "waited_for" not in plain
 
 
+def test_a_message_stored_already_is_answered_by_one_read() -> None:
+    """The save a producer sent just before is usually stored when the read starts: the read
+    itself is the first look, with no separate look at the stores and no second read."""
+    saver, builder = services()
+    saver.save(message("m-1", "hello"))
+    calls: list[str] = []
+    tiers = builder.tiers
+
+    def counted(name: str) -> Any:
+        call = getattr(tiers, name)
+
+        def counting(*args: Any) -> Any:
+            calls.append(name)
+            return call(*args)
+        return counting
+
+    for name in ("has_message", "owned_history", "session_conversation"):
+        setattr(tiers, name, counted(name))
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "found" and context["messages"][-1]["content"] == "hello"
+    assert calls == ["session_conversation", "owned_history"]
+
+
 def test_a_message_never_sent_is_answered_missing_after_the_wait() -> None:
     saver, builder = services(wait_seconds=0.5)
     saver.save(message("m-1", "hello"))

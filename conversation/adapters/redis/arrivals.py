@@ -1,7 +1,9 @@
 """Waiting for a message to be stored (get_context's wait_for_message_id): pub/sub."""
 from __future__ import annotations
 
+import math
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +52,35 @@ class RedisArrivals(RedisStoreBase):
             pubsub.close()
             raise
         return ArrivalListener(pubsub, channel, self._idle_pubsubs)
+
+
+    def take_wait_slot(self, tenant_id: str, seconds: float, cap: int) -> str | None:
+        """One of the tenant's `cap` waits at a time (across every worker), held for at most
+        `seconds`: its token, to give back; None when the tenant holds them all.
+
+        A sorted set of the holders by deadline, rather than a counter: a worker killed while
+        it waited leaves a slot that lapses at its deadline, where a counter would stay up (its
+        expiry renewed by every later wait). Counted after adding itself, so two takers racing
+        for the last slot may both be refused, never both admitted."""
+        key = self._waits_key(tenant_id)
+        token = uuid.uuid4().hex
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)  # one key: fine on a Redis Cluster
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {token: now + seconds})
+        pipe.zcard(key)
+        pipe.expire(key, math.ceil(seconds) + 1)
+        held = pipe.execute()[2]
+        if held <= cap:
+            return token
+        self.client.zrem(key, token)
+        return None
+
+    def give_back_wait_slot(self, tenant_id: str, token: str) -> None:
+        self.client.zrem(self._waits_key(tenant_id), token)
+
+    def _waits_key(self, tenant_id: str) -> str:
+        return f"{self.keys.prefix}waits:{tenant_id}"
 
 
 # Pub/sub connections kept for the next wait, per store: a worker process waits one at a time.
