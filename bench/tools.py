@@ -179,15 +179,17 @@ def bench_wait_for(servers: Any, n: int, report: Callable[[Any], None], row: typ
     plain_p50, save_p50 = statistics.median(plain_times), statistics.median(saves)
     in_turn = save_p50 + plain_p50
     ratio = statistics.median(waited) / in_turn
-    # ANCHOR: no slower than the save's round trip and then a plain read (what a producer
-    # without the wait would do); the ratio to the plain read alone is shown below.
+    # ANCHOR (ANCHORS.md): <= 1.3x a plain get_context. The read can only answer after the save
+    # is stored (a second task through the same broker and cores), so the row after it shows
+    # the floor that sets: the save's own round trip, then a plain read.
+    beside_plain = statistics.median(waited) / plain_p50
     report(row("save then get_context(wait_for_message_id), p50",
+               f"{statistics.median(waited):.2f} ms", f"plain get_context {plain_p50:.2f} ms",
+               beside_plain, "<= 1.3x a plain get_context", beside_plain <= 1.3))
+    report(row("save then get_context(wait_for_message_id) beside its floor, p50",
                f"{statistics.median(waited):.2f} ms",
                f"save stored {save_p50:.2f} + plain get_context {plain_p50:.2f} ms", ratio,
-               "<= 1.0x the two in turn", ratio <= 1.0))
-    report(row("save then get_context(wait_for_message_id) beside a plain read, p50",
-               f"{statistics.median(waited):.2f} ms", f"plain get_context {plain_p50:.2f} ms",
-               statistics.median(waited) / plain_p50, "-", None))
+               "- (1.0x: waiting costs nothing beyond the save and a read)", None))
     report(row("get_context(wait_for_message_id) of a message stored before, p50",
                f"{statistics.median(stored_already):.2f} ms",
                f"plain get_context {statistics.median(plain_times):.2f} ms",
