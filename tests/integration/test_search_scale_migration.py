@@ -117,6 +117,8 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
         assert SearchIndexer(engine).index_pending() == 1
         page = search._persisted("big", "refund", SearchFilters(), 21, 0)
         assert page == before[0]
+        # A page whose ranked rows are all such rows: the rows after them, not an empty page.
+        assert search._persisted("big", "refund", SearchFilters(), 1, 0) == before[0][:1]
 
         command.downgrade(alembic_config(url), "0009")
         with psycopg.connect(plain, autocommit=True) as connection:
