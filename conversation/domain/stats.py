@@ -211,22 +211,27 @@ def _percentiles(sketch: QuantileSketch) -> dict[str, float | None]:
 
 
 def grouped_percentiles(
-    sketches: Sequence[tuple[int, Mapping[int, int]]], groups: int
+    sketches: Sequence[tuple[tuple[int, ...], Mapping[int, int]]], groups: int
 ) -> list[dict[str, float | None]]:
-    """`_percentiles` of each group's merged sketch, for the (group, counts) given: the same
-    nearest ranks as QuantileSketch.quantiles, found in numpy over all groups at once. A stats
-    answer merges ~90 days x 3 measures of sketches of a few hundred buckets each into its
-    periods and totals; bucket by bucket in Python that was most of the answer's time."""
+    """`_percentiles` of each group's merged sketch, for the (groups it counts in, counts)
+    given, every sketch in as many groups: the same nearest ranks as QuantileSketch.quantiles,
+    found in numpy over all groups at once. A stats answer merges ~90 days x 3 measures of
+    sketches of a few hundred buckets each into its periods and totals; bucket by bucket in
+    Python that was most of the answer's time."""
     sizes = [len(counts) for _, counts in sketches]
     entries = sum(sizes)
     if entries == 0:
         return [_rounded(None, None) for _ in range(groups)]
     buckets = np.fromiter(chain.from_iterable(c.keys() for _, c in sketches), np.int64, entries)
     counts = np.fromiter(chain.from_iterable(c.values() for _, c in sketches), np.int64, entries)
-    group_of = np.repeat(np.fromiter((g for g, _ in sketches), np.int64, len(sketches)), sizes)
-    # By group, then bucket: a bucket several sketches hold stays unmerged, which picks the
-    # same bucket as merging it first would.
-    order = np.lexsort((buckets, group_of))
+    memberships = np.array([member for member, _ in sketches], dtype=np.int64)
+    group_of = np.concatenate([np.repeat(column, sizes) for column in memberships.T])
+    copies = memberships.shape[1]
+    buckets, counts = np.tile(buckets, copies), np.tile(counts, copies)
+    # By group, then bucket, as one key (buckets, ZERO included, fit in 32 bits signed): a
+    # bucket several sketches hold stays unmerged, which picks the same bucket as merging it
+    # first would.
+    order = np.argsort((group_of << 33) + (buckets + 2**32))
     buckets, group_of = buckets[order], group_of[order]
     seen = np.cumsum(counts[order])
     group_ends = np.searchsorted(group_of, np.arange(groups), side="right")
@@ -237,7 +242,8 @@ def grouped_percentiles(
     ranks = [np.maximum(1, np.ceil(q * totals.astype(np.float64))).astype(np.int64)
              for q in QUANTILES]
     found = [np.searchsorted(seen, seen_before + rank, side="left") for rank in ranks]
-    median_buckets, p90_buckets = (buckets[np.minimum(f, entries - 1)].tolist() for f in found)
+    last = len(buckets) - 1
+    median_buckets, p90_buckets = (buckets[np.minimum(f, last)].tolist() for f in found)
     return [
         _rounded(bucket_value(median), bucket_value(p90)) if total else _rounded(None, None)
         for total, median, p90 in zip(totals.tolist(), median_buckets, p90_buckets, strict=True)

@@ -156,13 +156,13 @@ def _percentiles(
     as its own band of groups."""
     index = {period: i for i, period in enumerate(ordered)}
     band = len(ordered) + 1
-    sketches: list[tuple[int, dict[int, int]]] = []
+    sketches: list[tuple[tuple[int, int], dict[int, int]]] = []
     for offset, name in enumerate(Aggregate.SKETCHES):
         first = offset * band
-        for row, period in zip(days, period_of_row, strict=True):
-            counts = _SKETCH.decode(getattr(row, name)) or {}
-            sketches.append((first + index[period], counts))
-            sketches.append((first + band - 1, counts))
+        sketches.extend(
+            ((first + index[period], first + band - 1), _SKETCH.decode(getattr(row, name)) or {})
+            for row, period in zip(days, period_of_row, strict=True)
+        )
     found = grouped_percentiles(sketches, band * len(Aggregate.SKETCHES))
     return [
         {name: found[offset * band + i] for offset, name in enumerate(Aggregate.SKETCHES)}
