@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from conversation.domain.messages import Message, Role, parse_timestamp
-from conversation.domain.sketch import QuantileSketch, bucket_value
+from conversation.domain.sketch import ZERO, QuantileSketch, bucket_value
 
 UNKNOWN_MODEL = "unknown"
 
@@ -223,28 +223,30 @@ def grouped_percentiles(
     if entries == 0:
         return [_rounded(None, None) for _ in range(groups)]
     buckets = np.fromiter(chain.from_iterable(c.keys() for _, c in sketches), np.int64, entries)
-    counts = np.fromiter(chain.from_iterable(c.values() for _, c in sketches), np.int64, entries)
-    memberships = np.array([member for member, _ in sketches], dtype=np.int64)
-    group_of = np.concatenate([np.repeat(column, sizes) for column in memberships.T])
-    copies = memberships.shape[1]
-    buckets, counts = np.tile(buckets, copies), np.tile(counts, copies)
-    # By group, then bucket, as one key (buckets, ZERO included, fit in 32 bits signed): a
-    # bucket several sketches hold stays unmerged, which picks the same bucket as merging it
-    # first would.
-    order = np.argsort((group_of << 33) + (buckets + 2**32))
-    buckets, group_of = buckets[order], group_of[order]
-    seen = np.cumsum(counts[order])
-    group_ends = np.searchsorted(group_of, np.arange(groups), side="right")
-    seen_at_end = np.where(group_ends > 0, seen[np.maximum(group_ends - 1, 0)], 0)
-    seen_before = np.concatenate(([0], seen_at_end[:-1]))
-    totals = seen_at_end - seen_before
+    counts = np.fromiter(chain.from_iterable(c.values() for _, c in sketches), np.float64, entries)
+    # Buckets are few and close together (log buckets of seconds): one column per bucket
+    # present, in bucket order, ZERO (below every other) first; no sort of the entries.
+    zero = buckets == ZERO
+    low = int(buckets[~zero].min()) if not zero.all() else 0
+    shifted = np.where(zero, 0, buckets - low + 1)
+    present = np.zeros(int(shifted.max()) + 1, dtype=bool)
+    present[shifted] = True
+    column_of = np.cumsum(present) - 1
+    columns = column_of[shifted]
+    column_buckets = [ZERO if at == 0 else at + low - 1 for at in np.flatnonzero(present).tolist()]
+    width = len(column_buckets)
+    # Counts summed per (group, bucket) as float64: exact for sums below 2**53.
+    grid = np.zeros(groups * width)
+    for member in np.array([member for member, _ in sketches], dtype=np.int64).T:
+        grid += np.bincount(np.repeat(member, sizes) * width + columns, weights=counts,
+                            minlength=groups * width)
+    seen = np.cumsum(grid.reshape(groups, width), axis=1)
+    totals = seen[:, -1]
     # max(1, ceil(q * n)) as QuantileSketch.quantiles has it: the same IEEE products.
-    ranks = [np.maximum(1, np.ceil(q * totals.astype(np.float64))).astype(np.int64)
+    found = [np.argmax(seen >= np.maximum(1, np.ceil(q * totals))[:, None], axis=1).tolist()
              for q in QUANTILES]
-    found = [np.searchsorted(seen, seen_before + rank, side="left") for rank in ranks]
-    last = len(buckets) - 1
-    median_buckets, p90_buckets = (buckets[np.minimum(f, last)].tolist() for f in found)
     return [
-        _rounded(bucket_value(median), bucket_value(p90)) if total else _rounded(None, None)
-        for total, median, p90 in zip(totals.tolist(), median_buckets, p90_buckets, strict=True)
+        _rounded(bucket_value(column_buckets[median]), bucket_value(column_buckets[p90]))
+        if total else _rounded(None, None)
+        for total, median, p90 in zip(totals.tolist(), *found, strict=True)
     ]
