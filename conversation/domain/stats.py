@@ -12,7 +12,6 @@ Definitions (the README repeats them for the CRM):
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
