@@ -17,7 +17,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from conversation.domain.messages import Message
+from conversation.domain.messages import Message, storable_text
 
 EXTRACTIVE = "extractive"
 INSTRUCTIONS = (
@@ -181,7 +181,9 @@ class ChatModelSummariser:
             reply = self.model.invoke(prompt, max_words=max_words)
         else:
             reply = self.model.invoke(prompt)
-        return self._cap(str(reply.content).strip(), max_tokens)
+        # Model output, not validated input: a NUL in it would fail the migration (PostgreSQL's
+        # text holds none) and quarantine the conversation.
+        return self._cap(storable_text(str(reply.content)).strip(), max_tokens)
 
     def _cap(self, text: str, max_tokens: int) -> str:
         """A model may overrun the requested length: cut at sentence ends until it fits."""

@@ -81,6 +81,12 @@ def text_problem(value: str) -> str | None:
     return _NUL if found.group() == "\x00" else "is not valid UTF-8 (lone surrogate)"
 
 
+def storable_text(value: str) -> str:
+    """Text as both tiers can store it: NUL and lone surrogates dropped. For what the service
+    makes itself (a model's summary); a producer's text is refused instead (text_problem)."""
+    return value if text_problem(value) is None else _UNSTORABLE_CHARACTER.sub("", value)
+
+
 def json_problem(value: Any, max_depth: int) -> str | None:
     """Why a JSON value cannot be stored the same in both tiers, or None.
 

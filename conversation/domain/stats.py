@@ -12,12 +12,15 @@ Definitions (the README repeats them for the CRM):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
+import numpy as np
+
 from conversation.domain.messages import Message, Role, parse_timestamp
-from conversation.domain.sketch import QuantileSketch
+from conversation.domain.sketch import ZERO, QuantileSketch, bucket_value
 
 UNKNOWN_MODEL = "unknown"
 
@@ -151,17 +154,26 @@ class Aggregate:
 
     def merge_row(self, row: Any) -> None:
         """Add a stored rollup row (attributes named as the fields, sketches as counts)."""
-        for name in self.COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(row, name))
+        self.merge_counts(row)
         for name in self.SKETCHES:
             getattr(self, name).merge_json(getattr(row, name) or {})
+
+    def merge_counts(self, row: Any) -> None:
+        """Add a stored rollup row's sums, not its sketches (see `grouped_percentiles`)."""
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTS}
         row.update({name: getattr(self, name).to_json() for name in self.SKETCHES})
         return row
 
-    def measures(self) -> dict[str, Any]:
+    def measures(self, percentiles: Mapping[str, dict[str, float | None]] | None = None
+                 ) -> dict[str, Any]:
+        """The API's figures; `percentiles` per sketch name, when computed elsewhere
+        (`grouped_percentiles`), stand for this aggregate's own sketches."""
+        if percentiles is None:
+            percentiles = {name: _percentiles(getattr(self, name)) for name in self.SKETCHES}
         return {
             "conversations": self.started,
             "closed": self.closed,
@@ -173,9 +185,9 @@ class Aggregate:
             else None,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
-            "duration_seconds": _percentiles(self.duration),
-            "first_response_seconds": _percentiles(self.first_response),
-            "resolution_seconds": _percentiles(self.resolution),
+            "duration_seconds": percentiles["duration"],
+            "first_response_seconds": percentiles["first_response"],
+            "resolution_seconds": percentiles["resolution"],
             "satisfaction_avg": round(self.satisfaction_sum / self.rated, 3)
             if self.rated
             else None,
@@ -183,9 +195,57 @@ class Aggregate:
         }
 
 
-def _percentiles(sketch: QuantileSketch) -> dict[str, float | None]:
-    median, p90 = sketch.quantiles(0.5, 0.9)
+QUANTILES = (0.5, 0.9)
+
+
+def _rounded(median: float | None, p90: float | None) -> dict[str, float | None]:
     return {
         "median": None if median is None else round(median, 3),
         "p90": None if p90 is None else round(p90, 3),
     }
+
+
+def _percentiles(sketch: QuantileSketch) -> dict[str, float | None]:
+    return _rounded(*sketch.quantiles(*QUANTILES))
+
+
+def grouped_percentiles(
+    sketches: Sequence[tuple[tuple[int, ...], Mapping[int, int]]], groups: int
+) -> list[dict[str, float | None]]:
+    """`_percentiles` of each group's merged sketch, for the (groups it counts in, counts)
+    given, every sketch in as many groups: the same nearest ranks as QuantileSketch.quantiles,
+    found in numpy over all groups at once. A stats answer merges ~90 days x 3 measures of
+    sketches of a few hundred buckets each into its periods and totals; bucket by bucket in
+    Python that was most of the answer's time."""
+    sizes = [len(counts) for _, counts in sketches]
+    entries = sum(sizes)
+    if entries == 0:
+        return [_rounded(None, None) for _ in range(groups)]
+    buckets = np.fromiter(chain.from_iterable(c.keys() for _, c in sketches), np.int64, entries)
+    counts = np.fromiter(chain.from_iterable(c.values() for _, c in sketches), np.float64, entries)
+    # Buckets are few and close together (log buckets of seconds): one column per bucket
+    # present, in bucket order, ZERO (below every other) first; no sort of the entries.
+    zero = buckets == ZERO
+    low = int(buckets[~zero].min()) if not zero.all() else 0
+    shifted = np.where(zero, 0, buckets - low + 1)
+    present = np.zeros(int(shifted.max()) + 1, dtype=bool)
+    present[shifted] = True
+    column_of = np.cumsum(present) - 1
+    columns = column_of[shifted]
+    column_buckets = [ZERO if at == 0 else at + low - 1 for at in np.flatnonzero(present).tolist()]
+    width = len(column_buckets)
+    # Counts summed per (group, bucket) as float64: exact for sums below 2**53.
+    grid = np.zeros(groups * width)
+    for member in np.array([member for member, _ in sketches], dtype=np.int64).T:
+        grid += np.bincount(np.repeat(member, sizes) * width + columns, weights=counts,
+                            minlength=groups * width)
+    seen = np.cumsum(grid.reshape(groups, width), axis=1)
+    totals = seen[:, -1]
+    # max(1, ceil(q * n)) as QuantileSketch.quantiles has it: the same IEEE products.
+    found = [np.argmax(seen >= np.maximum(1, np.ceil(q * totals))[:, None], axis=1).tolist()
+             for q in QUANTILES]
+    return [
+        _rounded(bucket_value(column_buckets[median]), bucket_value(column_buckets[p90]))
+        if total else _rounded(None, None)
+        for total, median, p90 in zip(totals.tolist(), *found, strict=True)
+    ]

@@ -153,6 +153,8 @@ class ConversationSearch:
                 rows = connection.execute(self._ranked_first(filters), params).all()
             if rows and rows[0].mismatched:
                 rows = None
+            else:
+                rows = [row for row in rows if row.id is not None]  # the no-hit row
         if rows is None:
             with self.read_engine.connect() as connection:
                 rows = connection.execute(self._joined_first(filters), params).all()
@@ -187,7 +189,9 @@ class ConversationSearch:
 
     def _ranked_first(self, filters: SearchFilters) -> Any:
         # `mismatched`: a ranked row without its message, or its conversation in this tenant,
-        # or with another created_at; the caller then joins first (the exact answer).
+        # or with another created_at; the caller then joins first (the exact answer). A row
+        # even when no hit joins (its hit columns null): ranked rows that all mismatch would
+        # otherwise give an empty page, and the flag with it.
         indexed = f"""
                 SELECT {_COLUMNS}, r.rank
                 FROM ranked r
@@ -212,7 +216,7 @@ class ConversationSearch:
                                WHERE m.conversation_id = r.conversation_id
                                  AND m.id = r.message_id AND m.created_at = r.created_at
                                  AND c.tenant_id = :tenant)) AS mismatched
-            FROM hits, query
+            FROM query LEFT JOIN hits ON true
             ORDER BY hits.rank DESC, hits.created_at DESC, hits.conversation_id, hits.id
         """)
 

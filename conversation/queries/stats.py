@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 from redis.exceptions import RedisError
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, Text, cast, func, or_, select
 
 from conversation.adapters.sql_schema import ALL, dead_letters, stats_active, stats_daily
 from conversation.domain.messages import utc_timestamp
-from conversation.domain.stats import Aggregate
+from conversation.domain.stats import Aggregate, grouped_percentiles
 from conversation.services.ports import ActiveStoreUnavailable
 
 GROUPS = ("day", "week", "month")
@@ -84,7 +85,9 @@ class TenantStatistics:
         active_where = [a.tenant_id == tenant_id] + ([a.agent_id == agent_id] if agent_id else [])
         with self.read_engine.connect() as connection:
             days = connection.execute(
-                select(stats_daily).where(*in_range, d.agent_id == agent, d.model == ALL)
+                select(d.day, *(getattr(d, name) for name in Aggregate.COUNTS),
+                       *(cast(getattr(d, name), Text).label(name) for name in Aggregate.SKETCHES))
+                .where(*in_range, d.agent_id == agent, d.model == ALL)
             ).all()
             agents = [] if agent_id else connection.execute(
                 select(d.agent_id, *_sums(d))
@@ -104,8 +107,8 @@ class TenantStatistics:
         totals = Aggregate()
         periods: dict[date, Aggregate] = {}
         for row in days:
-            totals.merge_row(row)
-            periods.setdefault(period_of(row.day, group_by), Aggregate()).merge_row(row)
+            totals.merge_counts(row)
+            periods.setdefault(period_of(row.day, group_by), Aggregate()).merge_counts(row)
         active_by_agent: dict[str, tuple[int, int]] = {}
         for row in active:
             conversations_so_far, messages_so_far = active_by_agent.get(row.agent_id, (0, 0))
@@ -117,6 +120,8 @@ class TenantStatistics:
                 active_by_agent[row.agent_id] = (
                     conversations_so_far + row.conversations, messages_so_far + row.messages
                 )
+        ordered = sorted(periods)
+        percentiles = _percentiles(days, [period_of(row.day, group_by) for row in days], ordered)
         return {
             "tenant_id": tenant_id,
             "agent_id": agent_id,
@@ -126,16 +131,43 @@ class TenantStatistics:
             "active_now": sum(row.conversations for row in active),
             "active_as_of": utc_timestamp(max(row.taken_at for row in active)) if active else None,
             "dead_letters": int(dead_letter_count or 0),
-            "totals": totals.measures(),
+            "totals": totals.measures(percentiles[-1]),
             "series": [
-                {"period": period.isoformat(), **periods[period].measures()}
-                for period in sorted(periods)
+                {"period": period.isoformat(), **periods[period].measures(percentiles[i])}
+                for i, period in enumerate(ordered)
             ],
             "agents": _top_agents(agents, active_by_agent),
             "models": [
                 {"model": row.model, **_counts(row)} for row in models
             ],
         }
+
+
+# The rollup's sketches as stored (JSON text: bucket index as a string key -> count), read
+# straight into int keys in C rather than json.loads then int() per bucket.
+_SKETCH = msgspec.json.Decoder(dict[int, int] | None)
+
+
+def _percentiles(
+    days: Sequence[Any], period_of_row: Sequence[date], ordered: Sequence[date]
+) -> list[dict[str, dict[str, float | None]]]:
+    """Per sketch name, the percentiles of each period in `ordered` and, last, of the totals:
+    each row's sketch counts in its period and in the totals. All measures in one pass, each
+    as its own band of groups."""
+    index = {period: i for i, period in enumerate(ordered)}
+    band = len(ordered) + 1
+    sketches: list[tuple[tuple[int, int], dict[int, int]]] = []
+    for offset, name in enumerate(Aggregate.SKETCHES):
+        first = offset * band
+        sketches.extend(
+            ((first + index[period], first + band - 1), _SKETCH.decode(getattr(row, name)) or {})
+            for row, period in zip(days, period_of_row, strict=True)
+        )
+    found = grouped_percentiles(sketches, band * len(Aggregate.SKETCHES))
+    return [
+        {name: found[offset * band + i] for offset, name in enumerate(Aggregate.SKETCHES)}
+        for i in range(band)
+    ]
 
 
 def _dead_letters_query(

@@ -117,6 +117,8 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
         assert SearchIndexer(engine).index_pending() == 1
         page = search._persisted("big", "refund", SearchFilters(), 21, 0)
         assert page == before[0]
+        # A page whose ranked rows are all such rows: the rows after them, not an empty page.
+        assert search._persisted("big", "refund", SearchFilters(), 1, 0) == before[0][:1]
 
         command.downgrade(alembic_config(url), "0009")
         with psycopg.connect(plain, autocommit=True) as connection:
@@ -126,5 +128,42 @@ def test_the_search_answers_the_same_rows_after_the_migration(postgres_server: s
         assert "ix_message_search_tenant_vector" not in indexes
     finally:
         engine.dispose()
+        with psycopg.connect(postgres_server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_an_interrupted_build_is_built_again_not_kept_invalid(postgres_server: str) -> None:
+    """A CREATE INDEX CONCURRENTLY that was interrupted (a lost connection, a deploy's timeout)
+    leaves its index behind, INVALID: never used by a read, yet IF NOT EXISTS skipped it, and
+    the upgrade then dropped the valid index it replaces. After a rerun every index is valid."""
+    name = f"conversation_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    base = postgres_server.rpartition("/")[0]
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    plain = f"{base}/{name}"
+    try:
+        upgrade(url, "0010_satisfaction_repair")
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+            # What an interrupted build leaves: the index, marked not valid.
+            connection.execute("CREATE INDEX ix_message_search_tenant_vector "
+                               "ON message_search USING gin (tenant_id, vector)")
+            connection.execute("CREATE INDEX ix_messages_conversation_order_new "
+                               "ON messages (conversation_id, tenant_id, created_at, seq, id)")
+            connection.execute(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid IN "
+                "('ix_message_search_tenant_vector'::regclass, "
+                "'ix_messages_conversation_order_new'::regclass)")
+        upgrade(url)
+        with psycopg.connect(plain, autocommit=True) as connection:
+            found = dict(connection.execute(
+                "SELECT c.relname, i.indisvalid FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname IN "
+                "('ix_message_search_tenant_vector', 'ix_messages_conversation_order', "
+                "'ix_messages_conversation_order_new', 'ix_message_search_vector')").fetchall())
+        assert found == {"ix_message_search_tenant_vector": True,
+                         "ix_messages_conversation_order": True}
+    finally:
         with psycopg.connect(postgres_server, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

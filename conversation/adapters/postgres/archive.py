@@ -27,7 +27,7 @@ from conversation.adapters.postgres.statements import (
     _refresh_stats,
 )
 from conversation.domain.errors import ForeignConversation
-from conversation.domain.messages import Conversation, Message, parse_timestamp
+from conversation.domain.messages import Conversation, Message, parse_timestamp, storable_text
 from conversation.domain.stats import ConversationStats
 from conversation.services.ports import Summary, TenantConflict
 
@@ -75,7 +75,8 @@ class PostgresArchive:
                 "closed_at": _ts(conversation.closed_at),
                 "last_message_at": _ts(stats.ended_at),
                 "message_count": stats.message_count,
-                "summary": conversation.summary,
+                # One stored before summaries were cleaned may hold a NUL (text holds none).
+                "summary": storable_text(conversation.summary) if conversation.summary else None,
                 "summary_through": conversation.summary_through,
                 "migrated_at": now,
             }

@@ -64,21 +64,39 @@ class RedisConversations(RedisSessions):
 
         Each item is (conversation, message, explicit, create); a refused session is returned
         in its place, so one bad message does not stop the others. The messages of one
-        session (and conversation) run in one script call, in their order: the session is
-        resolved and the indexes touched once for them all.
+        session (and conversation) run as one group of one script call, in their order: the
+        session is resolved once for them all (and the indexes touched once a call). Those
+        interleaved with its messages naming the conversation run group after group, in the
+        batch's order.
         """
         if self.cluster:
             return [self._save_in_two_steps_or_refusal(*item) for item in items]
-        groups: dict[tuple[str, str, str, bool], list[int]] = {}
+        groups: list[tuple[tuple[str, str, str, bool], list[int]]] = []
+        open_groups: dict[tuple[str, str, str, bool], int] = {}
+        # The latest group of each session and each conversation named: a message joins its
+        # key's group only while no other group took one of its session's (or its named
+        # conversation's) since. A batch's messages share one received time, so their order
+        # in the conversation is the order the script appends them, which must be the batch's
+        # (a session's messages naming its conversation and not naming it, interleaved).
+        latest: dict[tuple[str, str], int] = {}
         for index, (conversation, _, explicit, create) in enumerate(items):
             key = (conversation.tenant_id, conversation.session_id,
                    conversation.id if explicit else "", create)
-            groups.setdefault(key, []).append(index)
+            marks = [("s", conversation.session_id)]
+            if explicit:
+                marks.append(("c", conversation.id))
+            group = open_groups.get(key)
+            if group is None or any(latest.get(mark, group) != group for mark in marks):
+                groups.append((key, []))
+                group = open_groups[key] = len(groups) - 1
+            groups[group][1].append(index)
+            for mark in marks:
+                latest[mark] = group
 
         keys = [self.keys.active_sessions]
         args: list[Any] = [self.keys.prefix]
         mapping, state, dumps = self.keys.session_mapping, self.keys.session_state, orjson.dumps
-        for (tenant_id, session_id, explicit_id, create), indexes in groups.items():
+        for (tenant_id, session_id, explicit_id, create), indexes in groups:
             messages = [items[i][1] for i in indexes]
             keys += (mapping(session_id), state(session_id))
             # JSON as orjson's bytes, as they go on the wire (a str would be decoded here and
@@ -95,7 +113,7 @@ class RedisConversations(RedisSessions):
 
         (replies,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
-        for ((_, session_id, _, _), indexes), reply in zip(groups.items(), replies, strict=True):
+        for ((_, session_id, _, _), indexes), reply in zip(groups, replies, strict=True):
             if int(reply[0]) == SaveStatus.FOREIGN_SESSION:
                 for i in indexes:
                     results[i] = ForeignSession(f"session {session_id} belongs to another tenant")

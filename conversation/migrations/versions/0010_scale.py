@@ -26,6 +26,7 @@ Create Date: 2026-12-01
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_scale"
@@ -37,6 +38,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
     with op.get_context().autocommit_block():
+        _drop_if_invalid("ix_message_search_tenant_vector")
         op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_message_search_tenant_vector "
                    "ON message_search USING gin (tenant_id, vector)")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_message_search_vector")
@@ -46,15 +48,28 @@ def upgrade() -> None:
 
 def _replace_index(name: str, columns: str) -> None:
     """Build the new one beside the old under a temporary name, then swap: reads keep an index
-    throughout."""
+    throughout. A `_new` already there is an interrupted run's (of either direction: its
+    columns may be the other's), built again."""
+    op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")
     op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name}_new ON messages ({columns})")
     op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
     op.execute(f"ALTER INDEX {name}_new RENAME TO {name}")
 
 
+def _drop_if_invalid(name: str) -> None:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves its index INVALID (never read, still
+    written): IF NOT EXISTS would keep it, and the index it replaces is then dropped."""
+    invalid = op.get_bind().execute(
+        sa.text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+        {"name": name}).scalar()
+    if invalid:
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+
+
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         _replace_index("ix_messages_conversation_order", "conversation_id, created_at, seq")
+        _drop_if_invalid("ix_message_search_vector")
         op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_message_search_vector "
                    "ON message_search USING gin (vector)")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_message_search_tenant_vector")
