@@ -120,8 +120,9 @@ class SessionLifecycle:
         now = time.time() if now is None else now
         first_due: dict[int, float] = {}
         closes: dict[int, int] = {}
-        for _, _, _, epoch, second in timed:
-            first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
+        for _tenant, _session, _moment, close_epoch, second in timed:
+            due = float(close_epoch) + self.grace_seconds
+            first_due[second] = min(first_due.get(second, second), due)
             closes[second] = closes.get(second, 0) + 1
         for second in armed:
             gather = 0.0 if closes[second] >= GATHERED else DUE_GATHER_SECONDS
