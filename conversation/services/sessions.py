@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from conversation.domain.errors import DomainError
@@ -83,6 +84,15 @@ class SessionLifecycle:
             raise outcome.error()
         return outcome
 
+    @staticmethod
+    def _close_moment(closed_at: str, received: float) -> str:
+        """The producer's close time, but never later than the close arrived: a clock ahead
+        (or a year 9999) would otherwise hold the migration, and its timer, until then."""
+        moment = parse_timestamp(closed_at)
+        if moment.timestamp() > received:
+            moment = datetime.fromtimestamp(received, UTC)
+        return utc_timestamp(moment)
+
     def close_many(
         self, requests: Sequence[CloseRequest], now: float | None = None
     ) -> list[ClosedSession | None | Refusal]:
@@ -90,7 +100,8 @@ class SessionLifecycle:
         conversation in Redis, a refusal for another tenant's session). A store that is down
         raises, for the task to retry the whole batch (closing again is harmless)."""
         stamp = now_timestamp()
-        moments = [(t, s, utc_timestamp(parse_timestamp(at)) if at else stamp)
+        received = time.time() if now is None else now
+        moments = [(t, s, self._close_moment(at, received) if at else stamp)
                    for t, s, at in requests]
         timed = []
         for tenant_id, session_id, moment in moments:
@@ -120,8 +131,9 @@ class SessionLifecycle:
         now = time.time() if now is None else now
         first_due: dict[int, float] = {}
         closes: dict[int, int] = {}
-        for _, _, _, epoch, second in timed:
-            first_due[second] = min(first_due.get(second, second), float(epoch) + self.grace_seconds)
+        for _tenant, _session, _moment, close_epoch, second in timed:
+            due = float(close_epoch) + self.grace_seconds
+            first_due[second] = min(first_due.get(second, second), due)
             closes[second] = closes.get(second, 0) + 1
         for second in armed:
             gather = 0.0 if closes[second] >= GATHERED else DUE_GATHER_SECONDS

@@ -272,3 +272,14 @@ def test_a_batch_of_due_closes_fires_its_timer_at_once(service: Service) -> None
                                 now=T0 + 30.6)
     assert service.scheduler.timers == [(SECOND, 0.0)]
     assert len(service.sessions.fire_timer(SECOND, now=T0 + 30.6)) == GATHERED
+
+
+def test_a_close_dated_in_the_future_counts_from_its_arrival(service: Service) -> None:
+    """A producer's clock ahead, or a hostile year 9999: the close cannot be later than it was
+    received, so its migration is not held (with a timer years away) until that date."""
+    conversation_id = service.chat("future")
+    service.sessions.close_many([("acme", "future", "9999-12-31T23:59:59Z")], now=T0 + 0.5)
+    assert service.scheduler.timers == [(SECOND, pytest.approx(GRACE + 0.5))]
+    outcomes = service.sessions.fire_timer(SECOND, now=SECOND)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (conversation_id, MigrationStatus.MIGRATED)]

@@ -16,7 +16,7 @@ from conversation.adapters.postgres.rows import (
     _conversation,
     _message,
     _stats_row,
-    _ts,
+    conversation_row,
     upsert_conversations,
     upsert_stats,
 )
@@ -27,7 +27,7 @@ from conversation.adapters.postgres.statements import (
     _refresh_stats,
 )
 from conversation.domain.errors import ForeignConversation
-from conversation.domain.messages import Conversation, Message, parse_timestamp, storable_text
+from conversation.domain.messages import Conversation, Message
 from conversation.domain.stats import ConversationStats
 from conversation.services.ports import Summary, TenantConflict
 
@@ -64,24 +64,7 @@ class PostgresArchive:
         self, batch: Sequence[tuple[Conversation, Sequence[Message], ConversationStats]]
     ) -> list[TenantConflict]:
         now = datetime.now(UTC)
-        rows = [
-            {
-                "id": conversation.id,
-                "tenant_id": conversation.tenant_id,
-                "session_id": conversation.session_id,
-                "agent_id": conversation.agent_id,
-                "status": str(conversation.status),
-                "created_at": parse_timestamp(conversation.created_at),
-                "closed_at": _ts(conversation.closed_at),
-                "last_message_at": _ts(stats.ended_at),
-                "message_count": stats.message_count,
-                # One stored before summaries were cleaned may hold a NUL (text holds none).
-                "summary": storable_text(conversation.summary) if conversation.summary else None,
-                "summary_through": conversation.summary_through,
-                "migrated_at": now,
-            }
-            for conversation, _, stats in batch
-        ]
+        rows = [conversation_row(conversation, stats, now) for conversation, _, stats in batch]
         with self.engine.begin() as connection:
             upserted = upsert_conversations(connection, rows)
             written = {row[0] for row in upserted}

@@ -16,6 +16,7 @@ from conversation.domain.messages import (
     Message,
     Role,
     parse_timestamp,
+    storable_text,
     utc_timestamp,
 )
 from conversation.domain.stats import ConversationStats
@@ -84,6 +85,28 @@ def _conversation(row: Any) -> Conversation:
         summary=row.summary,
         summary_through=row.summary_through,
     )
+
+
+def conversation_row(
+    conversation: Conversation, stats: ConversationStats, migrated_at: datetime
+) -> dict[str, Any]:
+    """A `conversations` row as migration writes it: every column (json_to_recordset would
+    write NULL for one left out, over its default)."""
+    return {
+        "id": conversation.id,
+        "tenant_id": conversation.tenant_id,
+        "session_id": conversation.session_id,
+        "agent_id": conversation.agent_id,
+        "status": str(conversation.status),
+        "created_at": parse_timestamp(conversation.created_at),
+        "closed_at": _ts(conversation.closed_at),
+        "last_message_at": _ts(stats.ended_at),
+        "message_count": stats.message_count,
+        # One stored before summaries were cleaned may hold a NUL (text holds none).
+        "summary": storable_text(conversation.summary) if conversation.summary else None,
+        "summary_through": conversation.summary_through,
+        "migrated_at": migrated_at,
+    }
 
 
 def _stats_row(conversation: Conversation, stats: ConversationStats) -> dict[str, Any]:
