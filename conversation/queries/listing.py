@@ -112,14 +112,19 @@ class ConversationListing:
             query = query.where(c.created_at >= filters.start)
         if filters.end:
             query = query.where(c.created_at < filters.end)
+        # Ids by code point whatever the database's collation: the order Python merges the
+        # pages in and compares the cursor by (in English, "a1" < "B1": a cursor after "a1"
+        # skipped "B1" among conversations that share a created_at).
+        id_by_code_point = c.id.collate("C")
         if after is not None:
             created_at, conversation_id = parse_timestamp(after[0]), after[1]
             # A row comparison, which the (tenant_id, created_at, id) index answers from the
             # cursor on; the same rows as "created_at < x or (created_at = x and id < y)",
             # which PostgreSQL applied as a filter to every newer row (a page deep in a
             # large tenant's list read all the rows before it: issue 18).
-            query = query.where(tuple_(c.created_at, c.id) < tuple_(created_at, conversation_id))
-        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+            query = query.where(
+                tuple_(c.created_at, id_by_code_point) < tuple_(created_at, conversation_id))
+        query = query.order_by(c.created_at.desc(), id_by_code_point.desc()).limit(limit)
         with self.read_engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
