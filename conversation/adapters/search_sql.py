@@ -16,6 +16,11 @@ from sqlalchemy import Engine, text
 
 DEFAULT_LANGUAGES = ("english", "spanish")
 FUNCTION = "message_search_vector"
+# The GIN index's keys: a message's lexemes, each tagged with its tenant, and a query's
+# indexable part tagged alike (migration 0011_search_scale): an index match is necessary, not
+# sufficient; the search still checks tenant_id and `vector @@ query`.
+KEYS = "message_search_keys"
+KEYS_QUERY = "message_search_keys_query"
 # One indexer at a time; another run (two beats, a manual one) skips.
 INDEXER_LOCK = 0x5345_4152  # "SEAR"
 PENDING_PER_PASS = 2_000

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, text
 
 from conversation.adapters.search_sql import (
     FUNCTION,
+    KEYS,
+    KEYS_QUERY,
     START_MARK,
     STOP_MARK,
     query_sql,
@@ -227,12 +229,14 @@ class ConversationSearch:
                 FROM message_search s
                 JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
                 JOIN conversations c ON c.id = s.conversation_id, query
-                WHERE s.tenant_id = :tenant AND c.tenant_id = :tenant
+                WHERE {KEYS}(s.tenant_id, s.vector) @@ query.keys
+                  AND s.tenant_id = :tenant AND c.tenant_id = :tenant
                   AND s.vector @@ query.q {_filters_sql(filters, "m")}
                 UNION ALL
                 {_pending(filters)}"""
         return text(f"""
-            WITH query AS (SELECT ({self._query}) AS q),
+            WITH query AS (SELECT q, {KEYS_QUERY}(:tenant, q) AS keys
+                           FROM (SELECT ({self._query}) AS q) typed),
             {_ordered_page(hits, "false")}""")
 
     def _ranked_first(self, filters: SearchFilters) -> Any:
@@ -248,6 +252,7 @@ class ConversationSearch:
                 (SELECT s.conversation_id, s.message_id, s.created_at, s.vector
                  FROM message_search s, query
                  WHERE (SELECT count(*) FROM walked) < :window
+                   AND {KEYS}(s.tenant_id, s.vector) @@ query.keys
                    AND s.tenant_id = :tenant AND s.vector @@ query.q {dates}
                  -- an order no index gives: the matches from the GIN index, then the top-N sort
                  ORDER BY s.created_at + interval '0' DESC, s.conversation_id, s.message_id
@@ -255,7 +260,8 @@ class ConversationSearch:
                 UNION ALL
                 {_pending(filters)}"""
         return text(f"""
-            WITH query AS (SELECT ({self._query}) AS q),
+            WITH query AS (SELECT q, {KEYS_QUERY}(:tenant, q) AS keys
+                           FROM (SELECT ({self._query}) AS q) typed),
             sample AS (
                 SELECT count(*) AS matches
                 FROM (SELECT s.vector FROM message_search s
@@ -272,19 +278,18 @@ class ConversationSearch:
                           >= CAST(:window AS bigint) * :sample
                     ORDER BY {_RECENCY}
                     LIMIT :walk
-                ) newest, query
-                WHERE newest.vector @@ query.q
+                ) newest
+                -- the query as a value, not a join: the walk's order is kept, and it stops at
+                -- the :window-th match
+                WHERE newest.vector @@ (SELECT q FROM query)
                 ORDER BY {_RECENCY}
                 LIMIT :window
             ),
             {_ordered_page(hits, '''EXISTS (
                        SELECT 1 FROM candidates r
                        WHERE NOT EXISTS (
-                           SELECT 1 FROM messages m
-                           JOIN conversations c ON c.id = m.conversation_id
-                           WHERE m.conversation_id = r.conversation_id
-                             AND m.id = r.message_id AND m.created_at = r.created_at
-                             AND c.tenant_id = :tenant))''')}""")
+                           SELECT 1 FROM conversations c
+                           WHERE c.id = r.conversation_id AND c.tenant_id = :tenant))''')}""")
 
     def _active(self, tenant_id: str, q: str, filters: SearchFilters,
                 limit: int) -> list[dict[str, Any]]:
