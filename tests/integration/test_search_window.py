@@ -223,6 +223,17 @@ def test_the_migration_adds_and_removes_the_recency_index(database) -> None:
     assert valid() == {"ix_message_search_tenant_created": True}
     command.downgrade(alembic_config(url), "0010_scale")
     assert valid() == {}
+    # A message of "other" under a conversation of "big", indexed by an older indexer: the
+    # upgrade removes it from message_search (the search relies on none being there).
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO messages (conversation_id, id, seq, tenant_id, role, content, tokens, "
+            "encoding, created_at) VALUES ('c39', 'stray', 9, 'other', 'user', 'refund', 5, "
+            "'cl100k_base', %s)", (START + timedelta(days=90),))
+        connection.execute(
+            "INSERT INTO message_search (conversation_id, message_id, tenant_id, created_at, "
+            "vector) SELECT conversation_id, id, tenant_id, created_at, "
+            "message_search_vector(content) FROM messages WHERE id = 'stray'")
     # What an interrupted CREATE INDEX CONCURRENTLY leaves: the index, not valid.
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute("CREATE INDEX ix_message_search_tenant_created "
@@ -231,6 +242,10 @@ def test_the_migration_adds_and_removes_the_recency_index(database) -> None:
                            "'ix_message_search_tenant_created'::regclass")
     command.upgrade(alembic_config(url), "head")
     assert valid() == {"ix_message_search_tenant_created": True}
+    with psycopg.connect(plain, autocommit=True) as connection:
+        assert connection.execute("SELECT count(*) FROM message_search WHERE "
+                                  "message_id = 'stray'").fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM message_search").fetchone() == (133,)
     with psycopg.connect(plain, autocommit=True) as connection:
         definition = connection.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = "
