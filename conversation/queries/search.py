@@ -82,7 +82,7 @@ SAMPLE_ROWS = 1_000
 WALK_ROWS = 50_000
 
 
-def _filters_sql(filters: SearchFilters, messages: str, agent: bool = True) -> str:
+def _filters_sql(filters: SearchFilters, messages: str) -> str:
     """The filters' conditions, the dates on `messages`' created_at (m: the messages table,
     s: message_search's copy of it)."""
     where = []
@@ -90,7 +90,7 @@ def _filters_sql(filters: SearchFilters, messages: str, agent: bool = True) -> s
         where.append(f"AND {messages}.created_at >= :start")
     if filters.end:
         where.append(f"AND {messages}.created_at < :end")
-    if filters.agent_id and agent:
+    if filters.agent_id:
         where.append("AND c.agent_id = :agent")
     return " ".join(where)
 
