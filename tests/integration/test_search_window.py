@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 from alembic import command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conversation.adapters.postgres import make_engine
 from conversation.adapters.schema_migrations import alembic_config
@@ -251,3 +253,43 @@ def test_the_migration_adds_and_removes_the_recency_index(database) -> None:
             "SELECT indexdef FROM pg_indexes WHERE indexname = "
             "'ix_message_search_tenant_created'").fetchone()
     assert definition is not None and definition[0].endswith("(tenant_id, created_at)")
+
+
+WORDS = ["refund", "refunds", "o'neil", "back\\slash", "e-mail", "purple", "giraffe", "the",
+         "cancelación", "z" * 210 + "a", "z" * 210 + "b", "it's", "a:b", "x&y", "'", "\\"]
+
+
+KEYS_DATABASE: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def keys_database(postgres_server: str) -> Iterator[None]:
+    """A database at head for the property test (hypothesis runs it many times)."""
+    with migrated_database(postgres_server, "keys") as url:
+        KEYS_DATABASE[:] = [url.replace("postgresql+psycopg://", "postgresql://", 1)]
+        yield
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.lists(st.sampled_from(WORDS), min_size=1, max_size=8),
+       query=st.lists(st.sampled_from(WORDS + ["or", "-", '"']), min_size=1, max_size=6),
+       tenant=st.sampled_from(["big", "t'x", "tenant\\1"]))
+def test_an_index_key_match_is_necessary_for_a_match(keys_database, content, query,
+                                                     tenant) -> None:
+    """Whatever the words and the websearch syntax, a message the query matches is found by
+    its tenant's index keys (a key match may be more, never less), and the query's keys parse."""
+    q = " ".join(query).replace("- ", "-")
+    text_ = " ".join(content)
+    expression = ("CASE WHEN websearch_to_tsquery('english', %(q)s) = "
+                  "websearch_to_tsquery('spanish', %(q)s) THEN "
+                  "websearch_to_tsquery('english', %(q)s) ELSE "
+                  "websearch_to_tsquery('english', %(q)s) || "
+                  "websearch_to_tsquery('spanish', %(q)s) END")
+    with psycopg.connect(KEYS_DATABASE[0]) as connection:
+        matched, keyed = connection.execute(
+            f"SELECT message_search_vector(%(t)s) @@ ({expression}), "
+            f"message_search_keys(%(tenant)s, message_search_vector(%(t)s)) @@ "
+            f"message_search_keys_query(%(tenant)s, {expression})",
+            {"t": text_, "q": q, "tenant": tenant}).fetchone()
+    assert keyed or not matched, (text_, q)
