@@ -149,7 +149,7 @@ def _ordered_page(hits: str, mismatched: str) -> str:
             FROM query
             LEFT JOIN (page
                        JOIN messages m ON m.conversation_id = page.conversation_id
-                                      AND m.id = page.message_id
+                                      AND m.id = page.message_id AND m.tenant_id = :tenant
                        JOIN conversations c ON c.id = page.conversation_id
                                            AND c.tenant_id = :tenant) ON true
             ORDER BY page.position > :ranked,
@@ -242,6 +242,7 @@ class ConversationSearch:
                 SELECT s.conversation_id, s.message_id, m.created_at, s.vector
                 FROM message_search s
                 JOIN messages m ON m.conversation_id = s.conversation_id AND m.id = s.message_id
+                                AND m.tenant_id = :tenant
                 JOIN conversations c ON c.id = s.conversation_id, query
                 WHERE {KEYS}(s.tenant_id, s.vector) @@ query.keys
                   AND {_TENANT_CHECKED} AND c.tenant_id = :tenant
@@ -256,9 +257,9 @@ class ConversationSearch:
     def _ranked_first(self, filters: SearchFilters) -> Any:
         """The newest :window matches from message_search alone: by the walk or the GIN index
         (see WALK_ROWS), each answering exactly the newest ones. `mismatched`: a row of the
-        page without its conversation in this tenant (checked on the page's rows alone: a
-        probe per candidate cost a third of a rare phrase's search at 10 M messages); the
-        caller then joins first. A row even when the page is empty (its hit columns null), so
+        page without its conversation, or its message, in this tenant (checked on the page's
+        rows alone: a probe per candidate cost a third of a rare phrase's search at 10 M
+        messages); the caller then joins first. A row even when the page is empty (its hit columns null), so
         that the flag is always read."""
         dates = _filters_sql(filters, "s")
         hits = f"""
@@ -304,7 +305,11 @@ class ConversationSearch:
                        SELECT 1 FROM page r
                        WHERE NOT EXISTS (
                            SELECT 1 FROM conversations c
-                           WHERE c.id = r.conversation_id AND c.tenant_id = :tenant))''')}""")
+                           WHERE c.id = r.conversation_id AND c.tenant_id = :tenant)
+                          OR NOT EXISTS (
+                           SELECT 1 FROM messages m
+                           WHERE m.conversation_id = r.conversation_id
+                             AND m.id = r.message_id AND m.tenant_id = :tenant))''')}""")
 
     def _active(self, tenant_id: str, q: str, filters: SearchFilters,
                 limit: int) -> list[dict[str, Any]]:

@@ -19,6 +19,12 @@ Issue 18 (`make bench-scale`, 10 M messages, the largest tenant holding 22% of t
   full query on the vector (phrases, negations). Lexemes are cut to 200 characters in both, so
   that a tag never makes a key longer than a lexeme may be. This index replaces 0010's, so the
   indexer maintains one GIN index as before.
+- A tsvector holds 1 MB of lexemes, and the tag adds 9 bytes to each: a long message of many
+  distinct words (under MAX_MESSAGE_CHARS, its own vector valid) made keys past the limit, and
+  its error rolled back every indexer pass (each re-reading the same pending rows: indexing
+  stopped for every tenant) and the index build of this upgrade. Such a message's keys are the
+  tag and the oversize mark (the tag and '/'), which every query's keys match too: it is a
+  candidate of each of its tenant's searches, checked on its vector like any other.
 
 - The search checks the tenant of a page's rows only, not of every candidate (a probe each:
   a third of the rare phrase's time at 10 M): the indexer now indexes a message only in a
@@ -47,22 +53,30 @@ depends_on = None
 KEYS = """
 CREATE OR REPLACE FUNCTION message_search_keys(tenant text, vector tsvector) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_to_tsvector(ARRAY(
-        SELECT left(md5(tenant), 8) || '/' || left(lexeme, 200)
-        FROM unnest(tsvector_to_array(vector)) AS lexeme) || left(md5(tenant), 8))
+    SELECT CASE WHEN length(vector) < 1200
+                  OR (SELECT sum(9 + octet_length(left(lexeme, 200)))
+                      FROM unnest(tsvector_to_array(vector)) AS lexeme) <= 1000000
+           THEN array_to_tsvector(ARRAY(
+                    SELECT tag || '/' || left(lexeme, 200)
+                    FROM unnest(tsvector_to_array(vector)) AS lexeme) || tag)
+           ELSE array_to_tsvector(ARRAY[tag, tag || '/']) END
+    FROM (SELECT left(md5(tenant), 8) AS tag) AS t
 $$
 """
 # querytree's text quotes each lexeme, doubling ' and \ inside: the lexeme's first 200
 # characters get the tag, the rest is dropped; ' <-> ' and ' <N> ' (phrases) become ' & '.
+# Every query's keys match the oversize mark too (the docstring's last paragraph).
 KEYS_QUERY = r"""
 CREATE OR REPLACE FUNCTION message_search_keys_query(tenant text, query tsquery)
 RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CAST(CASE WHEN querytree(query) = 'T' THEN '''' || tag || ''''
+    SELECT CAST(CASE WHEN keys = '' THEN '' ELSE '(' || keys || ') | ''' || tag || '/''' END
+                AS tsquery)
+    FROM (SELECT tag, CASE WHEN querytree(query) = 'T' THEN '''' || tag || ''''
                 ELSE regexp_replace(
                     regexp_replace(querytree(query), ' <(-|[0-9]+)> ', ' & ', 'g'),
                     $re$'((?:[^'\\]|''|\\\\){0,200})(?:[^'\\]|''|\\\\)*'$re$,
-                    '''' || tag || '/\1''', 'g') END AS tsquery)
-    FROM (SELECT left(md5(tenant), 8) AS tag) AS t
+                    '''' || tag || '/\1''', 'g') END AS keys
+          FROM (SELECT left(md5(tenant), 8) AS tag) AS t) AS k
 $$
 """
 CREATED = "ix_message_search_tenant_created"
@@ -73,11 +87,6 @@ PREVIOUS = "ix_message_search_tenant_vector"
 def upgrade() -> None:
     op.execute(KEYS)
     op.execute(KEYS_QUERY)
-    # The indexer now indexes a message only in a conversation of its tenant, and the search
-    # relies on it (a row of another tenant under a conversation's id, mixed by an older
-    # version, was never shown; now it is not indexed either). One pass over the table.
-    op.execute("DELETE FROM message_search s WHERE NOT EXISTS (SELECT 1 FROM conversations c "
-               "WHERE c.id = s.conversation_id AND c.tenant_id = s.tenant_id)")
     with op.get_context().autocommit_block():
         _drop_if_invalid(CREATED)
         op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {CREATED} "
@@ -86,11 +95,17 @@ def upgrade() -> None:
         op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {KEYED} "
                    "ON message_search USING gin (message_search_keys(tenant_id, vector))")
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {PREVIOUS}")
+    # The indexer now indexes a message only in a conversation of its tenant, and the search
+    # relies on it (a row of another tenant under a conversation's id, mixed by an older
+    # version, was never shown; now it is not indexed either). One pass over the table, after
+    # the builds: an indexer of the older version runs on while they do (minutes at 10 M).
+    op.execute("DELETE FROM message_search s WHERE NOT EXISTS (SELECT 1 FROM conversations c "
+               "WHERE c.id = s.conversation_id AND c.tenant_id = s.tenant_id)")
 
 
 def _drop_if_invalid(name: str) -> None:
-    """An interrupted CREATE INDEX CONCURRENTLY leaves its index INVALID (never read, still
-    written): IF NOT EXISTS would keep it."""
+    """An interrupted or failed CREATE INDEX CONCURRENTLY leaves its index INVALID (never
+    read): IF NOT EXISTS would keep it."""
     invalid = op.get_bind().execute(
         sa.text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
         {"name": name}).scalar()
