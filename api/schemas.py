@@ -253,7 +253,9 @@ class SearchHitOut(Schema):
 class SearchPageOut(Schema):
     query = fields.String()
     items = fields.List(fields.Nested(SearchHitOut), metadata={
-        "description": "persisted messages, best match first"})
+        "description": "persisted messages: the tenant's newest 1,000 matches (of the "
+                       "filters) best match first (ties newest first), then every older match "
+                       "newest first"})
     next_cursor = fields.String(allow_none=True)
     active = fields.List(fields.Nested(SearchHitOut), metadata={
         "description": "conversations still in Redis whose messages hold every word (the "

@@ -395,7 +395,8 @@ def measure(container: Any, settings: Any, tenant: str, context_id: str,
                 median_ms(lambda q=query: search.search(tenant, q, SearchFilters(), 20),
                           SEARCH_REPEAT))
 
-        # The previous statement (every match joined before ranking), for comparison.
+        # Every match joined before the newest are picked (the agent filter's statement,
+        # and the exact answer the search falls back to), for comparison.
         def joined_first(q: str = query) -> Any:
             return search._persisted(tenant, q, SearchFilters(), 21, 0, ranked_first=False)
 
@@ -493,7 +494,7 @@ def bench_scale(servers: Any, n: int, report: Callable[..., None], row: Callable
         for attribute, what in (("search_rare_p50", "rare phrase"),
                                 ("search_common_p50", f"common word ('{COMMON}')")):
             emit(f"search, {what}", getattr(ten, attribute), getattr(one, attribute), "p50",
-                 100, f" (the previous statement, joined first: {ten.joined_first[attribute]:.0f}"
+                 100, f" (joined first, the exact fallback: {ten.joined_first[attribute]:.0f}"
                       f" ms vs {one.joined_first[attribute]:.0f} ms)")
         for window in ("8k", "32k"):
             emit(f"context {window} from PostgreSQL, 10,000 messages",

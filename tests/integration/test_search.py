@@ -169,3 +169,37 @@ def test_an_active_snippet_starts_at_a_word_and_marks_the_match(container, corpu
     start = content.index(snippet)
     assert start > 0 and content[start - 1] == " "  # cut before a word, not inside one
     assert [snippet[s:e] for s, e in hit["highlights"]] == ["Zebra"]
+
+
+def test_a_message_of_many_distinct_words_is_indexed_and_found(container, corpus) -> None:
+    """Its vector is valid, but its index keys (each lexeme tagged with its tenant) went past
+    a tsvector's 1 MB: the error rolled the indexer's pass back, every pass, and no tenant's
+    message was indexed after it. It is indexed (under the oversize mark), found, and the
+    messages after it are indexed."""
+    import random
+
+    tenant = corpus["tenant"]
+    rng = random.Random(18)
+
+    def word() -> str:  # English and Spanish stem these apart: two lexemes a part
+        return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3)) \
+            + rng.choice("bdfgklmnprst") + "ing"
+
+    parts: list[str] = ["zebrafinch"]
+    while sum(len(p) + 1 for p in parts) < 199_000:
+        parts.append("-".join(word() for _ in range(4)))  # keys: 1.09 MB
+    huge = " ".join(parts)[:199_900]
+    say(container, tenant, "huge", huge, at="2026-11-21T09:00:00Z")
+    persist(container, tenant, "huge")
+    later = f"later-{tenant}"
+    say(container, later, "after", "a wombat after the long one", at="2026-11-22T09:00:00Z")
+    persist(container, later, "after")
+
+    container.search_indexer.index_pending()
+
+    assert container.search_indexer.pending() == 0
+    assert [h["session_id"] for h in search(container, tenant, "q=zebrafinch").json["items"]] \
+        == ["huge"]
+    assert [h["session_id"] for h in search(container, later, "q=wombat").json["items"]] == [
+        "after"]
+    assert search(container, later, "q=zebrafinch").json["items"] == []  # not another's
