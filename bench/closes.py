@@ -1,5 +1,6 @@
 """Sessions closed at once, end to end, on the running service: from the first close published
-to every message in PostgreSQL (the grace excluded: the service runs with `--grace 0`).
+to every message in PostgreSQL (the grace excluded: the service runs with `--grace 0`), after an
+untimed warm-up, the best of ROUNDS (the no-op ceiling too).
 
 - 1,000 sessions x 50 messages, one `session_closed` each: beside the one-task bound, Celery's
   no-op ceiling x 50 messages (a close is a task; what it moves is 50 messages).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -25,12 +26,21 @@ def bench_closes(run: Any, report: Callable[..., None], row: Callable[..., Any],
     from conversation.bootstrap import Container
 
     container = Container(run.service)
+    # The best of ROUNDS for the anchors and ours alike, as the other sections do (this
+    # machine's noise only ever slows a round: one round each swung a row by 0.1x).
     with anchor_worker(run) as anchor:
-        ceiling = noop_ceiling(anchor, min(n, 5_000))
+        ceiling = max(noop_ceiling(anchor, min(n, 5_000)) for _ in range(ROUNDS))
     try:
-        one_each = closed_at_once(container, 1_000, 50, batched=False)
-        batched = closed_at_once(container, 1_000, 50, batched=True)
-        long_ones = closed_at_once(container, 100, 500, batched=False)
+        # Untimed, as the anchor's warm-up tasks are: the worker's processes connect to
+        # PostgreSQL and load their scripts on their first closes and migrations.
+        closed_at_once(container, 20, 10, batched=False)
+        closed_at_once(container, 20, 10, batched=True)
+        one_each = best(closed_at_once(container, 1_000, 50, batched=False)
+                        for _ in range(ROUNDS))
+        batched = best(closed_at_once(container, 1_000, 50, batched=True)
+                       for _ in range(ROUNDS))
+        long_ones = best(closed_at_once(container, 100, 500, batched=False)
+                         for _ in range(ROUNDS))
         copy = copy_rate(container, long_ones.rows)
     finally:
         container.close()
@@ -53,12 +63,16 @@ class Closed:
         self.rows = rows
 
 
+def best(rounds: Iterable[Closed]) -> Closed:
+    return max(rounds, key=lambda closed: closed.rate)
+
+
 def closed_at_once(container: Any, sessions: int, per_session: int, *,
                    batched: bool) -> Closed:
     """Seed the sessions in Redis, close them all at once through the broker, and time it
     until every message is in PostgreSQL."""
     from conversation.adapters.postgres import message_row
-    from conversation.adapters.postgres.schema import messages
+    from conversation.adapters.postgres.schema import conversations, messages
     from conversation.domain.messages import NewMessage, Role
     from tests.workers import producer, wait_until
 
@@ -80,10 +94,10 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
             for seq, m in enumerate(container.active_store.messages(cid))]
     total = sessions * per_session
 
-    def persisted() -> int:
+    def count(table: Any) -> int:
         with container.engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(messages)
-                                         .where(messages.c.tenant_id == tenant)) or 0)
+            return int(connection.scalar(select(func.count()).select_from(table)
+                                         .where(table.c.tenant_id == tenant)) or 0)
 
     app = producer(container.settings)
     started = time.perf_counter()
@@ -97,13 +111,19 @@ def closed_at_once(container: Any, sessions: int, per_session: int, *,
                 app.send_task("conversation.session_closed", queue="conversation.sessions",
                               kwargs={"tenant_id": tenant, "session_id": f"{tenant}-{s}"},
                               producer=publisher)
-    wait_until(lambda: persisted() >= total, timeout=600, interval=0.02,
+    published = time.perf_counter()
+    # A conversation's row and its messages are written in one transaction: every
+    # conversation row there, every message is. Counting the conversations (an index range of
+    # at most a thousand rows) rather than the messages: counting up to 50,000 rows every 20 ms
+    # cost PostgreSQL 7-12 ms a time, a third of a core taken from the migration it timed.
+    wait_until(lambda: count(conversations) >= sessions, timeout=600, interval=0.02,
                what="every closed conversation in PostgreSQL")
     elapsed = time.perf_counter() - started
     app.close()
+    assert count(messages) == total, "a conversation row without all its messages"
     assert all(container.active_store.get_conversation(cid) is None for cid in ids)
     print(f"  {sessions} x {per_session} closed ({'one task' if batched else 'a task each'}):"
-          f" {elapsed:.2f}s", flush=True)
+          f" {elapsed:.2f}s (published in {published - started:.2f}s)", flush=True)
     return Closed(total / elapsed, rows)
 
 

@@ -29,6 +29,10 @@ READY_BATCH = 1_000
 # now to join it (group commit: a burst's timers fire one after another, and a conversation
 # costs ~1 ms in a batch of 100 against ~4 ms alone). Nothing next to a 30 s grace period.
 GATHER_SECONDS = 0.05
+# A pass of this many messages at least is worth its own cost (~15 ms: a dozen round trips, a
+# transaction per chunk) even on a burst; below it, a timer of closes that were due already may
+# wait for more of them (SessionLifecycle.fire_timer).
+PASS_MESSAGES = 5_000
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,15 @@ class DueMigrations:
         idle_seconds: float = 24 * 3600,
         batch_size: int = 200,
         gather_seconds: float = GATHER_SECONDS,
+        pass_messages: int = PASS_MESSAGES,
     ) -> None:
         self.active = active
         self.migrator = migrator
         self.grace_seconds = grace_seconds
         self.locks = locks
+        # 0: the lead never waits, nor a timer for more of a burst (the unit tests' fakes).
         self.gather_seconds = gather_seconds
+        self.pass_messages = pass_messages
         self.idle_seconds = idle_seconds
         self.batch_size = batch_size
 
@@ -101,6 +108,17 @@ class DueMigrations:
     def mark_ready(self, requests: Sequence[tuple[str, int]]) -> None:
         """Conversations whose timer fired, each with the generation its close gave it."""
         self.active.mark_ready_many(requests)
+
+    def worth_a_pass(self) -> bool:
+        """Whether what is ready makes a pass worth its cost: a full batch, or PASS_MESSAGES
+        messages (pass_messages). Always, when nothing waits (gather_seconds=0)."""
+        if not self.gather_seconds:
+            return True
+        ready = self.active.ready_migrations(READY_BATCH)
+        if len(ready) >= READY_BATCH:
+            return True
+        counts = self.migrator.active.message_counts([c for c, _ in ready])
+        return sum(counts) >= self.pass_messages
 
     def lead(self, gather: bool = True) -> list[MigrationOutcome]:
         """Migrate everything ready, a batch per pass, if the lead is free; else leave it to

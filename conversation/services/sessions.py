@@ -50,6 +50,17 @@ DUE_GATHER_SECONDS = 0.05
 # ...unless its close came in a batch (sessions_closed) of this many closes of that second at
 # least: the batch has gathered already.
 GATHERED = 100
+# A burst of closes that were due already (a grace of 0, or closes delivered late) arrives
+# over a second or more, one task each, its timers firing one after another. Led at once,
+# each timer's lead pass took the ~20 sessions that had come since the last (a pass's own cost,
+# ~15 ms, paid ~50 times for a thousand closes of 50 messages), and the lead, busy through the
+# burst, held one of the worker's two processes: the closes themselves went a third slower.
+# So a timer that fires before its second's end and brings new sessions, while what is ready
+# is not worth a pass yet (migration_lead.PASS_MESSAGES), is set again this much later
+# instead of leading (no process waits meanwhile); one that brings nothing new, or whose
+# second ends before it could fire again, leads. Each session still moves by its second's
+# end, as the timer of a grace that had not passed would move it.
+BURST_POLL_SECONDS = 0.1
 
 CloseRequest = tuple[str, str, "str | None"]  # tenant_id, session_id, closed_at
 # A bucket's member: "conversation_id:generation:closed epoch" (identifiers never hold ':',
@@ -171,14 +182,34 @@ class SessionLifecycle:
             self.scheduler.schedule_close_timer(second, countdown=early_until - now)
             log.warning("the timer of second %d fired %.3f s early for %d session(s): set again",
                         second, early_until - now, len(members) - len(due))
-        if not due:
-            return []
-        # Marked ready (durable) before leaving the bucket: a timer that dies in between is
-        # run again by the broker and marks them again, which changes nothing.
-        self.migrations.mark_ready(due)
-        self.active.forget_close_timer_members(second, handed)
-        # The bucket gathered this second's closes: no need for the lead to wait for more.
+        if due:
+            # Marked ready (durable) before leaving the bucket: a timer that dies in between is
+            # run again by the broker and marks them again, which changes nothing.
+            self.migrations.mark_ready(due)
+            self.active.forget_close_timer_members(second, handed)
+            if not early_until and now + BURST_POLL_SECONDS < second and self._wait_for_more(
+                second
+            ):
+                return []
+        # The bucket gathered this second's closes (or a burst's closes stopped coming): no
+        # need for the lead to wait for more. A timer with nothing new still leads: it may be
+        # the one set again for a burst, whose sessions are ready and wait for it.
         return self.migrations.lead(gather=False)
+
+    def _wait_for_more(self, second: int) -> bool:
+        """A timer that fired before its second's end (closes due already) and brought new
+        sessions may be amid a burst (BURST_POLL_SECONDS): unless what is ready is worth a
+        pass already, it is set again, BURST_POLL_SECONDS on, instead of leading now; the
+        closes of its second meanwhile join its bucket (it is armed again) without a timer
+        each. True when it was (or a close armed it since the take: that close's timer, due
+        within DUE_GATHER_SECONDS, decides then)."""
+        assert self.migrations is not None
+        if self.migrations.worth_a_pass():
+            return False
+        if self.active.arm_close_timers({second: []}, self._keep_seconds()):
+            self.scheduler.schedule_close_timer(second, countdown=BURST_POLL_SECONDS)
+        log.debug("timer of second %d: a burst of due closes may go on, set again", second)
+        return True
 
     def _close_outage_conversations(self, tenant_id: str, session_id: str, moment: str) -> None:
         if self.repository is None:

@@ -152,6 +152,45 @@ def test_a_burst_of_closes_is_migrated_whole_and_once(services, test_var_dir: Pa
     assert "Traceback" not in log and "Retry in" not in log and "dead letter" not in log
 
 
+def test_a_burst_of_closes_due_already_is_migrated_whole_and_once(
+    services, test_var_dir: Path
+) -> None:
+    """Closes whose grace has passed when they arrive (as a grace of 0 makes every close):
+    their second's timer fires at once and, less than a pass being ready, is set again while
+    the burst goes on, then leads; every conversation lands whole, and nothing stays ready."""
+    from datetime import UTC, datetime, timedelta
+
+    container, app = services
+    tag = container.settings.redis_key_prefix.strip(":")
+    sessions = [f"due-{tag}-{s}" for s in range(40)]
+    send(app, "conversation.save_messages", "conversation.save", messages=[
+        {"tenant_id": "acme", "session_id": session, "agent_id": "bot",
+         "role": "user" if i % 2 == 0 else "assistant", "content": f"{session} says {i}",
+         "message_id": f"{session}-{i}", "created_at": f"2026-03-01T10:00:0{i}Z"}
+        for session in sessions for i in range(3)
+    ])
+    with running_worker(container.settings, test_var_dir / "w-due.log"):
+        conversations = wait_until(
+            lambda: all(container.active_store.session_conversation("acme", s) for s in sessions)
+            and [container.active_store.session_conversation("acme", s) for s in sessions],
+            what="every session saved")
+        closed_at = (datetime.now(UTC) - timedelta(
+            seconds=container.settings.session_grace_seconds + 5)).isoformat()
+        for session in sessions:
+            send(app, "conversation.session_closed", "conversation.sessions",
+                 tenant_id="acme", session_id=session, closed_at=closed_at)
+        wait_until(lambda: all(container.repository.get_conversation(c) for c in conversations),
+                   timeout=60, what="every conversation in PostgreSQL")
+        wait_until(lambda: not container.active_store.ready_migrations(1), timeout=30,
+                   what="no conversation left marked ready")
+    for session, conversation_id in zip(sessions, conversations, strict=True):
+        assert [m.content for m in container.repository.messages(conversation_id)] == [
+            f"{session} says {i}" for i in range(3)]
+        assert container.active_store.get_conversation(conversation_id) is None
+    log = (test_var_dir / "w-due.log").read_text()
+    assert "Traceback" not in log and "Retry in" not in log and "dead letter" not in log
+
+
 def test_sessions_closed_migrates_each_session_and_dead_letters_a_bad_item_alone(
     services, test_var_dir: Path
 ) -> None:

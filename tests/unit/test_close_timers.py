@@ -18,7 +18,11 @@ from conversation.domain.messages import NewMessage, Role
 from conversation.services.migration import ConversationMigrator, MigrationStatus
 from conversation.services.migration_lead import DueMigrations
 from conversation.services.save import MessageSaver
-from conversation.services.sessions import DUE_GATHER_SECONDS, SessionLifecycle
+from conversation.services.sessions import (
+    BURST_POLL_SECONDS,
+    DUE_GATHER_SECONDS,
+    SessionLifecycle,
+)
 from tasks.conversation_tasks import sessions_closed
 from tests.fakes import FakeRepository, RecordingScheduler, WordTokenizer
 from tests.unit.test_save_tasks import FakeDeadLetters
@@ -283,3 +287,133 @@ def test_a_close_dated_in_the_future_counts_from_its_arrival(service: Service) -
     outcomes = service.sessions.fire_timer(SECOND, now=SECOND)
     assert [(o.conversation_id, o.status) for o in outcomes] == [
         (conversation_id, MigrationStatus.MIGRATED)]
+
+
+# A burst of closes that were due already (a grace of 0 makes every close one; here, closes
+# delivered 30 s late): the second's timer fires before that second ends, and waits for more of
+# the burst by being set again, never by holding a worker process.
+PASS = 3  # messages: what is worth a pass, for these tests (one message a conversation)
+
+
+@pytest.fixture(params=["standalone", "cluster_paths"])
+def bursting(request: pytest.FixtureRequest) -> Iterator[Service]:
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+    active.cluster = request.param == "cluster_paths"
+    repository = FakeRepository()
+    scheduler = RecordingScheduler()
+    migrator = ConversationMigrator(active, repository)
+    passes: list[int] = []
+    migrate_many = migrator.migrate_many
+
+    def counted(requests, **kwargs):  # type: ignore[no-untyped-def]
+        passes.append(len(requests))
+        return migrate_many(requests, **kwargs)
+
+    migrator.migrate_many = counted  # type: ignore[method-assign]
+    due = DueMigrations(active, migrator, GRACE, RedisLocks(active.client, prefix="unit:"),
+                        pass_messages=PASS)
+    sessions = SessionLifecycle(active, scheduler, GRACE, repository, migrations=due)
+    service = Service(active, repository, scheduler, sessions,
+                      MessageSaver(active, repository, WordTokenizer()))
+    service.passes = passes  # type: ignore[attr-defined]
+    yield service
+
+
+def late_close(service: Service, session: str, closed: float) -> None:
+    """A close made at 10:00:00 + `closed`, delivered 30.05 s later: due already."""
+    service.sessions.close_many([("acme", session, at(closed))], now=T0 + GRACE + closed + 0.05)
+
+
+def test_a_burst_of_due_closes_waits_for_more_by_setting_its_timer_again(
+    bursting: Service
+) -> None:
+    ids = [bursting.chat(f"b{i}") for i in range(3)]
+    late_close(bursting, "b0", 0.1)
+    assert bursting.scheduler.timers == [(SECOND, pytest.approx(DUE_GATHER_SECONDS))]
+    # One message ready, less than a pass is worth, more of the burst may come: set again.
+    assert bursting.sessions.fire_timer(SECOND, now=T0 + 30.2) == []
+    assert bursting.scheduler.timers[-1] == (SECOND, pytest.approx(BURST_POLL_SECONDS))
+    assert bursting.in_redis(ids[0]) and bursting.passes == []  # type: ignore[attr-defined]
+    # The burst goes on: its closes join the armed bucket, without a timer each.
+    late_close(bursting, "b1", 0.25)
+    assert len(bursting.scheduler.timers) == 2
+    assert bursting.sessions.fire_timer(SECOND, now=T0 + 30.3) == []  # new ones, still < PASS
+    assert len(bursting.scheduler.timers) == 3
+    # It stopped: the timer set again finds nothing new, and leads: one pass for the burst.
+    outcomes = bursting.sessions.fire_timer(SECOND, now=T0 + 30.4)
+    assert sorted(o.conversation_id for o in outcomes) == sorted(ids[:2])
+    assert {o.status for o in outcomes} == {MigrationStatus.MIGRATED}
+    assert bursting.passes == [2]  # type: ignore[attr-defined]
+    assert len(bursting.scheduler.timers) == 3 and bursting.in_redis(ids[2])
+    # Run once more (a redelivery), it finds nothing to do.
+    assert bursting.sessions.fire_timer(SECOND, now=T0 + 30.5) == []
+    assert bursting.active.ready_migrations(10) == []
+
+
+def test_a_burst_worth_a_pass_is_led_at_once(bursting: Service) -> None:
+    ids = [bursting.chat(f"b{i}") for i in range(PASS)]
+    for i in range(PASS):
+        late_close(bursting, f"b{i}", 0.1 + i * 0.01)
+    outcomes = bursting.sessions.fire_timer(SECOND, now=T0 + 30.2)
+    assert sorted(o.conversation_id for o in outcomes) == sorted(ids)
+    assert [s for s, _ in bursting.scheduler.timers] == [SECOND]
+
+
+def test_a_burst_timer_never_waits_past_its_seconds_end(bursting: Service) -> None:
+    """Set again, it would fire after the end of its second, when a close whose grace had
+    not passed would move: it leads now instead, whatever is ready."""
+    conversation_id = bursting.chat("b0")
+    late_close(bursting, "b0", 0.8)
+    outcomes = bursting.sessions.fire_timer(SECOND, now=SECOND - BURST_POLL_SECONDS / 2)
+    assert [(o.conversation_id, o.status) for o in outcomes] == [
+        (conversation_id, MigrationStatus.MIGRATED)]
+    assert len(bursting.scheduler.timers) == 1
+
+
+def test_a_burst_timer_a_close_armed_again_leaves_the_next_look_to_that_closes_timer(
+    bursting: Service
+) -> None:
+    """A close lands between the timer's take and its decision to wait: that close armed the
+    second's timer again and scheduled it, so the waiting timer schedules none more."""
+    first, second = bursting.chat("b0"), bursting.chat("b1")
+    late_close(bursting, "b0", 0.1)
+    take = bursting.active.take_close_timer
+
+    def take_then_a_close(timer_second: int) -> list[str]:
+        members = take(timer_second)
+        late_close(bursting, "b1", 0.15)
+        return members
+
+    bursting.active.take_close_timer = take_then_a_close  # type: ignore[method-assign]
+    assert bursting.sessions.fire_timer(SECOND, now=T0 + 30.2) == []
+    bursting.active.take_close_timer = take  # type: ignore[method-assign]
+    assert bursting.scheduler.timers == [(SECOND, pytest.approx(DUE_GATHER_SECONDS))] * 2
+    outcomes = bursting.sessions.fire_timer(SECOND, now=T0 + 30.25)  # b1's: new, still < PASS
+    assert outcomes == [] and len(bursting.scheduler.timers) == 3
+    outcomes = bursting.sessions.fire_timer(SECOND, now=T0 + 30.35)
+    assert sorted(o.conversation_id for o in outcomes) == sorted([first, second])
+
+
+def test_a_session_reopened_while_its_burst_timer_waits_stays_active(bursting: Service) -> None:
+    gone, back = bursting.chat("gone"), bursting.chat("back")
+    late_close(bursting, "gone", 0.1)
+    late_close(bursting, "back", 0.12)
+    assert bursting.sessions.fire_timer(SECOND, now=T0 + 30.2) == []  # 2 messages < PASS
+    assert bursting.sessions.open("acme", "back") is True
+    outcomes = bursting.sessions.fire_timer(SECOND, now=T0 + 30.3)
+    assert {(o.conversation_id, o.status) for o in outcomes} == {
+        (gone, MigrationStatus.MIGRATED), (back, MigrationStatus.STALE)}
+    assert bursting.in_redis(back) and not bursting.in_postgres(back)
+    assert bursting.active.session_conversation("acme", "back") == back
+
+
+def test_a_timer_whose_grace_had_not_passed_leads_at_its_seconds_end_as_before(
+    bursting: Service
+) -> None:
+    """Closes within their grace: the timer fires at its second's end with all of them."""
+    ids = [bursting.chat(f"s{i}") for i in range(2)]
+    bursting.sessions.close_many([("acme", f"s{i}", at(0.1 + i * 0.3)) for i in range(2)],
+                                 now=T0 + 1)
+    outcomes = bursting.sessions.fire_timer(SECOND, now=SECOND)
+    assert sorted(o.conversation_id for o in outcomes) == sorted(ids)
+    assert len(bursting.scheduler.timers) == 1
