@@ -28,6 +28,9 @@ _APPEND_RESULTS = {
     SaveStatus.NOT_ACTIVE: AppendResult.NOT_FOUND,
     SaveStatus.UNCONFIRMED: AppendResult.NEW_CONVERSATION,
 }
+# The same by the script's integer (an IntEnum's value hashes and compares as it): no enum
+# call per message of a batch.
+_APPEND_BY_CODE: dict[int, AppendResult] = {int(k): v for k, v in _APPEND_RESULTS.items()}
 # Statuses of an append that wrote nothing because the conversation is not here.
 _NOT_HERE = (SaveStatus.MOVED, SaveStatus.FOREIGN_CONVERSATION, SaveStatus.NOT_ACTIVE)
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
@@ -82,16 +85,18 @@ class RedisConversations(RedisSessions):
         for index, (conversation, _, explicit, create) in enumerate(items):
             key = (conversation.tenant_id, conversation.session_id,
                    conversation.id if explicit else "", create)
-            marks = [("s", conversation.session_id)]
-            if explicit:
-                marks.append(("c", conversation.id))
+            session_mark = ("s", conversation.session_id)
+            conversation_mark = ("c", conversation.id) if explicit else None
             group = open_groups.get(key)
-            if group is None or any(latest.get(mark, group) != group for mark in marks):
+            if (group is None or latest.get(session_mark, group) != group
+                    or (conversation_mark is not None
+                        and latest.get(conversation_mark, group) != group)):
                 groups.append((key, []))
                 group = open_groups[key] = len(groups) - 1
             groups[group][1].append(index)
-            for mark in marks:
-                latest[mark] = group
+            latest[session_mark] = group
+            if conversation_mark is not None:
+                latest[conversation_mark] = group
 
         keys = [self.keys.active_sessions]
         args: list[Any] = [self.keys.prefix]
@@ -120,7 +125,7 @@ class RedisConversations(RedisSessions):
                 continue
             conversation_id = _text(reply[-1])
             for i, status in zip(indexes, reply[:-1], strict=True):
-                results[i] = (_APPEND_RESULTS[SaveStatus(int(status))], conversation_id)
+                results[i] = (_APPEND_BY_CODE[status], conversation_id)
         return [r for r in results if r is not None]
 
     def _save_in_two_steps_or_refusal(
