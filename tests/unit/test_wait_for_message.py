@@ -358,3 +358,26 @@ def test_a_message_stored_between_the_read_and_the_subscription_is_found() -> No
     assert waits == []  # found by the look after subscribing, never blocked on
     assert context["waited_for"] == "found"
     assert context["messages"][-1]["content"] == "stored before the subscription"
+
+
+def test_a_batch_announces_each_message_someone_waits_for() -> None:
+    """A batch's script tells the messages waited for by one PUBSUB NUMSUB and announces
+    those (one PUBLISH each), whichever session or group of the batch holds them; a message
+    nobody waits for is not announced, and a duplicate never is."""
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="b:")
+    saver = MessageSaver(active, FakeRepository(), WordTokenizer())
+    for s in range(3):  # the sessions exist: the batch below is one script call
+        saver.save(message(f"first-{s}", "hello", session_id=f"s-{s}"))
+    saver.save(message("old", "stored before", session_id="s-1"))
+    waited = ["b-1", "b-4", "old"]
+    listeners = {m: active.listen_for("acme", m) for m in waited}
+    try:
+        batch = [message(f"b-{i}", f"more {i}", session_id=f"s-{i % 3}") for i in range(6)]
+        batch.append(message("old", "stored before", session_id="s-1"))  # a duplicate
+        outcomes = saver.save_many(batch)
+        assert [o.stored for o in outcomes] == [True] * 6 + [False]
+        assert listeners["b-1"].wait(5.0) and listeners["b-4"].wait(5.0)
+        assert listeners["old"].wait(0.2) is False
+    finally:
+        for listener in listeners.values():
+            listener.close()

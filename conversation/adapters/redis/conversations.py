@@ -102,15 +102,23 @@ class RedisConversations(RedisSessions):
         args: list[Any] = [self.keys.prefix]
         mapping, state, dumps = self.keys.session_mapping, self.keys.session_state, orjson.dumps
         for (tenant_id, session_id, explicit_id, create), indexes in groups:
-            messages = [items[i][1] for i in indexes]
+            conversation = items[indexes[0]][0]
             keys += (mapping(session_id), state(session_id))
             # JSON as orjson's bytes, as they go on the wire (a str would be decoded here and
-            # encoded again by the client, for every message of a batch).
-            args += (tenant_id, session_id, explicit_id, items[indexes[0]][0].id,
-                     dumps(items[indexes[0]][0].to_dict()), "1" if create else "0",
+            # encoded again by the client, for every message of a batch). The message's JSON is
+            # opaque here: whatever fields it carries go as they are.
+            if len(indexes) == 1:  # a batch spanning many sessions: mostly groups of one
+                message = items[indexes[0]][1]
+                args += (tenant_id, session_id, explicit_id, conversation.id,
+                         dumps(conversation.to_dict()), "1" if create else "0",
+                         message.created_at, 1,
+                         message.id, message.created_at, dumps(message.to_dict()))
+                continue
+            messages = [items[i][1] for i in indexes]
+            args += (tenant_id, session_id, explicit_id, conversation.id,
+                     dumps(conversation.to_dict()), "1" if create else "0",
                      max(message.created_at for message in messages), len(messages))
             for message in messages:
-                # The message's JSON is opaque here: whatever fields it carries go as they are.
                 args += (message.id, message.created_at, dumps(message.to_dict()))
 
         def build(pipe: Any) -> None:
