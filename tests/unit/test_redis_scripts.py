@@ -22,7 +22,7 @@ PINNED = {
     "append": "18301db8f9c40459b699738e41d529581e542bfa",
     "resolve_session": "2f87263762d84fb7010078e5de43de1c80a6189b",
     "save_in_session": "2e9a494496e639e6547dbb30107ee99376de505d",
-    "save_batch": "802615f627f6c58cbc67f6f5afd332056382fd9a",
+    "save_batch": "7d2f97b38fd2a1193663f0b4545c3b3a3133afa1",
     "close_session": "b4226703ca61eddd539fbd596cb353c2287ca2bb",
     "close_into_timer": "d582d584db8aa5b23f7c470f684675b161a15920",
     "arm_close_timer": "bafb08704d64fd02a17ea10518d5c366e6704be2",

@@ -36,6 +36,18 @@ _NOT_HERE = (SaveStatus.MOVED, SaveStatus.FOREIGN_CONVERSATION, SaveStatus.NOT_A
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
 
 
+def _unflattened(flat: list[Any]) -> list[list[Any]]:
+    """save_batch.lua's replies, from its flat array (each reply's length, then its
+    elements)."""
+    replies: list[list[Any]] = []
+    at = 0
+    while at < len(flat):
+        length = int(flat[at])
+        replies.append(flat[at + 1:at + 1 + length])
+        at += 1 + length
+    return replies
+
+
 class RedisConversations(RedisSessions):
     """Saves into active conversations, and their reads (it resolves sessions first)."""
 
@@ -124,9 +136,10 @@ class RedisConversations(RedisSessions):
         def build(pipe: Any) -> None:
             pipe.evalsha(self._save_batch.sha, len(keys), *keys, *args)
 
-        (replies,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
+        (flat,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
-        for ((_, session_id, _, _), indexes), reply in zip(groups, replies, strict=True):
+        for ((_, session_id, _, _), indexes), reply in zip(groups, _unflattened(flat),
+                                                          strict=True):
             if int(reply[0]) == SaveStatus.FOREIGN_SESSION:
                 for i in indexes:
                     results[i] = ForeignSession(f"session {session_id} belongs to another tenant")
