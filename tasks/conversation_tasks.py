@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 MESSAGE_ID_NAMESPACE = uuid.UUID("9f1c1c8e-5a34-4d0e-9a43-6c2f1b7de415")
 
 
+SAVE_MESSAGE = "conversation.save_message"
+SAVE_MESSAGES = "conversation.save_messages"
+
+
 def derived_message_id(task_id: str, index: int | None = None) -> str:
     return uuid.uuid5(MESSAGE_ID_NAMESPACE, task_id if index is None else f"{task_id}:{index}").hex
 
@@ -57,9 +61,11 @@ def with_message_ids(task_name: str, kwargs: Any, task_id: str | None) -> Any:
     """A save task's kwargs with every missing message_id derived from its task id."""
     if not task_id or not isinstance(kwargs, dict):
         return kwargs
-    if task_name == save_message.name and kwargs.get("message_id") is None:
+    # The names, not `save_message.name`: a shared task is a proxy, and reading its name
+    # looked the task up in the app on every save (~10 us a task).
+    if task_name == SAVE_MESSAGE and kwargs.get("message_id") is None:
         return {**kwargs, "message_id": derived_message_id(task_id)}
-    if task_name == save_messages.name and isinstance(kwargs.get("messages"), list):
+    if task_name == SAVE_MESSAGES and isinstance(kwargs.get("messages"), list):
         return {**kwargs, "messages": [
             {**item, "message_id": derived_message_id(task_id, index)}
             if isinstance(item, dict) and item.get("message_id") is None else item
@@ -119,6 +125,12 @@ class SaveTask(DomainTask):
         super().dead_letter(kwargs, exc, task_id=task_id, replayable=replayable)
 
 
+@cache
+def _saved_counter(label: str) -> Any:
+    """The outcome's counter, looked up once a process (labels() takes a lock and a lookup)."""
+    return MESSAGES_SAVED.labels(label)
+
+
 def _saved_label(outcome: Any) -> str:
     if isinstance(outcome, Exception) or outcome.refusal is not None:
         return "refused"
@@ -170,17 +182,17 @@ def _schema(schema_class: type[Schema]) -> Schema:
     return schema_class()
 
 
-@shared_task(base=SaveTask, bind=True, name="conversation.save_message")
+@shared_task(base=SaveTask, bind=True, name=SAVE_MESSAGE)
 def save_message(self: SaveTask, **kwargs: Any) -> None:
     """Save one chat message to its conversation (idempotent on message_id)."""
     if self.oversize(kwargs):
         return
     payload = _loaded(_save_schema(), with_message_ids(self.name, kwargs, self.request.id))
     outcome = container().saver.save(_new_message(payload))
-    MESSAGES_SAVED.labels(_saved_label(outcome)).inc()
+    _saved_counter(_saved_label(outcome)).inc()
 
 
-@shared_task(base=SaveTask, bind=True, name="conversation.save_messages")
+@shared_task(base=SaveTask, bind=True, name=SAVE_MESSAGES)
 def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
     """Save up to 1,000 messages in one round trip; an invalid one is dead-lettered alone.
     The result counts what this attempt saved and rejected (a retry holds only the rest)."""
@@ -216,7 +228,7 @@ def save_messages(self: SaveTask, **kwargs: Any) -> dict[str, int]:
             # Alone, with its message_id: a replay of it is idempotent.
             self.dead_letter({"messages": [item]}, failure)
     for label, count in counts.items():
-        MESSAGES_SAVED.labels(label).inc(count)
+        _saved_counter(label).inc(count)
     return {"saved": len(valid) - refused, "rejected": len(batch) - len(valid) + refused}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import tiktoken
 
-from conversation.domain.tokens import message_cost
+from conversation.domain.tokens import TOKENS_PER_MESSAGE, message_cost
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ class TiktokenCounter:
         tool_calls: Sequence[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
     ) -> int:
+        if not name and not tool_calls and tool_call_id is None:
+            # Most messages: the rule's first three terms, without the general walk's closures
+            # (message_cost's own arithmetic; tests/unit/test_tokenizer.py holds them equal).
+            return (TOKENS_PER_MESSAGE + _cached_role_cost(self, role, encoding)
+                    + len(self._encodings[self.resolve(encoding)].encode_ordinary(content)))
+
         def count(text: str) -> int:
             return self.count(text, encoding)
 

@@ -141,30 +141,33 @@ class ContextBuilder:
         conversation the message is stored in, waiting up to `wait_seconds` for it (None: not
         stored by then; "": announced, its conversation not looked up).
 
-        Subscribed to the save's announcement first; then the first look is the read itself
-        (`read`, the context with whether the message is among the messages it read): the
-        message a producer saved just before asking is usually stored by then, and that read
-        is the answer, for no round trip more than a plain read's (a separate look cost two,
-        then the read). Otherwise a look at the stores, a blocking wait, a look again... (a
-        back-off between looks, without Redis), and the caller reads once it is there."""
+        The first look is the read itself (`read`, the context with whether the message is
+        among the messages it read): the message a producer saved just before asking is
+        usually stored by then, and that read is the answer, for no round trip more than a
+        plain read's (no subscription either: a subscribe, its confirmation and the
+        unsubscribe were a third of the wait's cost above a plain read, measured). Otherwise
+        subscribed to the save's announcement, then a look at the stores (a save stored
+        between the read and the subscription, announced unheard, is found by it), a
+        blocking wait, a look again... (a back-off between looks, without Redis), and the
+        caller reads once it is there."""
         deadline = time.monotonic() + self.wait_seconds
+        try:
+            context, held = read()
+        except ConversationNotFound:
+            held = False  # a session's first message: no conversation yet
+        if held:
+            return context, None
+        # Not among the newest messages: not stored yet, or a late arrival placed back in time
+        # (found by the look below).
         listener: ArrivalListener | None
         try:
-            # Before the first look: a save announced after it is then never missed.
+            # Before the next look: a save announced after it is then never missed.
             listener = self.active.listen_for(tenant_id, message_id)
         except ActiveStoreUnavailable:
             listener = None  # Redis is down: the saves go to PostgreSQL, polled with back-off
         pause = FIRST_LOOK_AFTER
         slot: str | None = None
         try:
-            try:
-                context, held = read()
-            except ConversationNotFound:
-                held = False  # a session's first message: no conversation yet
-            if held:
-                return context, None
-            # Not among the newest messages: not stored yet, or a late arrival placed back in
-            # time (found by the look below).
             may_block: bool | None = None
             while True:
                 found = self._stored(tenant_id, conversation_id, session_id, message_id)

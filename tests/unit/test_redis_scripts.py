@@ -20,9 +20,9 @@ from conversation.adapters.redis.statuses import (
 
 PINNED = {
     "append": "18301db8f9c40459b699738e41d529581e542bfa",
-    "resolve_session": "05cbc581beb34b52ff97f2715a5e68185493ce64",
-    "save_in_session": "c144a547ac9d5012b53b2385ec323b8625a5b9f5",
-    "save_batch": "fe381d2f625181ac6949451621e31f38fe1073ee",
+    "resolve_session": "2f87263762d84fb7010078e5de43de1c80a6189b",
+    "save_in_session": "2e9a494496e639e6547dbb30107ee99376de505d",
+    "save_batch": "7d2f97b38fd2a1193663f0b4545c3b3a3133afa1",
     "close_session": "b4226703ca61eddd539fbd596cb353c2287ca2bb",
     "close_into_timer": "d582d584db8aa5b23f7c470f684675b161a15920",
     "arm_close_timer": "bafb08704d64fd02a17ea10518d5c366e6704be2",

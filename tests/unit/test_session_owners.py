@@ -38,3 +38,24 @@ def test_a_session_is_claimed_durably_and_a_refused_claim_leaves_no_trace(cluste
             saver.save(message("b", "s1", "b claims", **extra))
     assert store.session_state("s1") is None  # nothing of b's left to lock a out
     assert saver.save(message("a", "s1", "m3")).stored
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["session's conversation", "named"])
+def test_a_released_sessions_state_stops_expiring_when_the_session_is_used_again(
+        explicit: bool) -> None:
+    """A migrated session's state is kept a while, then expires (release_session.lua); a new
+    message on the session makes it live again, for good. Only such a state (released: no
+    mapping) carries an expiry, so the save script removes one only there."""
+    store = RedisActiveStore(fakeredis.FakeRedis(), prefix="unit:")
+    saver = MessageSaver(store, FakeRepository(), WordTokenizer())
+    first = saver.save(message("a", "s1", "m1"))
+    state_key = store.keys.session_state("s1")
+    assert store.client.ttl(state_key) == -1  # live: no expiry
+    generation = store.session_state("s1").generation  # type: ignore[union-attr]
+    assert store.release_session("s1", first.conversation_id, generation)
+    assert store.client.ttl(state_key) > 0  # released: kept a while
+    extra = {"conversation_id": "c-next"} if explicit else {}
+    assert saver.save(message("a", "s1", "m2", **extra)).stored
+    assert store.client.ttl(state_key) == -1
+    assert saver.save(message("a", "s1", "m3")).stored  # the mapping is there: no PERSIST
+    assert store.client.ttl(state_key) == -1

@@ -33,3 +33,22 @@ def test_gpt4o_family_asks_for_o200k() -> None:
     counter = TiktokenCounter()
     assert counter.encoding_for("gpt-4o-mini") in ("o200k_base", "cl100k_base")
     assert counter.encoding_for("gpt-4") == "cl100k_base"
+
+
+def test_a_plain_messages_cost_is_the_contracts_rule() -> None:
+    """message_cost's short path (no name, tool calls or tool_call_id) and the rule itself,
+    conversation.domain.tokens.message_cost, answer the same, on both encodings."""
+    from conversation.domain.tokens import message_cost
+
+    counter = TiktokenCounter()
+    for encoding in ("cl100k_base", counter.encoding_for("gpt-4o")):
+        for role in ("system", "user", "assistant", "tool"):
+            for content in ("", "hello", "Où est ma commande ? 🚚 <|endoftext|>", "x " * 300):
+                for name, tool_call_id in ((None, None), ("", None), ("bob", None),
+                                           (None, "call_1"), (None, "")):
+                    expected = message_cost(lambda text: counter.count(text, encoding), role,
+                                            content, name, None, tool_call_id)
+                    assert counter.message_cost(role, content, name, encoding, None,
+                                                tool_call_id) == expected
+                    assert counter.message_cost(role, content, name, encoding, [],
+                                                tool_call_id) == expected

@@ -310,3 +310,74 @@ def test_the_wait_for_a_message_never_sent_ends_at_its_deadline(
     assert context["waited_for"] == "missing"
     assert [m["content"] for m in context["messages"]] == ["hello"]
     assert sum(waits) == pytest.approx(2.0) and 3 <= len(waits) <= 12, waits
+
+
+def test_a_message_stored_already_needs_no_subscription() -> None:
+    """The save a producer sent just before is usually stored when the read starts: that
+    read answers, and no subscription is made (a subscribe and its confirmation, then an
+    unsubscribe, were a third of the wait's cost above a plain read, measured)."""
+    saver, builder = services()
+    saver.save(message("m-1", "hello"))
+    subscriptions: list[str] = []
+    listen_for = builder.active.listen_for
+
+    def listening(tenant_id: str, message_id: str) -> Any:
+        subscriptions.append(message_id)
+        return listen_for(tenant_id, message_id)
+
+    builder.active.listen_for = listening  # type: ignore[method-assign]
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="m-1")
+    assert context["waited_for"] == "found" and subscriptions == []
+
+
+def test_a_message_stored_between_the_read_and_the_subscription_is_found() -> None:
+    """Subscribed only after the first read missed: a save stored in between announced
+    before anyone listened, so the look after subscribing finds it (no wait to the end)."""
+    saver, builder = services(wait_seconds=30.0)
+    saver.save(message("m-0", "first"))
+    listen_for = builder.active.listen_for
+
+    waits: list[float] = []
+
+    def listening(tenant_id: str, message_id: str) -> Any:
+        saver.save(message("m-1", "stored before the subscription"))  # announced unheard
+        listener = listen_for(tenant_id, message_id)
+        wait = listener.wait
+
+        def recording(seconds: float) -> bool:
+            waits.append(seconds)
+            return wait(seconds)
+
+        listener.wait = recording  # type: ignore[method-assign]
+        return listener
+
+    builder.active.listen_for = listening  # type: ignore[method-assign]
+    context = builder.get_context(tenant_id="acme", session_id="s-1", window="8k",
+                                  wait_for_message_id="m-1")
+    assert waits == []  # found by the look after subscribing, never blocked on
+    assert context["waited_for"] == "found"
+    assert context["messages"][-1]["content"] == "stored before the subscription"
+
+
+def test_a_batch_announces_each_message_someone_waits_for() -> None:
+    """A batch's script tells the messages waited for by one PUBSUB NUMSUB and announces
+    those (one PUBLISH each), whichever session or group of the batch holds them; a message
+    nobody waits for is not announced, and a duplicate never is."""
+    active = RedisActiveStore(fakeredis.FakeRedis(), prefix="b:")
+    saver = MessageSaver(active, FakeRepository(), WordTokenizer())
+    for s in range(3):  # the sessions exist: the batch below is one script call
+        saver.save(message(f"first-{s}", "hello", session_id=f"s-{s}"))
+    saver.save(message("old", "stored before", session_id="s-1"))
+    waited = ["b-1", "b-4", "old"]
+    listeners = {m: active.listen_for("acme", m) for m in waited}
+    try:
+        batch = [message(f"b-{i}", f"more {i}", session_id=f"s-{i % 3}") for i in range(6)]
+        batch.append(message("old", "stored before", session_id="s-1"))  # a duplicate
+        outcomes = saver.save_many(batch)
+        assert [o.stored for o in outcomes] == [True] * 6 + [False]
+        assert listeners["b-1"].wait(5.0) and listeners["b-4"].wait(5.0)
+        assert listeners["old"].wait(0.2) is False
+    finally:
+        for listener in listeners.values():
+            listener.close()

@@ -28,9 +28,24 @@ _APPEND_RESULTS = {
     SaveStatus.NOT_ACTIVE: AppendResult.NOT_FOUND,
     SaveStatus.UNCONFIRMED: AppendResult.NEW_CONVERSATION,
 }
+# The same by the script's integer (an IntEnum's value hashes and compares as it): no enum
+# call per message of a batch.
+_APPEND_BY_CODE: dict[int, AppendResult] = {int(k): v for k, v in _APPEND_RESULTS.items()}
 # Statuses of an append that wrote nothing because the conversation is not here.
 _NOT_HERE = (SaveStatus.MOVED, SaveStatus.FOREIGN_CONVERSATION, SaveStatus.NOT_ACTIVE)
 _ACTIVE_RESULTS = (AppendResult.SAVED, AppendResult.DUPLICATE)
+
+
+def _unflattened(flat: list[Any]) -> list[list[Any]]:
+    """save_batch.lua's replies, from its flat array (each reply's length, then its
+    elements)."""
+    replies: list[list[Any]] = []
+    at = 0
+    while at < len(flat):
+        length = int(flat[at])
+        replies.append(flat[at + 1:at + 1 + length])
+        at += 1 + length
+    return replies
 
 
 class RedisConversations(RedisSessions):
@@ -82,45 +97,56 @@ class RedisConversations(RedisSessions):
         for index, (conversation, _, explicit, create) in enumerate(items):
             key = (conversation.tenant_id, conversation.session_id,
                    conversation.id if explicit else "", create)
-            marks = [("s", conversation.session_id)]
-            if explicit:
-                marks.append(("c", conversation.id))
+            session_mark = ("s", conversation.session_id)
+            conversation_mark = ("c", conversation.id) if explicit else None
             group = open_groups.get(key)
-            if group is None or any(latest.get(mark, group) != group for mark in marks):
+            if (group is None or latest.get(session_mark, group) != group
+                    or (conversation_mark is not None
+                        and latest.get(conversation_mark, group) != group)):
                 groups.append((key, []))
                 group = open_groups[key] = len(groups) - 1
             groups[group][1].append(index)
-            for mark in marks:
-                latest[mark] = group
+            latest[session_mark] = group
+            if conversation_mark is not None:
+                latest[conversation_mark] = group
 
         keys = [self.keys.active_sessions]
         args: list[Any] = [self.keys.prefix]
         mapping, state, dumps = self.keys.session_mapping, self.keys.session_state, orjson.dumps
         for (tenant_id, session_id, explicit_id, create), indexes in groups:
-            messages = [items[i][1] for i in indexes]
+            conversation = items[indexes[0]][0]
             keys += (mapping(session_id), state(session_id))
             # JSON as orjson's bytes, as they go on the wire (a str would be decoded here and
-            # encoded again by the client, for every message of a batch).
-            args += (tenant_id, session_id, explicit_id, items[indexes[0]][0].id,
-                     dumps(items[indexes[0]][0].to_dict()), "1" if create else "0",
+            # encoded again by the client, for every message of a batch). The message's JSON is
+            # opaque here: whatever fields it carries go as they are.
+            if len(indexes) == 1:  # a batch spanning many sessions: mostly groups of one
+                message = items[indexes[0]][1]
+                args += (tenant_id, session_id, explicit_id, conversation.id,
+                         dumps(conversation.to_dict()), "1" if create else "0",
+                         message.created_at, 1,
+                         message.id, message.created_at, dumps(message.to_dict()))
+                continue
+            messages = [items[i][1] for i in indexes]
+            args += (tenant_id, session_id, explicit_id, conversation.id,
+                     dumps(conversation.to_dict()), "1" if create else "0",
                      max(message.created_at for message in messages), len(messages))
             for message in messages:
-                # The message's JSON is opaque here: whatever fields it carries go as they are.
                 args += (message.id, message.created_at, dumps(message.to_dict()))
 
         def build(pipe: Any) -> None:
             pipe.evalsha(self._save_batch.sha, len(keys), *keys, *args)
 
-        (replies,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
+        (flat,) = _run_pipeline(self.client, build, lua.SAVE_BATCH)
         results: list[tuple[AppendResult, str] | ForeignSession | None] = [None] * len(items)
-        for ((_, session_id, _, _), indexes), reply in zip(groups, replies, strict=True):
+        for ((_, session_id, _, _), indexes), reply in zip(groups, _unflattened(flat),
+                                                          strict=True):
             if int(reply[0]) == SaveStatus.FOREIGN_SESSION:
                 for i in indexes:
                     results[i] = ForeignSession(f"session {session_id} belongs to another tenant")
                 continue
             conversation_id = _text(reply[-1])
             for i, status in zip(indexes, reply[:-1], strict=True):
-                results[i] = (_APPEND_RESULTS[SaveStatus(int(status))], conversation_id)
+                results[i] = (_APPEND_BY_CODE[status], conversation_id)
         return [r for r in results if r is not None]
 
     def _save_in_two_steps_or_refusal(

@@ -21,7 +21,9 @@ local function resolve(k_mapping, k_state, tenant, candidate, at, confirmed)
   if not owner then
     redis.call('HSET', k_state, 'tenant_id', tenant, 'generation', 0)
   end
-  redis.call('PERSIST', k_state)
+  -- Only a released session's state expires (release_session.lua, which deletes its mapping
+  -- in the same step): one with a mapping has no expiry to remove, so no PERSIST a message.
+  if not conversation then redis.call('PERSIST', k_state) end
   local created = 0
   if (not conversation) and candidate == '' then
     conversation = ''

@@ -7,8 +7,9 @@
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
 -- Each message stored is announced on its channel (RedisKeys.arrival). The global indexes
--- (active sessions, the tenant's active conversations, their activity) are noted in `touched`
--- and written by touch_indexes once for all the groups of a call, not once a group.
+-- (active sessions, the tenant's active conversations, their activity) and the announcements
+-- are noted in `touched` and written by touch_indexes once for all the groups of a call, not
+-- once a group.
 local function save_group(k_mapping, k_state, touched, tenant, session, explicit, candidate,
                           prefix, conversation_json, create_arg, latest, first, last)
   if explicit ~= '' then candidate = '' end
@@ -45,8 +46,7 @@ local function save_group(k_mapping, k_state, touched, tenant, session, explicit
     if status >= 0 then stored = true end
     if status == 1 then
       saved = true
-      -- Wakes a get_context waiting for it (wait_for_message_id); costs nothing unheard.
-      redis.call('PUBLISH', prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i], '1')
+      touched.arrived[#touched.arrived + 1] = prefix .. 'arrived:' .. tenant .. ':' .. ARGV[i]
     end
   end
   if stored then
@@ -67,7 +67,7 @@ local function save_group(k_mapping, k_state, touched, tenant, session, explicit
 end
 
 local function new_touched()
-  return {sessions = {}, conversations = {}, saved = {}}
+  return {sessions = {}, conversations = {}, saved = {}, arrived = {}}
 end
 
 -- redis.call(command, key, ...members) in chunks (Lua's unpack has a stack limit).
@@ -77,7 +77,24 @@ local function add_all(command, key, members)
   end
 end
 
--- The global indexes of what save_group stored: one SADD or ZADD each, not one a group.
+-- Wakes each get_context waiting for one of the messages stored (wait_for_message_id): one
+-- PUBSUB NUMSUB for a call's messages (nearly always nobody listens), then a PUBLISH where
+-- someone does, rather than a PUBLISH per message of a batch. One message: its PUBLISH.
+local function announce(channels)
+  if #channels == 1 then
+    redis.call('PUBLISH', channels[1], '1')
+    return
+  end
+  for i = 1, #channels, 1000 do
+    local counts = redis.call('PUBSUB', 'NUMSUB', unpack(channels, i, math.min(i + 999, #channels)))
+    for j = 2, #counts, 2 do
+      if counts[j] > 0 then redis.call('PUBLISH', counts[j - 1], '1') end
+    end
+  end
+end
+
+-- The global indexes of what save_group stored: one SADD or ZADD each, not one a group; then
+-- the announcements.
 local function touch_indexes(k_active, prefix, touched)
   add_all('SADD', k_active, touched.sessions)
   for tenant, ids in pairs(touched.conversations) do
@@ -92,4 +109,5 @@ local function touch_indexes(k_active, prefix, touched)
     end
     add_all('ZADD', prefix .. 'conversation_activity', scored)
   end
+  announce(touched.arrived)
 end
