@@ -21,8 +21,8 @@ from conversation.adapters.redis.statuses import (
 PINNED = {
     "append": "18301db8f9c40459b699738e41d529581e542bfa",
     "resolve_session": "2f87263762d84fb7010078e5de43de1c80a6189b",
-    "save_in_session": "2e9a494496e639e6547dbb30107ee99376de505d",
-    "save_batch": "7d2f97b38fd2a1193663f0b4545c3b3a3133afa1",
+    "save_in_session": "f3f08c7ea6c11c5afc884c180905874b072a4ab5",
+    "save_batch": "8e74e341660906bc868790457ff7d54ab55ad931",
     "close_session": "b4226703ca61eddd539fbd596cb353c2287ca2bb",
     "close_into_timer": "d582d584db8aa5b23f7c470f684675b161a15920",
     "arm_close_timer": "bafb08704d64fd02a17ea10518d5c366e6704be2",

@@ -43,7 +43,7 @@ def _send(client: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]])
                 replies.append(exc)
         return replies
     if len(calls) == 1:
-        # One call (a save): sent as itself, without a pipeline object to build and reset
+        # One call (a save; a close, release or finish of one): sent as itself, without a pipeline object to build and reset
         # (~8 us a call, measured); its error is a value all the same.
         name, args, kwargs = calls[0]
         try:

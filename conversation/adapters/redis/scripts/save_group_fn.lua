@@ -6,7 +6,8 @@
 -- conversation for the session is confirmed), the latest created_at of the messages.
 -- Returns one status per message, then the conversation id; {-4, ''}: another tenant's
 -- session; -5 for every message: the session has no conversation, confirm a new one.
--- Each message stored is announced on its channel (RedisKeys.arrival). The global indexes
+-- Each message stored that someone waits for is announced on its channel (RedisKeys.arrival;
+-- see announce). The global indexes
 -- (active sessions, the tenant's active conversations, their activity) and the announcements
 -- are noted in `touched` and written by touch_indexes once for all the groups of a call, not
 -- once a group.
@@ -80,15 +81,24 @@ end
 -- Wakes each get_context waiting for one of the messages stored (wait_for_message_id): one
 -- PUBSUB NUMSUB for a call's messages (nearly always nobody listens), then a PUBLISH where
 -- someone does, rather than a PUBLISH per message of a batch. One message: its PUBLISH.
+-- NUMSUB counts this server's SUBSCRIBE clients, where the waiters subscribe (these scripts
+-- run on a standalone Redis only; a cluster saves through append.lua, which always PUBLISHes).
+-- An ACL user without PUBSUB gets every PUBLISH: an error here, after the appends, would fail
+-- a call whose messages are stored (its retry then answering "duplicate" for each).
 local function announce(channels)
   if #channels == 1 then
     redis.call('PUBLISH', channels[1], '1')
     return
   end
   for i = 1, #channels, 1000 do
-    local counts = redis.call('PUBSUB', 'NUMSUB', unpack(channels, i, math.min(i + 999, #channels)))
-    for j = 2, #counts, 2 do
-      if counts[j] > 0 then redis.call('PUBLISH', counts[j - 1], '1') end
+    local last = math.min(i + 999, #channels)
+    local counts = redis.pcall('PUBSUB', 'NUMSUB', unpack(channels, i, last))
+    if type(counts) == 'table' and counts.err then
+      for j = i, last do redis.call('PUBLISH', channels[j], '1') end
+    else
+      for j = 2, #counts, 2 do
+        if counts[j] > 0 then redis.call('PUBLISH', counts[j - 1], '1') end
+      end
     end
   end
 end
