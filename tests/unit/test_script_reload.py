@@ -44,3 +44,15 @@ def test_a_pipeline_without_a_lost_script_runs_once() -> None:
     replies = _run_pipeline(client, lambda pipe: pipe.evalsha(sha, 1, "only"), COUNT)
 
     assert [int(r) for r in replies] == [1] and int(client.get("only")) == 1
+
+
+def test_a_lone_call_after_a_lost_script_cache_runs_once() -> None:
+    """A pipeline of one call is sent without a Pipeline object: its NOSCRIPT comes back as a
+    value all the same, the script is loaded, and the call runs once."""
+    client = fakeredis.FakeRedis()
+    sha = client.script_load(COUNT)
+    client.script_flush()
+
+    replies = _run_pipeline(client, lambda pipe: pipe.evalsha(sha, 1, "alone"), COUNT)
+
+    assert [int(r) for r in replies] == [1] and int(client.get("alone")) == 1
